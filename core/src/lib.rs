@@ -1,0 +1,27 @@
+//! Rendition's core: everything both the worker and the Lambda need, with no queue or
+//! cloud SDK in sight.
+//!
+//! # Layout
+//! - [`spec`]: `VariantSpec` and its one canonical text form (`w=320,fit=cover,fm=webp`).
+//! - [`geometry`]: pure fit/crop/gravity math, no libvips.
+//! - [`naming`]: immutable, GUID-based derivative keys, and parsing them back.
+//! - [`config`]: typed settings (defaults → `rendition.toml` → `RENDITION__*`), presets.
+//! - [`sniff`]: source format from magic bytes, with an allow-list.
+//! - [`vips`]: a small safe layer over the libvips 8.14 C API (own FFI; see there why).
+//! - [`render`]: the pipeline as ordered named steps; one decode, many variants.
+//! - [`manifest`]: the per-source JSON written after its derivatives.
+//! - [`store`]: the async `BlobStore` port and the filesystem adapter.
+//! - [`job`]: the idempotent eager job and its retryable/permanent error classification.
+//! - [`schema`]: JSON Schemas of the config, manifest and failure record.
+
+pub mod config;
+pub mod geometry;
+pub mod job;
+pub mod manifest;
+pub mod naming;
+pub mod render;
+pub mod schema;
+pub mod sniff;
+pub mod spec;
+pub mod store;
+pub mod vips;

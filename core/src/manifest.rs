@@ -1,0 +1,57 @@
+//! The manifest: one JSON document per source version, written after all its eager
+//! derivatives, so its presence means "done". Its schema is `schemas/manifest.schema.json`.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::sniff::SourceFormat;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub source: ManifestSource,
+    /// Eager variants, in preset-name order.
+    pub variants: Vec<ManifestVariant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestSource {
+    pub bucket: String,
+    pub key: String,
+    pub guid: Uuid,
+    /// Version id or ETag the derivatives were made from.
+    pub version: String,
+    /// Width after EXIF orientation.
+    pub width: u32,
+    /// Height after EXIF orientation.
+    pub height: u32,
+    pub format: SourceFormat,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestVariant {
+    /// Preset name.
+    pub name: String,
+    /// Canonical spec of the preset when rendered.
+    pub spec: String,
+    pub key: String,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    pub content_type: String,
+}
+
+/// Record written when a source cannot be rendered (local mode), so a person can see why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailureRecord {
+    pub source_key: String,
+    /// Stable error kind, e.g. `corrupt_image`, `too_many_pixels`.
+    pub kind: String,
+    pub message: String,
+    pub retryable: bool,
+}

@@ -1,0 +1,131 @@
+//! The few libvips 8.14 C entry points Rendition calls, declared by hand.
+//!
+//! Every function here exists in libvips 8.14 (Debian 12's `libvips-dev`), so a missing
+//! symbol is a link error at build time, not a crash at run time. Variadic calls take
+//! `name, value, …, NULL` option lists; values must have the C type libvips expects
+//! (`c_int` for ints, enums and gbooleans, `c_double` for doubles, pointers as is).
+
+#![allow(non_camel_case_types)]
+
+use std::os::raw::{c_char, c_double, c_int, c_void};
+
+#[repr(C)]
+pub struct VipsImage {
+    _private: [u8; 0],
+}
+
+#[repr(C)]
+pub struct VipsArrayDouble {
+    _private: [u8; 0],
+}
+
+pub type GType = usize;
+
+pub const VIPS_ACCESS_SEQUENTIAL: c_int = 1;
+pub const VIPS_SIZE_FORCE: c_int = 3;
+pub const VIPS_EXTEND_BACKGROUND: c_int = 5;
+pub const VIPS_INTERPRETATION_CMYK: c_int = 15;
+pub const VIPS_FOREIGN_SUBSAMPLE_OFF: c_int = 2;
+pub const VIPS_FOREIGN_HEIF_COMPRESSION_AV1: c_int = 4;
+
+extern "C" {
+    pub fn vips_init(argv0: *const c_char) -> c_int;
+    pub fn vips_version(flag: c_int) -> c_int;
+    pub fn vips_block_untrusted_set(state: c_int);
+    pub fn vips_cache_set_max(max: c_int);
+    pub fn vips_concurrency_set(concurrency: c_int);
+    pub fn vips_leak_set(leak: c_int);
+
+    pub fn vips_error_buffer_copy() -> *mut c_char;
+    pub fn vips_error_clear();
+
+    pub fn g_object_unref(object: *mut c_void);
+    pub fn g_free(mem: *mut c_void);
+    pub fn vips_area_unref(area: *mut c_void);
+    pub fn vips_array_double_new(array: *const c_double, n: c_int) -> *mut VipsArrayDouble;
+
+    pub fn vips_image_new_from_buffer(
+        buf: *const c_void,
+        len: usize,
+        option_string: *const c_char,
+        ...
+    ) -> *mut VipsImage;
+    pub fn vips_image_get_width(image: *const VipsImage) -> c_int;
+    pub fn vips_image_get_height(image: *const VipsImage) -> c_int;
+    pub fn vips_image_get_bands(image: *const VipsImage) -> c_int;
+    pub fn vips_image_get_interpretation(image: *const VipsImage) -> c_int;
+    pub fn vips_image_get_n_pages(image: *mut VipsImage) -> c_int;
+    pub fn vips_image_get_typeof(image: *const VipsImage, name: *const c_char) -> GType;
+    pub fn vips_image_get_int(
+        image: *const VipsImage,
+        name: *const c_char,
+        out: *mut c_int,
+    ) -> c_int;
+    pub fn vips_image_hasalpha(image: *mut VipsImage) -> c_int;
+
+    pub fn vips_thumbnail_buffer(
+        buf: *mut c_void,
+        len: usize,
+        out: *mut *mut VipsImage,
+        width: c_int,
+        ...
+    ) -> c_int;
+    pub fn vips_thumbnail_image(
+        input: *mut VipsImage,
+        out: *mut *mut VipsImage,
+        width: c_int,
+        ...
+    ) -> c_int;
+    pub fn vips_image_copy_memory(input: *mut VipsImage) -> *mut VipsImage;
+    pub fn vips_extract_area(
+        input: *mut VipsImage,
+        out: *mut *mut VipsImage,
+        left: c_int,
+        top: c_int,
+        width: c_int,
+        height: c_int,
+        ...
+    ) -> c_int;
+    pub fn vips_embed(
+        input: *mut VipsImage,
+        out: *mut *mut VipsImage,
+        x: c_int,
+        y: c_int,
+        width: c_int,
+        height: c_int,
+        ...
+    ) -> c_int;
+    pub fn vips_flatten(input: *mut VipsImage, out: *mut *mut VipsImage, ...) -> c_int;
+    pub fn vips_addalpha(input: *mut VipsImage, out: *mut *mut VipsImage, ...) -> c_int;
+
+    pub fn vips_jpegsave_buffer(
+        input: *mut VipsImage,
+        buf: *mut *mut c_void,
+        len: *mut usize,
+        ...
+    ) -> c_int;
+    pub fn vips_pngsave_buffer(
+        input: *mut VipsImage,
+        buf: *mut *mut c_void,
+        len: *mut usize,
+        ...
+    ) -> c_int;
+    pub fn vips_webpsave_buffer(
+        input: *mut VipsImage,
+        buf: *mut *mut c_void,
+        len: *mut usize,
+        ...
+    ) -> c_int;
+    pub fn vips_heifsave_buffer(
+        input: *mut VipsImage,
+        buf: *mut *mut c_void,
+        len: *mut usize,
+        ...
+    ) -> c_int;
+    pub fn vips_gifsave_buffer(
+        input: *mut VipsImage,
+        buf: *mut *mut c_void,
+        len: *mut usize,
+        ...
+    ) -> c_int;
+}

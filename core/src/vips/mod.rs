@@ -1,0 +1,524 @@
+//! A small, safe layer over the libvips calls in [`ffi`].
+//!
+//! Why our own FFI and not a bindings crate: Debian 12 ships libvips 8.14. The `libvips`
+//! crate 2.x passes options that only 8.18 knows to every `*_with_opts` call, so they fail
+//! at run time on 8.14; `rs-vips` 0.7 works but segfaults when asked for an operation 8.14
+//! lacks. Declaring the dozen functions we use makes a missing one a link error, needs no
+//! bindgen or libclang at build time, and lets us pass exactly the options 8.14 documents.
+//!
+//! Images borrow the buffer they were loaded from (libvips decodes lazily), which the
+//! lifetime on [`Image`] enforces; [`Image::materialize`] decodes into memory and ends the
+//! borrow.
+
+pub mod ffi;
+
+use std::ffi::{CStr, CString};
+use std::marker::PhantomData;
+use std::os::raw::{c_char, c_int, c_void};
+use std::ptr;
+use std::sync::OnceLock;
+
+/// A libvips call failed; `message` is libvips' own error text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("libvips {op}: {message}")]
+pub struct VipsError {
+    pub op: &'static str,
+    pub message: String,
+}
+
+fn last_error(op: &'static str) -> VipsError {
+    // SAFETY: vips_error_buffer_copy returns a g_malloc'd NUL-terminated copy (or NULL).
+    let message = unsafe {
+        let raw = ffi::vips_error_buffer_copy();
+        if raw.is_null() {
+            String::new()
+        } else {
+            let text = CStr::from_ptr(raw).to_string_lossy().trim().to_string();
+            ffi::g_free(raw.cast());
+            text
+        }
+    };
+    VipsError {
+        op,
+        message: if message.is_empty() {
+            "unknown error".into()
+        } else {
+            message
+        },
+    }
+}
+
+static INIT: OnceLock<Result<(), VipsError>> = OnceLock::new();
+
+/// Starts libvips once per process: untrusted loaders (SVG, PDF, ImageMagick, …) blocked,
+/// the operation cache off (a worker never sees the same pixels twice), and `threads`
+/// worker threads per image (Rendition parallelises across images instead).
+pub fn init(threads: u32) -> Result<(), VipsError> {
+    INIT.get_or_init(|| {
+        let name = CString::new("rendition").expect("static name");
+        // SAFETY: plain C calls with valid arguments; vips_init is idempotent.
+        unsafe {
+            if ffi::vips_init(name.as_ptr()) != 0 {
+                return Err(last_error("init"));
+            }
+            ffi::vips_block_untrusted_set(1);
+            ffi::vips_cache_set_max(0);
+            ffi::vips_concurrency_set(threads.max(1) as c_int);
+        }
+        Ok(())
+    })
+    .clone()
+}
+
+/// libvips' version as `(major, minor, micro)`.
+pub fn version() -> (i32, i32, i32) {
+    // SAFETY: plain getters.
+    unsafe {
+        (
+            ffi::vips_version(0),
+            ffi::vips_version(1),
+            ffi::vips_version(2),
+        )
+    }
+}
+
+/// An owned reference to a libvips image that may borrow a source buffer for `'a`.
+pub struct Image<'a> {
+    raw: *mut ffi::VipsImage,
+    _buf: PhantomData<&'a [u8]>,
+}
+
+// SAFETY: VipsImage is a reference-counted GObject; libvips allows using an image from
+// any thread as long as each reference is used by one thread at a time, which `&mut`/move
+// semantics on `Image` guarantee.
+unsafe impl Send for Image<'_> {}
+
+impl Drop for Image<'_> {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference.
+        unsafe { ffi::g_object_unref(self.raw.cast()) }
+    }
+}
+
+type OutFn<'a> = dyn FnOnce(*mut *mut ffi::VipsImage) -> c_int + 'a;
+
+fn wrap<'a>(op: &'static str, call: Box<OutFn<'_>>) -> Result<Image<'a>, VipsError> {
+    let mut out: *mut ffi::VipsImage = ptr::null_mut();
+    let rc = call(&mut out);
+    if rc != 0 || out.is_null() {
+        if !out.is_null() {
+            // SAFETY: a failed call may still have set out; drop that reference.
+            unsafe { ffi::g_object_unref(out.cast()) };
+        }
+        return Err(last_error(op));
+    }
+    Ok(Image {
+        raw: out,
+        _buf: PhantomData,
+    })
+}
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).expect("option strings have no NUL")
+}
+
+/// A background colour as a libvips array (freed on drop).
+struct DoubleArray(*mut ffi::VipsArrayDouble);
+
+impl DoubleArray {
+    fn new(values: &[f64]) -> DoubleArray {
+        // SAFETY: libvips copies the values.
+        DoubleArray(unsafe { ffi::vips_array_double_new(values.as_ptr(), values.len() as c_int) })
+    }
+}
+
+impl Drop for DoubleArray {
+    fn drop(&mut self) {
+        // SAFETY: we own the one reference vips_array_double_new returned.
+        unsafe { ffi::vips_area_unref(self.0.cast()) }
+    }
+}
+
+/// What a source's header says, read without decoding pixels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub width: u32,
+    pub height: u32,
+    pub bands: u32,
+    pub pages: u32,
+    /// EXIF orientation 1–8 (1 when absent or out of range).
+    pub orientation: u8,
+    pub has_icc: bool,
+    pub is_cmyk: bool,
+    pub has_alpha: bool,
+}
+
+const SEQ_LOAD: &str = "fail_on=error";
+
+impl<'a> Image<'a> {
+    /// Opens `buf` lazily (header only) with the loader libvips picks; untrusted loaders
+    /// are blocked by [`init`]. Truncated or corrupt pixel data fails later, when read.
+    pub fn open(buf: &'a [u8]) -> Result<Image<'a>, VipsError> {
+        let options = cstr(SEQ_LOAD);
+        let access = cstr("access");
+        wrap(
+            "load",
+            Box::new(|out| {
+                // SAFETY: buf outlives the image ('a); option list is NULL-terminated.
+                let img = unsafe {
+                    ffi::vips_image_new_from_buffer(
+                        buf.as_ptr().cast(),
+                        buf.len(),
+                        options.as_ptr(),
+                        access.as_ptr(),
+                        ffi::VIPS_ACCESS_SEQUENTIAL,
+                        ptr::null::<c_char>(),
+                    )
+                };
+                // SAFETY: out is a valid pointer to write to.
+                unsafe { *out = img };
+                if img.is_null() {
+                    -1
+                } else {
+                    0
+                }
+            }),
+        )
+    }
+
+    pub fn width(&self) -> u32 {
+        // SAFETY: valid image.
+        unsafe { ffi::vips_image_get_width(self.raw) as u32 }
+    }
+    pub fn height(&self) -> u32 {
+        // SAFETY: valid image.
+        unsafe { ffi::vips_image_get_height(self.raw) as u32 }
+    }
+    pub fn bands(&self) -> u32 {
+        // SAFETY: valid image.
+        unsafe { ffi::vips_image_get_bands(self.raw) as u32 }
+    }
+    pub fn has_alpha(&self) -> bool {
+        // SAFETY: valid image.
+        unsafe { ffi::vips_image_hasalpha(self.raw) != 0 }
+    }
+    fn has_field(&self, name: &str) -> bool {
+        let name = cstr(name);
+        // SAFETY: valid image and NUL-terminated name.
+        unsafe { ffi::vips_image_get_typeof(self.raw, name.as_ptr()) != 0 }
+    }
+    fn int_field(&self, name: &str) -> Option<i32> {
+        if !self.has_field(name) {
+            return None;
+        }
+        let name = cstr(name);
+        let mut value: c_int = 0;
+        // SAFETY: valid image, name and out pointer.
+        let rc = unsafe { ffi::vips_image_get_int(self.raw, name.as_ptr(), &mut value) };
+        (rc == 0).then_some(value)
+    }
+
+    pub fn header(&self) -> Header {
+        let orientation = match self.int_field("orientation") {
+            Some(o @ 1..=8) => o as u8,
+            _ => 1,
+        };
+        Header {
+            width: self.width(),
+            height: self.height(),
+            bands: self.bands(),
+            // SAFETY: valid image.
+            pages: unsafe { ffi::vips_image_get_n_pages(self.raw) }.max(1) as u32,
+            orientation,
+            has_icc: self.has_field("icc-profile-data"),
+            // SAFETY: valid image.
+            is_cmyk: unsafe { ffi::vips_image_get_interpretation(self.raw) }
+                == ffi::VIPS_INTERPRETATION_CMYK,
+            has_alpha: self.has_alpha(),
+        }
+    }
+
+    /// Decodes with shrink-on-load straight to `width`×`height` (aspect ignored, so the
+    /// caller's geometry decides), auto-rotated by EXIF orientation, converted to sRGB when
+    /// `to_srgb` (embedded ICC profile or CMYK), alpha premultiplied while resampling.
+    pub fn thumbnail_buffer(
+        buf: &'a [u8],
+        width: u32,
+        height: u32,
+        to_srgb: bool,
+    ) -> Result<Image<'a>, VipsError> {
+        let k_height = cstr("height");
+        let k_size = cstr("size");
+        let k_opts = cstr("option_string");
+        let v_opts = cstr(SEQ_LOAD);
+        let k_export = cstr("export_profile");
+        let v_srgb = cstr("srgb");
+        wrap(
+            "thumbnail",
+            Box::new(|out| {
+                // SAFETY: libvips reads buf lazily; the returned image borrows it for 'a.
+                // The option list is NULL-terminated and typed per libvips' docs.
+                unsafe {
+                    if to_srgb {
+                        ffi::vips_thumbnail_buffer(
+                            buf.as_ptr() as *mut c_void,
+                            buf.len(),
+                            out,
+                            width as c_int,
+                            k_height.as_ptr(),
+                            height as c_int,
+                            k_size.as_ptr(),
+                            ffi::VIPS_SIZE_FORCE,
+                            k_opts.as_ptr(),
+                            v_opts.as_ptr(),
+                            k_export.as_ptr(),
+                            v_srgb.as_ptr(),
+                            ptr::null::<c_char>(),
+                        )
+                    } else {
+                        ffi::vips_thumbnail_buffer(
+                            buf.as_ptr() as *mut c_void,
+                            buf.len(),
+                            out,
+                            width as c_int,
+                            k_height.as_ptr(),
+                            height as c_int,
+                            k_size.as_ptr(),
+                            ffi::VIPS_SIZE_FORCE,
+                            k_opts.as_ptr(),
+                            v_opts.as_ptr(),
+                            ptr::null::<c_char>(),
+                        )
+                    }
+                }
+            }),
+        )
+    }
+
+    /// Resamples an already decoded, oriented sRGB image to exactly `width`×`height`.
+    pub fn resize_to(&self, width: u32, height: u32) -> Result<Image<'a>, VipsError> {
+        let k_height = cstr("height");
+        let k_size = cstr("size");
+        let k_norot = cstr("no_rotate");
+        wrap(
+            "resize",
+            Box::new(|out| {
+                // SAFETY: valid image; NULL-terminated typed option list.
+                unsafe {
+                    ffi::vips_thumbnail_image(
+                        self.raw,
+                        out,
+                        width as c_int,
+                        k_height.as_ptr(),
+                        height as c_int,
+                        k_size.as_ptr(),
+                        ffi::VIPS_SIZE_FORCE,
+                        k_norot.as_ptr(),
+                        1 as c_int,
+                        ptr::null::<c_char>(),
+                    )
+                }
+            }),
+        )
+    }
+
+    /// Runs the pipeline so far into memory; the result no longer borrows the source.
+    pub fn materialize(&self) -> Result<Image<'static>, VipsError> {
+        // SAFETY: valid image; returns a new reference or NULL.
+        let raw = unsafe { ffi::vips_image_copy_memory(self.raw) };
+        if raw.is_null() {
+            return Err(last_error("decode"));
+        }
+        Ok(Image {
+            raw,
+            _buf: PhantomData,
+        })
+    }
+
+    pub fn extract(
+        &self,
+        left: u32,
+        top: u32,
+        width: u32,
+        height: u32,
+    ) -> Result<Image<'a>, VipsError> {
+        wrap(
+            "crop",
+            Box::new(|out| {
+                // SAFETY: valid image; NULL-terminated option list.
+                unsafe {
+                    ffi::vips_extract_area(
+                        self.raw,
+                        out,
+                        left as c_int,
+                        top as c_int,
+                        width as c_int,
+                        height as c_int,
+                        ptr::null::<c_char>(),
+                    )
+                }
+            }),
+        )
+    }
+
+    /// Places the image at (`left`, `top`) on a `width`×`height` canvas of `background`
+    /// (one value per band).
+    pub fn embed(
+        &self,
+        left: u32,
+        top: u32,
+        width: u32,
+        height: u32,
+        background: &[f64],
+    ) -> Result<Image<'a>, VipsError> {
+        let k_extend = cstr("extend");
+        let k_bg = cstr("background");
+        let bg = DoubleArray::new(background);
+        wrap(
+            "embed",
+            Box::new(|out| {
+                // SAFETY: valid image and array; NULL-terminated option list.
+                unsafe {
+                    ffi::vips_embed(
+                        self.raw,
+                        out,
+                        left as c_int,
+                        top as c_int,
+                        width as c_int,
+                        height as c_int,
+                        k_extend.as_ptr(),
+                        ffi::VIPS_EXTEND_BACKGROUND,
+                        k_bg.as_ptr(),
+                        bg.0,
+                        ptr::null::<c_char>(),
+                    )
+                }
+            }),
+        )
+    }
+
+    /// Composites the alpha channel onto `background` (RGB or grey, matching the bands).
+    pub fn flatten(&self, background: &[f64]) -> Result<Image<'a>, VipsError> {
+        let k_bg = cstr("background");
+        let bg = DoubleArray::new(background);
+        wrap(
+            "flatten",
+            Box::new(|out| {
+                // SAFETY: valid image and array; NULL-terminated option list.
+                unsafe {
+                    ffi::vips_flatten(self.raw, out, k_bg.as_ptr(), bg.0, ptr::null::<c_char>())
+                }
+            }),
+        )
+    }
+
+    /// Adds an opaque alpha channel.
+    pub fn add_alpha(&self) -> Result<Image<'a>, VipsError> {
+        wrap(
+            "addalpha",
+            Box::new(|out| {
+                // SAFETY: valid image; NULL-terminated option list.
+                unsafe { ffi::vips_addalpha(self.raw, out, ptr::null::<c_char>()) }
+            }),
+        )
+    }
+
+    /// Encodes to `format` with metadata stripped.
+    pub fn save(&self, format: SaveFormat) -> Result<Vec<u8>, VipsError> {
+        let k_q = cstr("Q");
+        let k_strip = cstr("strip");
+        let k_optimize = cstr("optimize_coding");
+        let k_subsample = cstr("subsample_mode");
+        let k_compression = cstr("compression");
+        let k_effort = cstr("effort");
+        let mut buf: *mut c_void = ptr::null_mut();
+        let mut len: usize = 0;
+        let end = ptr::null::<c_char>();
+        // SAFETY: valid image; each option list is NULL-terminated and typed per libvips.
+        let rc = unsafe {
+            match format {
+                SaveFormat::Jpeg { quality } => ffi::vips_jpegsave_buffer(
+                    self.raw,
+                    &mut buf,
+                    &mut len,
+                    k_q.as_ptr(),
+                    quality as c_int,
+                    k_strip.as_ptr(),
+                    1 as c_int,
+                    k_optimize.as_ptr(),
+                    1 as c_int,
+                    // Full-resolution chroma at high quality, as a photographer expects.
+                    k_subsample.as_ptr(),
+                    if quality >= 90 {
+                        ffi::VIPS_FOREIGN_SUBSAMPLE_OFF
+                    } else {
+                        0
+                    },
+                    end,
+                ),
+                SaveFormat::Png => ffi::vips_pngsave_buffer(
+                    self.raw,
+                    &mut buf,
+                    &mut len,
+                    k_strip.as_ptr(),
+                    1 as c_int,
+                    k_compression.as_ptr(),
+                    6 as c_int,
+                    end,
+                ),
+                SaveFormat::Webp { quality } => ffi::vips_webpsave_buffer(
+                    self.raw,
+                    &mut buf,
+                    &mut len,
+                    k_q.as_ptr(),
+                    quality as c_int,
+                    k_strip.as_ptr(),
+                    1 as c_int,
+                    end,
+                ),
+                SaveFormat::Avif { quality, effort } => ffi::vips_heifsave_buffer(
+                    self.raw,
+                    &mut buf,
+                    &mut len,
+                    k_q.as_ptr(),
+                    quality as c_int,
+                    k_compression.as_ptr(),
+                    ffi::VIPS_FOREIGN_HEIF_COMPRESSION_AV1,
+                    k_effort.as_ptr(),
+                    effort as c_int,
+                    k_strip.as_ptr(),
+                    1 as c_int,
+                    end,
+                ),
+                SaveFormat::Gif => ffi::vips_gifsave_buffer(
+                    self.raw,
+                    &mut buf,
+                    &mut len,
+                    k_strip.as_ptr(),
+                    1 as c_int,
+                    end,
+                ),
+            }
+        };
+        if rc != 0 || buf.is_null() {
+            return Err(last_error("encode"));
+        }
+        // SAFETY: libvips returned a g_malloc'd buffer of `len` bytes; copy then free it.
+        let bytes = unsafe {
+            let out = std::slice::from_raw_parts(buf as *const u8, len).to_vec();
+            ffi::g_free(buf);
+            out
+        };
+        Ok(bytes)
+    }
+}
+
+/// Encoder settings for [`Image::save`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveFormat {
+    Jpeg { quality: u8 },
+    Png,
+    Webp { quality: u8 },
+    Avif { quality: u8, effort: u8 },
+    Gif,
+}

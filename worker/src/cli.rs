@@ -1,0 +1,63 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rendition",
+    version,
+    about = "Renders image derivatives (thumbnails, responsive sizes, modern formats) as uploads land in storage",
+    after_help = "Example:\n  rendition run --local ./bucket      # drop JPEGs into ./bucket/originals/\n  rendition render in.jpg --spec \"w=300,fit=cover,fm=webp\" -o out.webp"
+)]
+pub struct Cli {
+    /// Configuration file (TOML). Default: ./rendition.toml when present. Every key can
+    /// also be set as RENDITION__SECTION__KEY, e.g. RENDITION__LIMITS__MAX_INPUT_PIXELS.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch a folder used as the bucket and render every eager preset of each source.
+    #[command(
+        after_help = "Example:\n  rendition run --local ./bucket\n  cp photo.jpg ./bucket/originals/   # → ./bucket/derived/photo.jpg/<guid>/{xl,lg,md,sm,thumb}.webp + manifest.json\n\nA source that cannot be rendered gets ./bucket/failed/<name>.json with the reason.\nCtrl-C or SIGTERM finishes the jobs in flight and exits 0."
+    )]
+    Run {
+        /// The folder used as the bucket (sources under originals/, derivatives under derived/).
+        #[arg(long, value_name = "DIR")]
+        local: PathBuf,
+        /// Process what is in the folder now, then exit (no watching).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Render one variant of one file.
+    #[command(
+        group(ArgGroup::new("variant").required(true).args(["preset", "spec"])),
+        after_help = "Examples:\n  rendition render photo.jpg --spec \"w=300,fit=cover,fm=webp\" -o thumb.webp\n  rendition render photo.jpg --preset thumb -o thumb.webp\n\nSpec keys: w, h, fit (cover|contain|fill|inside|outside), g (centre|north|…|northwest),\nfm (jpeg|png|webp|avif|gif|original), q (1-100), bg (rrggbb), enlarge (true|false)."
+    )]
+    Render {
+        /// Source image.
+        input: PathBuf,
+        /// A configured preset.
+        #[arg(long, value_name = "NAME")]
+        preset: Option<String>,
+        /// A variant spec, e.g. "w=320,h=320,fit=cover,fm=webp,q=75".
+        #[arg(long, value_name = "SPEC")]
+        spec: Option<String>,
+        /// Output file; its extension picks the format when the spec has no fm.
+        #[arg(short = 'o', long = "output", value_name = "OUT")]
+        output: PathBuf,
+    },
+    /// Write (or check) the JSON Schemas of the config, manifest and failure record.
+    #[command(after_help = "Example:\n  rendition schema --out schemas")]
+    Schema {
+        /// Folder to write into; without it the config schema is printed.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}

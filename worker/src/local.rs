@@ -1,0 +1,279 @@
+//! `rendition run --local DIR`: a folder as the bucket.
+//!
+//! Files that appear under the source prefix are events: the folder is watched (inotify:
+//! a file counts when it is closed after writing or renamed into place), and scanned once
+//! at start so nothing dropped while the program was down is missed. The watch starts
+//! before the scan, so nothing falls between them. Each source runs through the shared
+//! eager [`Engine`]; one that cannot be rendered gets a record under the failed prefix
+//! with the reason, and the program keeps going. The shutdown future stops intake; jobs
+//! in flight finish before [`run`] returns.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
+use notify::{EventKind, RecursiveMode, Watcher};
+use rendition_core::job::{Engine, JobError, Outcome};
+use rendition_core::manifest::FailureRecord;
+use rendition_core::naming;
+use rendition_core::store::{BlobStore, FsStore, PutOptions, StoreError};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("cannot watch {path}: {source}")]
+    Watch {
+        path: PathBuf,
+        source: notify::Error,
+    },
+    #[error("cannot scan the source folder: {0}")]
+    Scan(#[from] StoreError),
+}
+
+/// Counts of what a run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub rendered: usize,
+    pub already_done: usize,
+    pub failed: usize,
+}
+
+/// Options of a local run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Process what is there at start, then return (no watching).
+    pub once: bool,
+}
+
+/// Runs the local mode until `shutdown` resolves (or, with `once`, until the initial scan
+/// is processed).
+pub async fn run(
+    store: FsStore,
+    engine: Engine,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Summary, LocalError> {
+    let settings = engine.settings().clone();
+    let source_prefix = settings.storage.source_prefix.clone();
+    let source_dir = store.root().join(source_prefix.trim_end_matches('/'));
+    std::fs::create_dir_all(&source_dir).map_err(|e| LocalError::Watch {
+        path: source_dir.clone(),
+        source: notify::Error::io(e),
+    })?;
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    // Keep the watcher alive for the whole run.
+    let _watcher = if options.once {
+        None
+    } else {
+        Some(watch(&store, &source_dir, tx.clone())?)
+    };
+
+    for meta in store.list(&source_prefix).await? {
+        let _ = tx.send(meta.key);
+    }
+    if options.once {
+        drop(tx);
+    }
+
+    let limit = Arc::new(Semaphore::new(settings.concurrency()));
+    let mut jobs: JoinSet<(String, Result<Outcome, JobError>)> = JoinSet::new();
+    let mut in_flight: HashSet<String> = HashSet::new();
+    // Keys that changed again while being processed: run once more afterwards.
+    let mut again: HashSet<String> = HashSet::new();
+    let mut summary = Summary::default();
+    tokio::pin!(shutdown);
+    info!(root = %store.root().display(), prefix = %source_prefix, once = options.once, "local mode started");
+
+    let mut intake_open = true;
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown, if intake_open => {
+                info!(in_flight = jobs.len(), "shutting down: finishing jobs in flight");
+                intake_open = false;
+                rx.close();
+                again.clear();
+            }
+            Some(done) = jobs.join_next() => {
+                let (key, result) = match done {
+                    Ok(pair) => pair,
+                    Err(e) => { error!(error = %e, "job task panicked"); continue; }
+                };
+                in_flight.remove(&key);
+                record(&store, &engine, &key, result, &mut summary).await;
+                if again.remove(&key) && intake_open {
+                    spawn_job(&mut jobs, &limit, &engine, key.clone());
+                    in_flight.insert(key);
+                }
+            }
+            key = rx.recv(), if intake_open => {
+                match key {
+                    Some(key) if in_flight.contains(&key) => { again.insert(key); }
+                    Some(key) => {
+                        spawn_job(&mut jobs, &limit, &engine, key.clone());
+                        in_flight.insert(key);
+                    }
+                    None => intake_open = false,
+                }
+            }
+            else => break,
+        }
+    }
+    info!(?summary, "local mode stopped");
+    Ok(summary)
+}
+
+fn spawn_job(
+    jobs: &mut JoinSet<(String, Result<Outcome, JobError>)>,
+    limit: &Arc<Semaphore>,
+    engine: &Engine,
+    key: String,
+) {
+    let (limit, engine) = (Arc::clone(limit), engine.clone());
+    jobs.spawn(async move {
+        let _permit = limit
+            .acquire_owned()
+            .await
+            .expect("semaphore is never closed");
+        let result = engine.process(&key).await;
+        (key, result)
+    });
+}
+
+fn failure_key(engine: &Engine, key: &str) -> Option<String> {
+    let storage = &engine.settings().storage;
+    let rel = naming::source_rel(&storage.source_prefix, key).ok()?;
+    Some(format!("{}{rel}.json", storage.failed_prefix))
+}
+
+/// Logs the outcome and keeps the failed/ records in step with it.
+async fn record(
+    store: &FsStore,
+    engine: &Engine,
+    key: &str,
+    result: Result<Outcome, JobError>,
+    summary: &mut Summary,
+) {
+    let failure = failure_key(engine, key);
+    match result {
+        Ok(outcome) => {
+            match outcome {
+                Outcome::Rendered { manifest_key, .. } => {
+                    summary.rendered += 1;
+                    info!(key, manifest = %manifest_key, "derivatives written");
+                }
+                Outcome::AlreadyDone { .. } => summary.already_done += 1,
+            }
+            if let Some(failure) = failure {
+                if let Err(e) = store.delete(&failure).await {
+                    warn!(key, error = %e, "could not remove an old failure record");
+                }
+            }
+        }
+        Err(JobError::MissingSource { .. }) => {
+            // Removed before we got to it: nothing to render, nothing to report.
+            info!(key, "source vanished before processing");
+        }
+        Err(err) => {
+            summary.failed += 1;
+            warn!(key, kind = err.kind(), retryable = err.is_retryable(), error = %err, "source failed");
+            let Some(failure) = failure else { return };
+            let body = FailureRecord {
+                source_key: key.to_string(),
+                kind: err.kind().to_string(),
+                message: err.to_string(),
+                retryable: err.is_retryable(),
+            };
+            let body = serde_json::to_vec_pretty(&body).expect("failure record serializes");
+            let opts = PutOptions {
+                content_type: Some("application/json".into()),
+                ..PutOptions::default()
+            };
+            if let Err(e) = store.put(&failure, Bytes::from(body), opts).await {
+                error!(key, error = %e, "could not write the failure record");
+            }
+        }
+    }
+}
+
+/// Watches `dir` recursively and sends the key of every file written or moved in.
+fn watch(
+    store: &FsStore,
+    dir: &Path,
+    tx: mpsc::UnboundedSender<String>,
+) -> Result<notify::RecommendedWatcher, LocalError> {
+    let store = store.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                warn!(error = %e, "file watch error");
+                return;
+            }
+        };
+        let paths: Vec<&PathBuf> = match event.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => event.paths.iter().collect(),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)) => event.paths.iter().collect(),
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
+                event.paths.get(1).into_iter().collect()
+            }
+            EventKind::Create(CreateKind::Folder) => {
+                // A folder moved in whole: its files raise no events of their own.
+                for path in &event.paths {
+                    for file in walk_files(path) {
+                        if let Some(key) = store.key_of(&file) {
+                            let _ = tx.send(key);
+                        }
+                    }
+                }
+                Vec::new()
+            }
+            _ => Vec::new(),
+        };
+        for path in paths {
+            match store.key_of(path) {
+                Some(key) if path.is_file() => {
+                    let _ = tx.send(key);
+                }
+                Some(_) => {}
+                None => warn!(path = %path.display(), "ignoring a file whose name cannot be a key"),
+            }
+        }
+    })
+    .map_err(|source| LocalError::Watch {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    watcher
+        .watch(dir, RecursiveMode::Recursive)
+        .map_err(|source| LocalError::Watch {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    Ok(watcher)
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.is_file() {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
