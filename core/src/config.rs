@@ -20,6 +20,16 @@ pub struct Settings {
     pub limits: Limits,
     pub render: RenderSettings,
     pub log: LogSettings,
+    /// The object store (S3 or compatible) the queue workers read and write.
+    pub s3: S3Settings,
+    /// RabbitMQ consumer (`rendition worker --queue rabbitmq`).
+    pub rabbitmq: RabbitSettings,
+    /// SQS consumer (`rendition worker --queue sqs`).
+    pub sqs: SqsSettings,
+    /// The long-running worker process.
+    pub worker: WorkerSettings,
+    /// Derivative URLs: CDN hosts, sharding, and signing of explicit specs.
+    pub urls: UrlSettings,
     /// Named variants. When none are configured the built-in set is used.
     pub presets: BTreeMap<String, Preset>,
 }
@@ -73,6 +83,180 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// A tracing filter, e.g. `info,rendition=debug`.
     pub filter: String,
+}
+
+/// S3 or an S3-compatible server. Credentials come from the standard AWS chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Settings {
+    /// The bucket holding sources and derivatives.
+    pub bucket: String,
+    /// Custom endpoint (MinIO, moto), e.g. `http://127.0.0.1:9000`.
+    pub endpoint: Option<String>,
+    /// Region; default from the AWS chain, else `us-east-1`.
+    pub region: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), needed by most S3-compatible servers.
+    pub force_path_style: bool,
+    /// Per-request timeout in seconds.
+    pub timeout_secs: u64,
+}
+
+/// RabbitMQ topology and retry policy; see the README's "Queues" section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RabbitSettings {
+    pub url: String,
+    /// The durable work queue (a quorum queue).
+    pub queue: String,
+    /// Exchange that upload events arrive on (MinIO's AMQP target publishes here); bound to
+    /// the work queue with routing key `#`.
+    pub uploads_exchange: String,
+    /// Topic exchange receiving `derivatives.ready` completion events.
+    pub events_exchange: String,
+    /// Attempts for retryable errors before dead-lettering.
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubles per attempt.
+    pub retry_base_ms: u64,
+    /// Upper bound of the retry delay.
+    pub retry_max_ms: u64,
+    /// Quorum-queue delivery limit: a message that keeps crashing workers is dead-lettered.
+    pub delivery_limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqsSettings {
+    /// Queue receiving S3 event notifications.
+    pub queue_url: String,
+    /// Custom endpoint (moto, ElasticMQ).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Long-poll wait (0-20 s).
+    pub wait_seconds: i32,
+    /// Visibility timeout to hold while a job runs; extended while it is still running.
+    pub visibility_timeout_secs: i32,
+    /// Messages per receive (1-10).
+    pub batch_size: i32,
+    /// Optional queue receiving `derivatives.ready` completion events.
+    pub events_queue_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    pub http_addr: String,
+    /// After SIGTERM, how long jobs in flight may take before the process exits anyway.
+    pub shutdown_grace_secs: u64,
+    /// `ObjectRemoved` events delete that source's derivatives and manifests.
+    pub delete_on_remove: bool,
+}
+
+/// Derivative URLs (see [`crate::url`]): `{scheme}://{host}/{derived key}`, with
+/// `?exp=…&sig=…` on explicit specs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct UrlSettings {
+    /// CDN host names, e.g. `["img1.example.com", "img2.example.com"]`. Empty: URLs are
+    /// relative (`/derived/…`).
+    pub hosts: Vec<String>,
+    /// `https` or `http`.
+    pub scheme: String,
+    /// Spread https URLs over all `hosts` (by a hash of the path). Off by default: over
+    /// HTTP/2 one connection carries every request and each extra host costs a DNS
+    /// lookup and a TLS handshake, so only `hosts[0]` is used. http URLs are always spread.
+    pub shard_https: bool,
+    /// Serve presets only: URLs with an explicit spec are refused (403).
+    pub presets_only: bool,
+    /// HMAC-SHA256 secrets signing explicit-spec URLs, at least 32 bytes each. The first
+    /// signs, every one verifies: rotate by putting the new key first, and remove the old
+    /// one once the URLs it signed are no longer in use. Without any key, explicit specs
+    /// are refused.
+    pub signing_keys: Vec<String>,
+    /// Lifetime of newly signed spec URLs in seconds (`exp` = now + this). None: they
+    /// never expire.
+    pub default_ttl_secs: Option<u64>,
+}
+
+/// Redacts the signing keys.
+impl std::fmt::Debug for UrlSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UrlSettings")
+            .field("hosts", &self.hosts)
+            .field("scheme", &self.scheme)
+            .field("shard_https", &self.shard_https)
+            .field("presets_only", &self.presets_only)
+            .field(
+                "signing_keys",
+                &format_args!("[{} redacted]", self.signing_keys.len()),
+            )
+            .field("default_ttl_secs", &self.default_ttl_secs)
+            .finish()
+    }
+}
+
+impl Default for UrlSettings {
+    fn default() -> Self {
+        UrlSettings {
+            hosts: Vec::new(),
+            scheme: "https".into(),
+            shard_https: false,
+            presets_only: false,
+            signing_keys: Vec::new(),
+            default_ttl_secs: None,
+        }
+    }
+}
+
+impl Default for S3Settings {
+    fn default() -> Self {
+        S3Settings {
+            bucket: "rendition".into(),
+            endpoint: None,
+            region: None,
+            force_path_style: false,
+            timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for RabbitSettings {
+    fn default() -> Self {
+        RabbitSettings {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            queue: "rendition.jobs".into(),
+            uploads_exchange: "rendition.uploads".into(),
+            events_exchange: "rendition.events".into(),
+            max_attempts: 5,
+            retry_base_ms: 1000,
+            retry_max_ms: 60_000,
+            delivery_limit: 10,
+        }
+    }
+}
+
+impl Default for SqsSettings {
+    fn default() -> Self {
+        SqsSettings {
+            queue_url: String::new(),
+            endpoint: None,
+            region: None,
+            wait_seconds: 20,
+            visibility_timeout_secs: 60,
+            batch_size: 10,
+            events_queue_url: None,
+        }
+    }
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            http_addr: "127.0.0.1:9464".into(),
+            shutdown_grace_secs: 30,
+            delete_on_remove: true,
+        }
+    }
 }
 
 /// A named variant.
@@ -131,6 +315,11 @@ impl Default for Settings {
             limits: Limits::default(),
             render: RenderSettings::default(),
             log: LogSettings::default(),
+            s3: S3Settings::default(),
+            rabbitmq: RabbitSettings::default(),
+            sqs: SqsSettings::default(),
+            worker: WorkerSettings::default(),
+            urls: UrlSettings::default(),
             presets: default_presets(),
         }
     }
@@ -251,8 +440,53 @@ impl Settings {
                 self.render.avif_effort
             ));
         }
+        if !(0..=20).contains(&self.sqs.wait_seconds) {
+            return rule(format!(
+                "sqs.wait_seconds must be 0-20, got {}",
+                self.sqs.wait_seconds
+            ));
+        }
+        if !(1..=10).contains(&self.sqs.batch_size) {
+            return rule(format!(
+                "sqs.batch_size must be 1-10, got {}",
+                self.sqs.batch_size
+            ));
+        }
+        if self.sqs.visibility_timeout_secs < 10 {
+            return rule("sqs.visibility_timeout_secs must be at least 10".into());
+        }
+        if self.rabbitmq.max_attempts == 0
+            || self.rabbitmq.retry_base_ms == 0
+            || self.rabbitmq.retry_max_ms < self.rabbitmq.retry_base_ms
+        {
+            return rule("rabbitmq: max_attempts and retry_base_ms must be > 0 and retry_max_ms >= retry_base_ms".into());
+        }
         if self.render.vips_threads == 0 {
             return rule("render.vips_threads must be at least 1".into());
+        }
+        let u = &self.urls;
+        if u.scheme != "https" && u.scheme != "http" {
+            return rule(format!(
+                "urls.scheme must be \"https\" or \"http\", got {:?}",
+                u.scheme
+            ));
+        }
+        for host in &u.hosts {
+            if host.is_empty()
+                || host.chars().any(|c| {
+                    matches!(c, '/' | '?' | '#' | '@' | '\\') || c.is_whitespace() || c.is_control()
+                })
+            {
+                return rule(format!(
+                    "urls.hosts entries must be host names (optionally with a port), got {host:?}"
+                ));
+            }
+        }
+        if let Some(i) = u.signing_keys.iter().position(|k| k.len() < 32) {
+            return rule(format!("urls.signing_keys[{i}] is shorter than 32 bytes"));
+        }
+        if u.default_ttl_secs == Some(0) {
+            return rule("urls.default_ttl_secs must be at least 1 (or unset)".into());
         }
         for (name, preset) in &self.presets {
             if !is_preset_name(name) {

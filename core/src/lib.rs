@@ -11,10 +11,13 @@
 //! - [`render`]: the pipeline as ordered named steps; one decode, many variants.
 //! - [`manifest`]: the per-source JSON written after its derivatives.
 //! - [`store`]: the async `BlobStore` port and the filesystem adapter.
+//! - [`event`]: storage notifications (S3, SNS, EventBridge, MinIO) parsed into jobs.
 //! - [`job`]: the idempotent eager job and its retryable/permanent error classification.
-//! - [`schema`]: JSON Schemas of the config, manifest and failure record.
+//! - [`schema`]: JSON Schemas of the config, manifest, failure record and event job.
+//! - [`url`]: derivative URLs (path = `/` + derived key), signed specs, host sharding.
 
 pub mod config;
+pub mod event;
 pub mod geometry;
 pub mod job;
 pub mod manifest;
@@ -24,4 +27,5 @@ pub mod schema;
 pub mod sniff;
 pub mod spec;
 pub mod store;
+pub mod url;
 pub mod vips;

@@ -23,5 +23,6 @@ pub fn all() -> Vec<(&'static str, String)> {
             "failure.schema.json",
             pretty(schema_for!(crate::manifest::FailureRecord)),
         ),
+        ("job.schema.json", pretty(schema_for!(crate::event::Job))),
     ]
 }

@@ -134,6 +134,6 @@ mod tests {
             sniff(&[0x00, 0x9F, 0x92, 0x96]),
             Err(SniffError::Unsupported("unknown binary data"))
         );
-        assert_eq!(sniff(b"\0\0\0\x18ftypmp42\0\0\0\0").is_err(), true);
+        assert!(sniff(b"\0\0\0\x18ftypmp42\0\0\0\0").is_err());
     }
 }

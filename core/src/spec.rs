@@ -475,7 +475,8 @@ mod tests {
 
     #[test]
     fn bad_input_is_a_typed_error() {
-        let cases: &[(&str, fn(&SpecError) -> bool)] = &[
+        type Case = (&'static str, fn(&SpecError) -> bool);
+        let cases: &[Case] = &[
             ("", |e| matches!(e, SpecError::NotAPair(_))),
             ("fm=original", |e| matches!(e, SpecError::Empty)),
             ("w=0", |e| {

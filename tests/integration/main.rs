@@ -1,1 +1,13 @@
+//! Rendition's integration tests: one binary, real components (libvips, the real
+//! `rendition` binary, a real filesystem; later RabbitMQ and an S3/SQS server on loopback).
 
+mod harness;
+
+mod config;
+mod conformance;
+mod local;
+mod proxy;
+mod rabbit;
+mod render;
+mod s3;
+mod sqs;

@@ -53,6 +53,15 @@ pub enum Command {
         #[arg(short = 'o', long = "output", value_name = "OUT")]
         output: PathBuf,
     },
+    /// Consume storage events from a queue and render every eager preset into S3.
+    #[command(
+        after_help = "Examples:\n  RENDITION__S3__BUCKET=photos rendition worker --queue sqs   # with RENDITION__SQS__QUEUE_URL\n  rendition worker --queue rabbitmq --config rendition.toml\n\n/healthz, /readyz and /metrics are served on worker.http_addr (default 127.0.0.1:9464).\nSIGTERM stops intake and finishes jobs in flight within worker.shutdown_grace_secs."
+    )]
+    Worker {
+        /// Which queue to consume.
+        #[arg(long, value_enum)]
+        queue: crate::app::QueueKind,
+    },
     /// Write (or check) the JSON Schemas of the config, manifest and failure record.
     #[command(after_help = "Example:\n  rendition schema --out schemas")]
     Schema {

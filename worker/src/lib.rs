@@ -2,14 +2,28 @@
 //! modes built on `rendition-core`.
 //!
 //! # Layout
+//! - [`app`]: `worker --queue rabbitmq|sqs`: store, engine, consumer, ops endpoint.
 //! - [`cli`]: the command line (clap), with an example in every command's `--help`.
 //! - [`local`]: `run --local DIR`, a folder as the bucket (scan + inotify + eager jobs).
 //! - [`oneoff`]: `render IN --spec S -o OUT`, one variant of one file.
 //! - [`telemetry`]: tracing setup (pretty or JSON lines).
 //! - [`shutdown`]: the Ctrl-C / SIGTERM future handed to every `run`.
+//! - [`rabbit`]: the RabbitMQ consumer (`worker --queue rabbitmq`): topology, retry queues,
+//!   dead-lettering, publisher confirms, reconnects and draining shutdown.
+//! - [`handler`]: one queue message → parsed events → eager jobs / removals, with the
+//!   retryable-or-permanent verdict the consumers act on.
+//! - [`sqs`]: the SQS consumer (long polling, heartbeats, batch deletes, dead-lettering).
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`metrics`]: the Prometheus registry.
 
+pub mod app;
 pub mod cli;
+pub mod handler;
+pub mod http;
 pub mod local;
+pub mod metrics;
 pub mod oneoff;
+pub mod rabbit;
 pub mod shutdown;
+pub mod sqs;
 pub mod telemetry;

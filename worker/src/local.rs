@@ -163,17 +163,18 @@ async fn record(
     let failure = failure_key(engine, key);
     match result {
         Ok(outcome) => {
+            // Clear an old failure record first, so "written" in the log means all done.
+            if let Some(failure) = failure {
+                if let Err(e) = store.delete(&failure).await {
+                    warn!(key, error = %e, "could not remove an old failure record");
+                }
+            }
             match outcome {
                 Outcome::Rendered { manifest_key, .. } => {
                     summary.rendered += 1;
                     info!(key, manifest = %manifest_key, "derivatives written");
                 }
                 Outcome::AlreadyDone { .. } => summary.already_done += 1,
-            }
-            if let Some(failure) = failure {
-                if let Err(e) = store.delete(&failure).await {
-                    warn!(key, error = %e, "could not remove an old failure record");
-                }
             }
         }
         Err(JobError::MissingSource { .. }) => {

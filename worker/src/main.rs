@@ -6,7 +6,7 @@ use rendition_core::config::Settings;
 use rendition_core::job::Engine;
 use rendition_core::store::FsStore;
 use rendition_worker::cli::{Cli, Command};
-use rendition_worker::{local, oneoff, shutdown, telemetry};
+use rendition_worker::{app, local, oneoff, shutdown, telemetry};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -40,6 +40,13 @@ fn main() -> anyhow::Result<()> {
                     dir.join("derived").display()
                 );
             }
+            Ok(())
+        }
+        Command::Worker { queue } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(app::run(settings, queue, shutdown::signal()))?;
             Ok(())
         }
         Command::Render {

@@ -2,8 +2,12 @@
 //! and which one conformance suite checks for all of them.
 
 mod fs;
+#[cfg(feature = "s3")]
+mod s3;
 
 pub use fs::FsStore;
+#[cfg(feature = "s3")]
+pub use s3::S3Store;
 
 use async_trait::async_trait;
 use bytes::Bytes;

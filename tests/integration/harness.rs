@@ -1,0 +1,297 @@
+//! Test harness: fixtures (generated images, real photos), and helpers to run the real
+//! `rendition` binary and wait for what it logs.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use image::{ImageEncoder, Rgb, RgbImage};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr, Command};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Real photos from Debian's wallpaper packages, fetched once by `scripts/fetch-photos.sh`
+/// into a cache outside git.
+pub fn photos_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = std::process::Command::new("bash")
+            .arg(repo_root().join("scripts/fetch-photos.sh"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/fetch-photos.sh");
+        assert!(out.status.success(), "scripts/fetch-photos.sh failed");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        PathBuf::from(
+            stdout
+                .lines()
+                .last()
+                .expect("fetch-photos prints its folder")
+                .trim(),
+        )
+    })
+}
+
+/// Real JPEG photos at least `min_width` pixels wide, from `photos.tsv`.
+pub fn photos(ext: &str, min_width: u32) -> Vec<(PathBuf, u32, u32)> {
+    let dir = photos_dir();
+    let tsv = std::fs::read_to_string(dir.join("photos.tsv")).expect("photos.tsv");
+    let mut out = Vec::new();
+    for line in tsv.lines() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if cols.len() < 3 || !cols[0].ends_with(ext) {
+            continue;
+        }
+        let (Ok(w), Ok(h)) = (cols[1].parse::<u32>(), cols[2].parse::<u32>()) else {
+            continue;
+        };
+        if w >= min_width {
+            out.push((dir.join(cols[0]), w, h));
+        }
+    }
+    out
+}
+
+pub const RED: [u8; 3] = [220, 30, 30];
+pub const GREEN: [u8; 3] = [30, 200, 30];
+pub const BLUE: [u8; 3] = [30, 30, 220];
+pub const YELLOW: [u8; 3] = [230, 220, 30];
+
+/// An asymmetric test card: four coloured quadrants (red, green / blue, yellow).
+pub fn quadrants(width: u32, height: u32) -> RgbImage {
+    RgbImage::from_fn(width, height, |x, y| {
+        let right = x >= width / 2;
+        let bottom = y >= height / 2;
+        Rgb(match (right, bottom) {
+            (false, false) => RED,
+            (true, false) => GREEN,
+            (false, true) => BLUE,
+            (true, true) => YELLOW,
+        })
+    })
+}
+
+pub fn encode_jpeg(img: &RgbImage, quality: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
+        .write_image(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
+    out
+}
+
+pub fn encode_png(img: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
+    out
+}
+
+/// Inserts an EXIF APP1 segment carrying only `Orientation = orientation` after SOI.
+pub fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8]);
+    let mut tiff = Vec::new();
+    tiff.extend_from_slice(b"MM\0\x2a\0\0\0\x08"); // big-endian TIFF, IFD at 8
+    tiff.extend_from_slice(&1u16.to_be_bytes()); // one entry
+    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
+    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
+    tiff.extend_from_slice(&1u32.to_be_bytes()); // count
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0]); // value padding
+    tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
+    let mut payload = b"Exif\0\0".to_vec();
+    payload.extend_from_slice(&tiff);
+    let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
+    out.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&payload);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// What a viewer shows for `stored` pixels tagged with EXIF `orientation`.
+pub fn apply_orientation(stored: &RgbImage, orientation: u16) -> RgbImage {
+    use image::imageops::{flip_horizontal, flip_vertical, rotate180, rotate270, rotate90};
+    match orientation {
+        1 => stored.clone(),
+        2 => flip_horizontal(stored),
+        3 => rotate180(stored),
+        4 => flip_vertical(stored),
+        5 => flip_horizontal(&rotate90(stored)),
+        6 => rotate90(stored),
+        7 => flip_horizontal(&rotate270(stored)),
+        8 => rotate270(stored),
+        _ => panic!("orientation {orientation}"),
+    }
+}
+
+/// A PNG whose header declares `width`×`height` but carries almost no data.
+pub fn png_bomb_header(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(data);
+        let crc = crc32(&[kind, data].concat());
+        c.extend_from_slice(&crc.to_be_bytes());
+        c
+    }
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &ihdr));
+    png.extend(chunk(
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    ));
+    png.extend(chunk(b"IEND", &[]));
+    png
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// Decodes JPEG, PNG or WebP output for pixel checks.
+pub fn decode(bytes: &[u8]) -> RgbImage {
+    image::load_from_memory(bytes)
+        .expect("decodable output")
+        .to_rgb8()
+}
+
+/// Mean colour of a small window around (fx, fy) given as fractions of the size.
+pub fn sample(img: &RgbImage, fx: f64, fy: f64) -> [u8; 3] {
+    let cx = (f64::from(img.width()) * fx) as i64;
+    let cy = (f64::from(img.height()) * fy) as i64;
+    let mut sum = [0u64; 3];
+    let mut n = 0u64;
+    for dy in -1..=1 {
+        for dx in -1..=1 {
+            let x = (cx + dx).clamp(0, i64::from(img.width()) - 1) as u32;
+            let y = (cy + dy).clamp(0, i64::from(img.height()) - 1) as u32;
+            let p = img.get_pixel(x, y).0;
+            for c in 0..3 {
+                sum[c] += u64::from(p[c]);
+            }
+            n += 1;
+        }
+    }
+    [(sum[0] / n) as u8, (sum[1] / n) as u8, (sum[2] / n) as u8]
+}
+
+pub fn close(a: [u8; 3], b: [u8; 3], tolerance: u8) -> bool {
+    a.iter()
+        .zip(b.iter())
+        .all(|(x, y)| x.abs_diff(*y) <= tolerance)
+}
+
+/// The `rendition` binary under test.
+pub fn rendition_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rendition"))
+}
+
+/// A running `rendition` process whose JSON log lines can be awaited.
+pub struct Running {
+    pub child: Child,
+    lines: Lines<BufReader<ChildStderr>>,
+    pub seen: Vec<serde_json::Value>,
+}
+
+impl Running {
+    /// Starts `rendition ARGS` with JSON logs on stderr.
+    pub fn spawn(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
+        let mut cmd = Command::new(rendition_bin());
+        cmd.current_dir(cwd)
+            .args(args)
+            .env("RENDITION__LOG__FORMAT", "json")
+            .env("RENDITION__LOG__FILTER", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn rendition");
+        let stderr = child.stderr.take().unwrap();
+        Running {
+            child,
+            lines: BufReader::new(stderr).lines(),
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads log lines until one satisfies `pred`, failing after `within`.
+    pub async fn wait_for(
+        &mut self,
+        within: Duration,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return v.clone();
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let line = tokio::time::timeout_at(deadline, self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("timed out waiting for {what}; log so far: {:#?}", self.seen)
+                })
+                .expect("read stderr");
+            let Some(line) = line else {
+                panic!("process ended before {what}; log: {:#?}", self.seen)
+            };
+            let value: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|_| serde_json::json!({ "raw": line }));
+            self.seen.push(value.clone());
+            if pred(&value) {
+                return value;
+            }
+        }
+    }
+
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("running") as i32;
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc_kill(pid, 15) };
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// A log event's field, as a string.
+pub fn field<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    v.get(name).and_then(|f| f.as_str())
+}

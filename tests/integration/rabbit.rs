@@ -1,0 +1,770 @@
+//! The RabbitMQ consumer in-process against the real broker on 127.0.0.1:5672, with a
+//! filesystem store in a temporary folder. Every test uses its own queue and exchange
+//! names (a random prefix) and deletes them at the end. Outcomes are awaited by reading
+//! the queues (a test queue bound to the events exchange, the DLQ) and the store, each
+//! with a deadline; nothing waits by sleeping a fixed time.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use lapin::message::BasicGetMessage;
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use rendition_core::config::{RabbitSettings, Settings};
+use rendition_core::job::Engine;
+use rendition_core::manifest::Manifest;
+use rendition_core::store::{
+    BlobStore, FsStore, Object, ObjectMeta, PutOptions, PutOutcome, StoreError,
+};
+use rendition_worker::handler::Handler;
+use rendition_worker::http::Readiness;
+use rendition_worker::metrics::{Metrics, OutcomeLabels};
+use rendition_worker::rabbit::{self, RabbitError};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::harness::{encode_jpeg, quadrants};
+use crate::proxy::Proxy;
+
+const BROKER: &str = "127.0.0.1:5672";
+const WAIT: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(25);
+
+fn amqp_url(addr: &str) -> String {
+    format!("amqp://guest:guest@{addr}/%2f")
+}
+
+/// Polls `check` until it returns `Some`, failing after `WAIT`.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A test's own topology on the real broker, and a connection to look at it.
+struct Broker {
+    settings: RabbitSettings,
+    _connection: Connection,
+    channel: Channel,
+    /// Bound to the events exchange with `derivatives.ready`.
+    events_queue: String,
+}
+
+/// Worker logs on the test output when `RUST_LOG` is set (e.g. `rendition_worker=debug`).
+fn init_logs() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+impl Broker {
+    async fn new(max_attempts: u32, retry_base_ms: u64) -> Broker {
+        init_logs();
+        let prefix = format!("rendition-test-{}", uuid::Uuid::new_v4().simple());
+        let settings = RabbitSettings {
+            url: amqp_url(BROKER),
+            queue: format!("{prefix}.jobs"),
+            uploads_exchange: format!("{prefix}.uploads"),
+            events_exchange: format!("{prefix}.events"),
+            max_attempts,
+            retry_base_ms,
+            retry_max_ms: retry_base_ms * 4,
+            delivery_limit: 10,
+        };
+        let connection = Connection::connect(&settings.url, ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ on 127.0.0.1:5672 (infra/local/services.sh up)");
+        let channel = connection.create_channel().await.unwrap();
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        // The worker declares the same at start; declaring first lets the test bind its
+        // queue and publish before the worker runs, and checks idempotence.
+        rabbit::declare_topology(&channel, &settings).await.unwrap();
+        let events_queue = format!("{prefix}.test-events");
+        channel
+            .queue_declare(
+                events_queue.as_str().into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        channel
+            .queue_bind(
+                events_queue.as_str().into(),
+                settings.events_exchange.as_str().into(),
+                rabbit::READY_ROUTING_KEY.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        Broker {
+            settings,
+            _connection: connection,
+            channel,
+            events_queue,
+        }
+    }
+
+    fn dlq(&self) -> String {
+        format!("{}.dlq", self.settings.queue)
+    }
+
+    fn retry_queues(&self) -> Vec<String> {
+        (1..self.settings.max_attempts)
+            .map(|n| format!("{}.retry.{n}", self.settings.queue))
+            .collect()
+    }
+
+    /// Publishes `body` to the uploads exchange, as MinIO's AMQP target does.
+    async fn publish(&self, body: &[u8]) {
+        let confirm = self
+            .channel
+            .basic_publish(
+                self.settings.uploads_exchange.as_str().into(),
+                "local/originals".into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_content_type("application/json".into()),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(confirm.is_ack());
+    }
+
+    /// Messages ready in `queue` (passive declare).
+    async fn ready_count(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap()
+            .message_count()
+    }
+
+    async fn try_get(&self, queue: &str) -> Option<BasicGetMessage> {
+        let msg = self
+            .channel
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await
+            .unwrap()?;
+        msg.delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .unwrap();
+        Some(msg)
+    }
+
+    /// The next message in `queue`, waiting for it.
+    async fn get(&self, queue: &str) -> BasicGetMessage {
+        eventually(&format!("a message in {queue}"), || self.try_get(queue)).await
+    }
+
+    /// The next `derivatives.ready` event.
+    async fn next_ready(&self) -> Manifest {
+        let msg = self.get(&self.events_queue).await;
+        assert_eq!(msg.delivery.routing_key.as_str(), rabbit::READY_ROUTING_KEY);
+        assert_eq!(msg.delivery.properties.delivery_mode(), &Some(2));
+        serde_json::from_slice(&msg.delivery.data).expect("the event is a manifest")
+    }
+
+    /// Asserts the work, retry and dead-letter queues hold nothing.
+    async fn assert_queues_empty(&self) {
+        assert_eq!(
+            self.ready_count(&self.settings.queue).await,
+            0,
+            "work queue"
+        );
+        assert_eq!(self.ready_count(&self.dlq()).await, 0, "DLQ");
+        for q in self.retry_queues() {
+            assert_eq!(self.ready_count(&q).await, 0, "{q}");
+        }
+    }
+
+    async fn cleanup(self) {
+        let mut queues = vec![
+            self.settings.queue.clone(),
+            self.dlq(),
+            self.events_queue.clone(),
+        ];
+        queues.extend(self.retry_queues());
+        for q in queues {
+            self.channel
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .unwrap();
+        }
+        for x in [
+            &self.settings.uploads_exchange,
+            &self.settings.events_exchange,
+        ] {
+            self.channel
+                .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// A MinIO notification (`{"EventName":…,"Key":…,"Records":[…]}`) for bucket `local`.
+fn minio_event(key: &str, size: usize) -> Vec<u8> {
+    let encoded = key.replace('/', "%2F");
+    serde_json::to_vec(&serde_json::json!({
+        "EventName": "s3:ObjectCreated:Put",
+        "Key": format!("local/{key}"),
+        "Records": [{
+            "eventVersion": "2.0",
+            "eventSource": "minio:s3",
+            "awsRegion": "",
+            "eventTime": "2024-05-14T09:12:31.402Z",
+            "eventName": "s3:ObjectCreated:Put",
+            "userIdentity": {"principalId": "minioadmin"},
+            "s3": {
+                "s3SchemaVersion": "1.0",
+                "configurationId": "Config",
+                "bucket": {"name": "local", "arn": "arn:aws:s3:::local"},
+                "object": {
+                    "key": encoded,
+                    "size": size,
+                    "eTag": "5d41402abc4b2a76b9719d911017c592",
+                    "contentType": "image/jpeg",
+                    "sequencer": "17CF1B4A9C6F3B59"
+                }
+            }
+        }]
+    }))
+    .unwrap()
+}
+
+fn jpeg(w: u32, h: u32) -> Vec<u8> {
+    encode_jpeg(&quadrants(w, h), 85)
+}
+
+async fn put(store: &FsStore, key: &str, body: Vec<u8>) -> Vec<u8> {
+    let event = minio_event(key, body.len());
+    store
+        .put(key, Bytes::from(body), PutOptions::default())
+        .await
+        .unwrap();
+    event
+}
+
+fn outcome(metrics: &Metrics, name: &str) -> u64 {
+    metrics
+        .jobs
+        .get_or_create(&OutcomeLabels {
+            outcome: name.to_string(),
+        })
+        .get()
+}
+
+/// The consumer running in this process.
+struct Worker {
+    handle: JoinHandle<Result<(), RabbitError>>,
+    stop: Option<oneshot::Sender<()>>,
+    metrics: Metrics,
+    ready: Readiness,
+}
+
+impl Worker {
+    fn start(rabbit: &RabbitSettings, store: Arc<dyn BlobStore>, concurrency: usize) -> Worker {
+        let mut settings = Settings::default();
+        settings.rabbitmq = rabbit.clone();
+        let engine = Engine::new(store, Arc::new(settings), "local");
+        let metrics = Metrics::new();
+        let handler = Handler::new(engine, true, metrics.clone());
+        let ready = Readiness::default();
+        // Only the broker flag is under test.
+        ready.set_store(true);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let rabbit = rabbit.clone();
+        let r = ready.clone();
+        let handle = tokio::spawn(async move {
+            rabbit::run(&rabbit, concurrency, handler, r, async move {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Worker {
+            handle,
+            stop: Some(stop),
+            metrics,
+            ready,
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let ready = self.ready.clone();
+        eventually("the worker to consume", || {
+            let up = ready.is_ready();
+            async move { up.then_some(()) }
+        })
+        .await;
+    }
+
+    /// Triggers shutdown and waits for `run` to return `Ok`.
+    async fn stop(mut self) -> Metrics {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(WAIT, &mut self.handle)
+            .await
+            .expect("run returns after shutdown")
+            .expect("run does not panic")
+            .expect("run returns Ok");
+        assert!(!self.ready.is_ready(), "not ready after shutdown");
+        self.metrics
+    }
+}
+
+/// Every manifest.json in the store.
+async fn manifests(store: &FsStore) -> Vec<Manifest> {
+    let mut out = Vec::new();
+    for meta in store.list("derived/").await.unwrap() {
+        if meta.key.ends_with("/manifest.json") {
+            let obj = store.get(&meta.key, 1 << 30).await.unwrap();
+            out.push(serde_json::from_slice(&obj.body).unwrap());
+        }
+    }
+    out
+}
+
+/// The manifest lists every eager preset, and every derivative it names is stored.
+async fn check_manifest(store: &FsStore, manifest: &Manifest, key: &str) {
+    assert_eq!(manifest.source.key, key);
+    assert_eq!(manifest.source.bucket, "local");
+    let settings = Settings::default();
+    let eager: Vec<&str> = settings.eager_presets().map(|(n, _)| n).collect();
+    let names: Vec<&str> = manifest.variants.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, eager);
+    for v in &manifest.variants {
+        let meta = store
+            .head(&v.key)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{} missing", v.key));
+        assert_eq!(meta.size, v.bytes, "{}", v.key);
+    }
+    assert!(
+        manifests(store).await.contains(manifest),
+        "the announced manifest is the stored one"
+    );
+}
+
+fn header<'a>(msg: &'a BasicGetMessage, name: &str) -> &'a AMQPValue {
+    msg.delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(name))
+        .unwrap_or_else(|| panic!("header {name} missing"))
+}
+
+fn header_str(msg: &BasicGetMessage, name: &str) -> String {
+    match header(msg, name) {
+        AMQPValue::LongString(s) => String::from_utf8(s.as_bytes().to_vec()).unwrap(),
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+fn header_bool(msg: &BasicGetMessage, name: &str) -> bool {
+    match header(msg, name) {
+        AMQPValue::Boolean(b) => *b,
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+fn header_int(msg: &BasicGetMessage, name: &str) -> i64 {
+    rabbit::header_int(&msg.delivery.properties, name)
+        .unwrap_or_else(|| panic!("integer header {name} missing"))
+}
+
+fn temp_store() -> (tempfile::TempDir, FsStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::new(dir.path().join("bucket")).unwrap();
+    (dir, store)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbit_upload_renders_announces_and_acks() {
+    let broker = Broker::new(3, 200).await;
+    let (_dir, store) = temp_store();
+    let worker = Worker::start(&broker.settings, Arc::new(store.clone()), 2);
+    worker.wait_ready().await;
+
+    let key = "originals/trip/photo 1.jpg";
+    let event = put(&store, key, jpeg(1200, 800)).await;
+    broker.publish(&event).await;
+
+    let manifest = broker.next_ready().await;
+    check_manifest(&store, &manifest, key).await;
+    assert_eq!((manifest.source.width, manifest.source.height), (1200, 800));
+
+    let metrics = worker.stop().await;
+    assert_eq!(outcome(&metrics, "rendered"), 1);
+    // After a clean shutdown an unacknowledged delivery would be back in the queue.
+    broker.assert_queues_empty().await;
+    assert!(broker.try_get(&broker.events_queue).await.is_none());
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbit_duplicate_delivery_is_already_done() {
+    let broker = Broker::new(3, 200).await;
+    let (_dir, store) = temp_store();
+    let worker = Worker::start(&broker.settings, Arc::new(store.clone()), 2);
+
+    let key = "originals/twice.jpg";
+    let event = put(&store, key, jpeg(900, 600)).await;
+    broker.publish(&event).await;
+    let first = broker.next_ready().await;
+    let keys_before: Vec<String> = store
+        .list("derived/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+
+    broker.publish(&event).await;
+    let metrics = worker.metrics.clone();
+    eventually("the second delivery to be already done", || {
+        let n = outcome(&metrics, "already_done");
+        async move { (n == 1).then_some(()) }
+    })
+    .await;
+    let metrics = worker.stop().await;
+
+    let keys_after: Vec<String> = store
+        .list("derived/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(keys_before, keys_after);
+    assert_eq!(manifests(&store).await, vec![first]);
+    assert_eq!(outcome(&metrics, "rendered"), 1);
+    assert_eq!(metrics.dead_lettered.get(), 0);
+    assert!(
+        broker.try_get(&broker.events_queue).await.is_none(),
+        "nothing new to announce"
+    );
+    broker.assert_queues_empty().await;
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbit_bad_images_are_dead_lettered_and_the_worker_goes_on() {
+    let broker = Broker::new(3, 200).await;
+    let (_dir, store) = temp_store();
+    let worker = Worker::start(&broker.settings, Arc::new(store.clone()), 2);
+
+    let corrupt = put(
+        &store,
+        "originals/broken.jpg",
+        b"\xFF\xD8\xFF\xE0 this is not really a JPEG".to_vec(),
+    )
+    .await;
+    let text = put(
+        &store,
+        "originals/notes.jpg",
+        b"just some text, named like a photo\n".to_vec(),
+    )
+    .await;
+    broker.publish(&corrupt).await;
+    broker.publish(&text).await;
+
+    let mut dead = vec![
+        broker.get(&broker.dlq()).await,
+        broker.get(&broker.dlq()).await,
+    ];
+    dead.sort_by_key(|m| m.delivery.data == text);
+    assert_eq!(dead[0].delivery.data, corrupt, "the original body");
+    assert_eq!(dead[1].delivery.data, text, "the original body");
+    assert_eq!(
+        header_str(&dead[0], rabbit::ERROR_KIND_HEADER),
+        "corrupt_image"
+    );
+    assert_eq!(
+        header_str(&dead[1], rabbit::ERROR_KIND_HEADER),
+        "unsupported_format"
+    );
+    for msg in &dead {
+        assert_eq!(header_int(msg, rabbit::ATTEMPTS_HEADER), 1);
+        assert!(!header_bool(msg, rabbit::RETRYABLE_HEADER));
+        let error = header_str(msg, rabbit::ERROR_HEADER);
+        assert!(error.contains("originals/"), "{error}");
+        assert!(error.len() <= 1024);
+        assert_eq!(msg.delivery.properties.delivery_mode(), &Some(2));
+    }
+
+    // Still consuming.
+    let good = put(&store, "originals/good.jpg", jpeg(640, 480)).await;
+    broker.publish(&good).await;
+    let manifest = broker.next_ready().await;
+    check_manifest(&store, &manifest, "originals/good.jpg").await;
+
+    let metrics = worker.stop().await;
+    assert_eq!(metrics.dead_lettered.get(), 2);
+    assert_eq!(outcome(&metrics, "dead_lettered"), 2);
+    assert_eq!(metrics.retries.get(), 0);
+    broker.assert_queues_empty().await;
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbit_missing_source_is_a_permanent_failure() {
+    let broker = Broker::new(3, 200).await;
+    let (_dir, store) = temp_store();
+    let worker = Worker::start(&broker.settings, Arc::new(store.clone()), 2);
+
+    let event = minio_event("originals/never-uploaded.jpg", 1234);
+    broker.publish(&event).await;
+    let msg = broker.get(&broker.dlq()).await;
+    assert_eq!(msg.delivery.data, event);
+    assert_eq!(
+        header_str(&msg, rabbit::ERROR_KIND_HEADER),
+        "missing_source"
+    );
+    assert!(!header_bool(&msg, rabbit::RETRYABLE_HEADER));
+    assert_eq!(header_int(&msg, rabbit::ATTEMPTS_HEADER), 1);
+
+    let metrics = worker.stop().await;
+    assert_eq!(metrics.retries.get(), 0);
+    assert_eq!(metrics.dead_lettered.get(), 1);
+    assert!(manifests(&store).await.is_empty());
+    broker.assert_queues_empty().await;
+    broker.cleanup().await;
+}
+
+/// A filesystem store whose `get` fails (retryably) while `failures` lasts.
+struct FlakyStore {
+    inner: FsStore,
+    failures: AtomicUsize,
+    gets: AtomicUsize,
+}
+
+impl FlakyStore {
+    fn new(inner: FsStore, failures: usize) -> FlakyStore {
+        FlakyStore {
+            inner,
+            failures: AtomicUsize::new(failures),
+            gets: AtomicUsize::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStore for FlakyStore {
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Object, StoreError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        let failing = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(StoreError::Unavailable("injected outage".into()));
+        }
+        self.inner.get(key, max_bytes).await
+    }
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
+        self.inner.head(key).await
+    }
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        opts: PutOptions,
+    ) -> Result<PutOutcome, StoreError> {
+        self.inner.put(key, body, opts).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbit_retryable_failures_go_through_retry_queues_then_succeed() {
+    let broker = Broker::new(4, 200).await;
+    let (_dir, store) = temp_store();
+    let flaky = Arc::new(FlakyStore::new(store.clone(), 2));
+    let worker = Worker::start(&broker.settings, flaky.clone(), 2);
+
+    let key = "originals/flaky.jpg";
+    let event = put(&store, key, jpeg(800, 600)).await;
+    let started = tokio::time::Instant::now();
+    broker.publish(&event).await;
+    let manifest = broker.next_ready().await;
+    check_manifest(&store, &manifest, key).await;
+    // Two failures: retry.1 (200 ms) then retry.2 (400 ms) before the third attempt.
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    assert_eq!(flaky.gets.load(Ordering::SeqCst), 3);
+
+    let metrics = worker.stop().await;
+    assert_eq!(metrics.retries.get(), 2);
+    assert_eq!(outcome(&metrics, "retry"), 2);
+    assert_eq!(outcome(&metrics, "rendered"), 1);
+    assert_eq!(metrics.dead_lettered.get(), 0);
+    broker.assert_queues_empty().await;
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbit_retryable_failures_exhaust_attempts_into_the_dlq() {
+    let broker = Broker::new(3, 100).await;
+    let (_dir, store) = temp_store();
+    let flaky = Arc::new(FlakyStore::new(store.clone(), usize::MAX));
+    let worker = Worker::start(&broker.settings, flaky.clone(), 2);
+
+    let event = put(&store, "originals/down.jpg", jpeg(320, 240)).await;
+    broker.publish(&event).await;
+    let msg = broker.get(&broker.dlq()).await;
+    assert_eq!(msg.delivery.data, event);
+    assert_eq!(
+        header_str(&msg, rabbit::ERROR_KIND_HEADER),
+        "storage_unavailable"
+    );
+    assert!(header_bool(&msg, rabbit::RETRYABLE_HEADER));
+    assert_eq!(header_int(&msg, rabbit::ATTEMPTS_HEADER), 3);
+    assert!(header_str(&msg, rabbit::ERROR_HEADER).contains("injected outage"));
+    assert_eq!(flaky.gets.load(Ordering::SeqCst), 3);
+
+    let metrics = worker.stop().await;
+    assert_eq!(metrics.retries.get(), 2);
+    assert_eq!(metrics.dead_lettered.get(), 1);
+    assert!(manifests(&store).await.is_empty());
+    broker.assert_queues_empty().await;
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbit_reconnects_after_the_connection_is_cut() {
+    let broker = Broker::new(3, 200).await;
+    let (_dir, store) = temp_store();
+    let target: SocketAddr = BROKER.parse().unwrap();
+    let proxy = Proxy::start(target).await;
+    let mut settings = broker.settings.clone();
+    settings.url = amqp_url(&proxy.addr().to_string());
+    // One at a time, so that the others are still queued or in flight at the cut.
+    let worker = Worker::start(&settings, Arc::new(store.clone()), 1);
+
+    let keys: Vec<String> = (0..4).map(|i| format!("originals/cut/{i}.jpg")).collect();
+    for key in &keys {
+        let event = put(&store, key, jpeg(1600, 1200)).await;
+        broker.publish(&event).await;
+    }
+    let first = broker.next_ready().await;
+    assert!(keys.contains(&first.source.key));
+
+    proxy.set_accepting(false);
+    proxy.cut();
+    let ready = worker.ready.clone();
+    eventually("the worker to notice the cut", || {
+        let up = ready.is_ready();
+        async move { (!up).then_some(()) }
+    })
+    .await;
+    let connections = proxy.accepted();
+    proxy.set_accepting(true);
+    worker.wait_ready().await;
+    assert!(proxy.accepted() > connections, "a new connection");
+
+    let manifests_store = store.clone();
+    let done = eventually("every upload to complete", || {
+        let store = manifests_store.clone();
+        async move {
+            let found = manifests(&store).await;
+            (found.len() == 4).then_some(found)
+        }
+    })
+    .await;
+    for key in &keys {
+        let manifest = done
+            .iter()
+            .find(|m| &m.source.key == key)
+            .unwrap_or_else(|| panic!("{key} done"));
+        check_manifest(&store, manifest, key).await;
+    }
+    // Redeliveries of jobs that were in flight at the cut find them done and are acked.
+    eventually("the work queue to drain", || async {
+        (broker.ready_count(&broker.settings.queue).await == 0).then_some(())
+    })
+    .await;
+    let metrics = worker.stop().await;
+    assert_eq!(metrics.dead_lettered.get(), 0);
+    assert_eq!(outcome(&metrics, "rendered"), 4);
+    broker.assert_queues_empty().await;
+    // Every announcement is of a stored manifest. (A job whose manifest was written but
+    // whose announcement could not be confirmed before the cut is not announced again.)
+    while let Some(msg) = broker.try_get(&broker.events_queue).await {
+        let m: Manifest = serde_json::from_slice(&msg.delivery.data).unwrap();
+        assert!(done.contains(&m));
+    }
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbit_shutdown_finishes_the_job_in_flight() {
+    let broker = Broker::new(3, 200).await;
+    let (_dir, store) = temp_store();
+    let worker = Worker::start(&broker.settings, Arc::new(store.clone()), 2);
+
+    let key = "originals/big.jpg";
+    let event = put(&store, key, jpeg(3000, 2000)).await;
+    broker.publish(&event).await;
+    let metrics = worker.metrics.clone();
+    eventually("the job to start", || {
+        let n = metrics.in_flight.get();
+        async move { (n > 0).then_some(()) }
+    })
+    .await;
+    let metrics = worker.stop().await;
+    assert_eq!(metrics.in_flight.get(), 0);
+    assert_eq!(outcome(&metrics, "rendered"), 1);
+
+    let found = manifests(&store).await;
+    assert_eq!(found.len(), 1);
+    check_manifest(&store, &found[0], key).await;
+    assert_eq!(broker.next_ready().await, found[0]);
+    broker.assert_queues_empty().await;
+    broker.cleanup().await;
+}

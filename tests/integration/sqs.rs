@@ -1,0 +1,514 @@
+//! The worker as production runs it on AWS: the real `rendition worker --queue sqs`
+//! binary, S3 uploads through the aws-sdk-s3 client, S3 → SQS bucket notifications, all
+//! on moto's server on loopback. Each test gets its own bucket and queues.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use rendition_core::config::Settings;
+use rendition_core::manifest::Manifest;
+
+use crate::harness::*;
+use crate::s3::{moto, MotoEnv};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+pub struct SqsWorld {
+    pub env: MotoEnv,
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub bucket: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub tmp: tempfile::TempDir,
+}
+
+fn s3_client(env: &MotoEnv) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new(env.region.clone()))
+        .endpoint_url(&env.endpoint)
+        .force_path_style(true)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            &env.access_key_id,
+            &env.secret_access_key,
+            None,
+            None,
+            "test",
+        ))
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+fn sqs_client(env: &MotoEnv) -> aws_sdk_sqs::Client {
+    let conf = aws_sdk_sqs::Config::builder()
+        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .region(aws_sdk_sqs::config::Region::new(env.region.clone()))
+        .endpoint_url(&env.endpoint)
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            &env.access_key_id,
+            &env.secret_access_key,
+            None,
+            None,
+            "test",
+        ))
+        .build();
+    aws_sdk_sqs::Client::from_conf(conf)
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()
+        .get(&QueueAttributeName::QueueArn)
+        .unwrap()
+        .clone()
+}
+
+impl SqsWorld {
+    /// A bucket whose uploads under `originals/` notify a fresh queue with a DLQ
+    /// (maxReceiveCount 3).
+    pub async fn new() -> SqsWorld {
+        let env = moto().await;
+        let (s3, sqs) = (s3_client(&env), sqs_client(&env));
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let bucket = format!("rendition-{id}");
+        s3.create_bucket().bucket(&bucket).send().await.unwrap();
+        let dlq_url = sqs
+            .create_queue()
+            .queue_name(format!("rendition-dlq-{id}"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let dlq_arn = queue_arn(&sqs, &dlq_url).await;
+        let redrive = serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3" })
+            .to_string();
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(format!("rendition-jobs-{id}"))
+            .attributes(QueueAttributeName::RedrivePolicy, redrive)
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let arn = queue_arn(&sqs, &queue_url).await;
+        let filter = aws_sdk_s3::types::NotificationConfigurationFilter::builder()
+            .key(
+                aws_sdk_s3::types::S3KeyFilter::builder()
+                    .filter_rules(
+                        aws_sdk_s3::types::FilterRule::builder()
+                            .name(aws_sdk_s3::types::FilterRuleName::Prefix)
+                            .value("originals/")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        s3.put_bucket_notification_configuration()
+            .bucket(&bucket)
+            .notification_configuration(
+                NotificationConfiguration::builder()
+                    .queue_configurations(
+                        QueueConfiguration::builder()
+                            .queue_arn(arn)
+                            .events(Event::S3ObjectCreated)
+                            .events(Event::S3ObjectRemoved)
+                            .filter(filter)
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        SqsWorld {
+            env,
+            s3,
+            sqs,
+            bucket,
+            queue_url,
+            dlq_url,
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The real worker binary, configured through RENDITION__* variables.
+    pub fn worker(&self, extra: &[(&str, &str)]) -> Running {
+        let mut env: Vec<(&str, &str)> = vec![
+            ("RENDITION__S3__BUCKET", &self.bucket),
+            ("RENDITION__S3__ENDPOINT", &self.env.endpoint),
+            ("RENDITION__S3__FORCE_PATH_STYLE", "true"),
+            ("RENDITION__S3__REGION", &self.env.region),
+            ("RENDITION__SQS__QUEUE_URL", &self.queue_url),
+            ("RENDITION__SQS__ENDPOINT", &self.env.endpoint),
+            ("RENDITION__SQS__REGION", &self.env.region),
+            ("RENDITION__SQS__WAIT_SECONDS", "1"),
+            ("RENDITION__SQS__VISIBILITY_TIMEOUT_SECS", "10"),
+            ("RENDITION__WORKER__HTTP_ADDR", "127.0.0.1:0"),
+            ("RENDITION__WORKER__SHUTDOWN_GRACE_SECS", "60"),
+            ("AWS_ACCESS_KEY_ID", &self.env.access_key_id),
+            ("AWS_SECRET_ACCESS_KEY", &self.env.secret_access_key),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ];
+        env.extend_from_slice(extra);
+        Running::spawn(self.tmp.path(), &["worker", "--queue", "sqs"], &env)
+    }
+
+    pub async fn upload(&self, key: &str, body: Vec<u8>) {
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("image/jpeg")
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Manifests under `derived/`, by source key.
+    pub async fn manifests(&self) -> HashMap<String, Manifest> {
+        let mut out = HashMap::new();
+        let listed = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix("derived/")
+            .send()
+            .await
+            .unwrap();
+        for obj in listed.contents() {
+            let key = obj.key().unwrap();
+            if key.ends_with("/manifest.json") {
+                let body = self
+                    .s3
+                    .get_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .unwrap();
+                let bytes = body.body.collect().await.unwrap().into_bytes();
+                let m: Manifest = serde_json::from_slice(&bytes).unwrap();
+                out.insert(m.source.key.clone(), m);
+            }
+        }
+        out
+    }
+
+    /// Polls storage until `n` manifests exist (bounded).
+    pub async fn wait_manifests(&self, n: usize) -> HashMap<String, Manifest> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let m = self.manifests().await;
+            if m.len() >= n {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} manifests after {WAIT:?}",
+                m.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Long-polls the DLQ for one message, with its attributes.
+    pub async fn dlq_message(&self) -> (String, HashMap<String, String>) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.dlq_url)
+                .wait_time_seconds(2)
+                .message_attribute_names("All")
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send()
+                .await
+                .unwrap();
+            if let Some(m) = out.messages().first() {
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.dlq_url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+                let attrs = m
+                    .message_attributes()
+                    .map(|a| {
+                        a.iter()
+                            .map(|(k, v)| {
+                                (k.clone(), v.string_value().unwrap_or_default().to_string())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                return (m.body().unwrap_or_default().to_string(), attrs);
+            }
+            assert!(Instant::now() < deadline, "nothing reached the DLQ");
+        }
+    }
+
+    /// Whether the DLQ holds nothing (one short long-poll).
+    pub async fn dlq_is_empty(&self) -> bool {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.dlq_url)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        out.messages().is_empty()
+    }
+
+    /// Messages still on the work queue (visible or in flight).
+    pub async fn queue_depth(&self) -> (u64, u64) {
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        let a = out.attributes().unwrap();
+        let n = |k: QueueAttributeName| a.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
+        (
+            n(QueueAttributeName::ApproximateNumberOfMessages),
+            n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+
+    pub async fn object_meta(
+        &self,
+        key: &str,
+    ) -> aws_sdk_s3::operation::head_object::HeadObjectOutput {
+        self.s3
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn rendered(v: &serde_json::Value, key: &str) -> bool {
+    field(v, "message") == Some("rendered") && field(v, "key") == Some(key)
+}
+
+#[tokio::test]
+async fn upload_to_sqs_to_worker_to_derivatives() {
+    let world = SqsWorld::new().await;
+    let mut worker = world.worker(&[]);
+    let (photo, w, h) = photos(".jpg", 4000).into_iter().next().unwrap();
+    world
+        .upload(
+            "originals/holiday photo.jpg",
+            std::fs::read(&photo).unwrap(),
+        )
+        .await;
+    worker
+        .wait_for(WAIT, "the upload rendered", |v| {
+            rendered(v, "originals/holiday photo.jpg")
+        })
+        .await;
+
+    let manifests = world.wait_manifests(1).await;
+    let m = &manifests["originals/holiday photo.jpg"];
+    assert_eq!((m.source.width, m.source.height), (w, h));
+    let eager: Vec<String> = Settings::default()
+        .eager_presets()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    assert_eq!(
+        m.variants
+            .iter()
+            .map(|v| v.name.clone())
+            .collect::<Vec<_>>(),
+        eager
+    );
+    for v in &m.variants {
+        let head = world.object_meta(&v.key).await;
+        assert_eq!(
+            head.cache_control(),
+            Some("public, max-age=31536000, immutable"),
+            "{}",
+            v.key
+        );
+        assert_eq!(head.content_type(), Some("image/webp"), "{}", v.key);
+        assert_eq!(head.content_length(), Some(v.bytes as i64));
+    }
+    // The manifest's version is the object's ETag as S3 reports it.
+    let source = world.object_meta("originals/holiday photo.jpg").await;
+    assert_eq!(Some(m.source.version.as_str()), source.e_tag());
+
+    // Same event again → same keys, no error, no DLQ.
+    let listed_before = world
+        .s3
+        .list_objects_v2()
+        .bucket(&world.bucket)
+        .send()
+        .await
+        .unwrap()
+        .key_count();
+    let event = serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": world.bucket}, "object": {"key": "originals/holiday+photo.jpg"}}
+    }]});
+    world
+        .sqs
+        .send_message()
+        .queue_url(&world.queue_url)
+        .message_body(event.to_string())
+        .send()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while world.queue_depth().await != (0, 0) {
+        assert!(Instant::now() < deadline, "duplicate event not consumed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let listed_after = world
+        .s3
+        .list_objects_v2()
+        .bucket(&world.bucket)
+        .send()
+        .await
+        .unwrap()
+        .key_count();
+    assert_eq!(
+        listed_before, listed_after,
+        "a duplicate writes nothing new"
+    );
+    assert!(worker.child.try_wait().unwrap().is_none());
+
+    // SIGTERM: exits 0.
+    worker.terminate();
+    let status = tokio::time::timeout(WAIT, worker.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn bad_messages_go_to_the_dlq_with_the_reason() {
+    let world = SqsWorld::new().await;
+    let mut worker = world.worker(&[]);
+    world
+        .upload(
+            "originals/corrupt.jpg",
+            b"\xFF\xD8\xFF\xE0 definitely not a jpeg".to_vec(),
+        )
+        .await;
+    let (body, attrs) = world.dlq_message().await;
+    assert!(body.contains("corrupt.jpg"), "{body}");
+    assert_eq!(
+        attrs.get("rendition-error-kind").map(String::as_str),
+        Some("corrupt_image"),
+        "{attrs:?}"
+    );
+    assert_eq!(
+        attrs.get("rendition-retryable").map(String::as_str),
+        Some("false")
+    );
+
+    // An event for an object that does not exist: permanent.
+    let event = serde_json::json!({"Records": [{
+        "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": world.bucket}, "object": {"key": "originals/ghost.jpg"}}
+    }]});
+    world
+        .sqs
+        .send_message()
+        .queue_url(&world.queue_url)
+        .message_body(event.to_string())
+        .send()
+        .await
+        .unwrap();
+    let (_, attrs) = world.dlq_message().await;
+    assert_eq!(
+        attrs.get("rendition-error-kind").map(String::as_str),
+        Some("missing_source"),
+        "{attrs:?}"
+    );
+
+    // Not an event at all.
+    world
+        .sqs
+        .send_message()
+        .queue_url(&world.queue_url)
+        .message_body("hello")
+        .send()
+        .await
+        .unwrap();
+    let (body, attrs) = world.dlq_message().await;
+    assert_eq!(body, "hello");
+    assert_eq!(
+        attrs.get("rendition-error-kind").map(String::as_str),
+        Some("not_json"),
+        "{attrs:?}"
+    );
+
+    // Still consuming: a good upload completes.
+    world
+        .upload("originals/fine.jpg", encode_jpeg(&quadrants(640, 480), 90))
+        .await;
+    worker
+        .wait_for(WAIT, "the good upload", |v| {
+            rendered(v, "originals/fine.jpg")
+        })
+        .await;
+    assert!(worker.child.try_wait().unwrap().is_none());
+}
+
+#[tokio::test]
+async fn sigkill_mid_batch_loses_nothing() {
+    let world = SqsWorld::new().await;
+    let keys: Vec<String> = (0..6).map(|i| format!("originals/batch-{i}.jpg")).collect();
+    let mut first = world.worker(&[("RENDITION__RENDER__CONCURRENCY", "2")]);
+    let (photo, _, _) = photos(".jpg", 4000).into_iter().next().unwrap();
+    let bytes = std::fs::read(&photo).unwrap();
+    for key in &keys {
+        world.upload(key, bytes.clone()).await;
+    }
+    first
+        .wait_for(WAIT, "a first render", |v| {
+            field(v, "message") == Some("rendered")
+        })
+        .await;
+    first.child.start_kill().unwrap();
+    first.child.wait().await.unwrap();
+
+    let _second = world.worker(&[("RENDITION__RENDER__CONCURRENCY", "2")]);
+    let manifests = world.wait_manifests(keys.len()).await;
+    for key in &keys {
+        assert!(manifests.contains_key(key), "{key} has no manifest");
+    }
+    let deadline = Instant::now() + WAIT;
+    while world.queue_depth().await != (0, 0) {
+        assert!(
+            Instant::now() < deadline,
+            "messages left on the queue: {:?}",
+            world.queue_depth().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

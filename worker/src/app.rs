@@ -1,0 +1,134 @@
+//! `rendition worker --queue rabbitmq|sqs`: the long-running worker process, wired from
+//! settings. The S3 store, the eager job engine, the operations endpoint, and one queue
+//! consumer; SIGTERM stops intake, jobs in flight finish within the grace period.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rendition_core::config::Settings;
+use rendition_core::job::Engine;
+use rendition_core::store::{BlobStore, S3Store};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::handler::Handler;
+use crate::http::{self, Readiness};
+use crate::metrics::Metrics;
+
+/// Which queue to consume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueKind {
+    Rabbitmq,
+    Sqs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Rabbit(#[from] crate::rabbit::RabbitError),
+    #[error(transparent)]
+    Sqs(#[from] crate::sqs::SqsError),
+}
+
+/// Runs the worker until `shutdown` resolves, then drains for at most the grace period.
+pub async fn run(
+    settings: Settings,
+    queue: QueueKind,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
+    let settings = Arc::new(settings);
+    let store = S3Store::from_settings(&settings.s3).await;
+    let store: Arc<dyn BlobStore> = Arc::new(store);
+    let engine = Engine::new(
+        Arc::clone(&store),
+        Arc::clone(&settings),
+        settings.s3.bucket.clone(),
+    );
+    let metrics = Metrics::new();
+    let handler = Handler::new(engine, settings.worker.delete_on_remove, metrics.clone());
+    let ready = Readiness::default();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let addr = settings.worker.http_addr.clone();
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|source| WorkerError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
+    info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or(addr), "operations endpoint: /healthz /readyz /metrics");
+    let http_task = tokio::spawn(http::serve(
+        listener,
+        metrics.clone(),
+        ready.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    let probe_task = tokio::spawn(probe_store(store, ready.clone(), stopped(stop_rx.clone())));
+
+    let concurrency = settings.concurrency();
+    let consumer = {
+        let (settings, ready, stop) = (
+            Arc::clone(&settings),
+            ready.clone(),
+            stopped(stop_rx.clone()),
+        );
+        async move {
+            match queue {
+                QueueKind::Rabbitmq => {
+                    crate::rabbit::run(&settings.rabbitmq, concurrency, handler, ready, stop)
+                        .await?
+                }
+                QueueKind::Sqs => {
+                    let client = crate::sqs::client(&settings.sqs).await;
+                    crate::sqs::run(client, &settings.sqs, concurrency, handler, ready, stop)
+                        .await?
+                }
+            }
+            Ok::<(), WorkerError>(())
+        }
+    };
+    tokio::pin!(consumer);
+    tokio::pin!(shutdown);
+    let result = tokio::select! {
+        r = &mut consumer => r,
+        _ = &mut shutdown => {
+            info!(grace_secs = settings.worker.shutdown_grace_secs, "shutdown requested: draining");
+            let _ = stop_tx.send(true);
+            match tokio::time::timeout(Duration::from_secs(settings.worker.shutdown_grace_secs), &mut consumer).await {
+                Ok(r) => r,
+                Err(_) => {
+                    warn!("grace period over; exiting with jobs in flight (they will be redelivered)");
+                    Ok(())
+                }
+            }
+        }
+    };
+    let _ = stop_tx.send(true);
+    let _ = http_task.await;
+    let _ = probe_task.await;
+    result
+}
+
+/// Marks the store ready while a cheap request to it succeeds.
+async fn probe_store(store: Arc<dyn BlobStore>, ready: Readiness, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        let up = store.list("rendition-readiness/").await.is_ok();
+        ready.set_store(up);
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(Duration::from_secs(if up { 15 } else { 2 })) => {}
+        }
+    }
+}
