@@ -28,6 +28,8 @@ pub struct Settings {
     pub sqs: SqsSettings,
     /// The long-running worker process.
     pub worker: WorkerSettings,
+    /// `rendition serve`: the on-demand path on a local folder.
+    pub serve: ServeSettings,
     /// Derivative URLs: CDN hosts, sharding, and signing of explicit specs.
     pub urls: UrlSettings,
     /// Named variants. When none are configured the built-in set is used.
@@ -208,6 +210,27 @@ impl Default for UrlSettings {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeSettings {
+    /// Listen address (loopback by default).
+    pub addr: String,
+    /// How long a request waits for a render before giving up (the render carries on).
+    pub wait_timeout_secs: u64,
+    /// Memory for recently used sources, so several variants of one source read it once.
+    pub source_cache_bytes: u64,
+}
+
+impl Default for ServeSettings {
+    fn default() -> Self {
+        ServeSettings {
+            addr: "127.0.0.1:8080".into(),
+            wait_timeout_secs: 30,
+            source_cache_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
 impl Default for S3Settings {
     fn default() -> Self {
         S3Settings {
@@ -319,6 +342,7 @@ impl Default for Settings {
             rabbitmq: RabbitSettings::default(),
             sqs: SqsSettings::default(),
             worker: WorkerSettings::default(),
+            serve: ServeSettings::default(),
             urls: UrlSettings::default(),
             presets: default_presets(),
         }

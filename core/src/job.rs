@@ -74,8 +74,12 @@ pub enum Outcome {
         manifest_key: String,
         manifest: Manifest,
     },
-    /// The manifest already existed: nothing to do.
-    AlreadyDone { manifest_key: String },
+    /// The manifest already existed: nothing rendered. Carries the stored manifest, so a
+    /// redelivered job can still announce completion (at-least-once).
+    AlreadyDone {
+        manifest_key: String,
+        manifest: Manifest,
+    },
 }
 
 /// Runs eager jobs against one store.
@@ -111,6 +115,16 @@ impl Engine {
         &self.bucket
     }
 
+    /// The manifest at `key`, if one is stored. One that does not parse (written by an
+    /// incompatible version, or damaged) counts as absent, so the job is redone.
+    async fn stored_manifest(&self, key: &str) -> Result<Option<Manifest>, JobError> {
+        match self.store.get(key, 16 * 1024 * 1024).await {
+            Ok(obj) => Ok(serde_json::from_slice(&obj.body).ok()),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Renders and stores every eager preset of the source at `key`, then its manifest.
     pub async fn process(&self, key: &str) -> Result<Outcome, JobError> {
         let storage = &self.settings.storage;
@@ -129,9 +143,12 @@ impl Engine {
         };
         let guid = naming::source_guid(&id(head.version()));
         let manifest_key = naming::manifest_key(&storage.derived_prefix, rel, guid)?;
-        if self.store.head(&manifest_key).await?.is_some() {
+        if let Some(manifest) = self.stored_manifest(&manifest_key).await? {
             debug!(key, %guid, "manifest exists, nothing to do");
-            return Ok(Outcome::AlreadyDone { manifest_key });
+            return Ok(Outcome::AlreadyDone {
+                manifest_key,
+                manifest,
+            });
         }
 
         let source = match self

@@ -9,9 +9,11 @@
 //! - [`sniff`]: source format from magic bytes, with an allow-list.
 //! - [`vips`]: a small safe layer over the libvips 8.14 C API (own FFI; see there why).
 //! - [`render`]: the pipeline as ordered named steps; one decode, many variants.
+//! - [`ondemand`]: a request for a derivative that may not exist yet: verify, find, render, store.
 //! - [`manifest`]: the per-source JSON written after its derivatives.
 //! - [`store`]: the async `BlobStore` port and the filesystem adapter.
 //! - [`event`]: storage notifications (S3, SNS, EventBridge, MinIO) parsed into jobs.
+//! - [`message`]: one queue message → events → eager jobs / removals, retry or dead-letter.
 //! - [`job`]: the idempotent eager job and its retryable/permanent error classification.
 //! - [`schema`]: JSON Schemas of the config, manifest, failure record and event job.
 //! - [`url`]: derivative URLs (path = `/` + derived key), signed specs, host sharding.
@@ -21,7 +23,9 @@ pub mod event;
 pub mod geometry;
 pub mod job;
 pub mod manifest;
+pub mod message;
 pub mod naming;
+pub mod ondemand;
 pub mod render;
 pub mod schema;
 pub mod sniff;

@@ -41,7 +41,7 @@ pub enum RenderError {
         height: u32,
         limit: u32,
     },
-    #[error("cannot read image header: {0}")]
+    #[error("corrupt image header: {0}")]
     Header(VipsError),
     #[error("corrupt or truncated image: {0}")]
     Decode(VipsError),

@@ -10,4 +10,5 @@ mod proxy;
 mod rabbit;
 mod render;
 mod s3;
+mod serve;
 mod sqs;

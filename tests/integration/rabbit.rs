@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use lapin::message::BasicGetMessage;
 use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions,
     ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
@@ -68,6 +68,7 @@ struct Broker {
     channel: Channel,
     /// Bound to the events exchange with `derivatives.ready`.
     events_queue: String,
+    cleaned: bool,
 }
 
 /// Worker logs on the test output when `RUST_LOG` is set (e.g. `rendition_worker=debug`).
@@ -82,6 +83,10 @@ fn init_logs() {
 
 impl Broker {
     async fn new(max_attempts: u32, retry_base_ms: u64) -> Broker {
+        Broker::with_delivery_limit(max_attempts, retry_base_ms, 10).await
+    }
+
+    async fn with_delivery_limit(max_attempts: u32, retry_base_ms: u64, limit: u32) -> Broker {
         init_logs();
         let prefix = format!("rendition-test-{}", uuid::Uuid::new_v4().simple());
         let settings = RabbitSettings {
@@ -92,7 +97,7 @@ impl Broker {
             max_attempts,
             retry_base_ms,
             retry_max_ms: retry_base_ms * 4,
-            delivery_limit: 10,
+            delivery_limit: limit,
         };
         let connection = Connection::connect(&settings.url, ConnectionProperties::default())
             .await
@@ -129,6 +134,7 @@ impl Broker {
             _connection: connection,
             channel,
             events_queue,
+            cleaned: false,
         }
     }
 
@@ -218,29 +224,65 @@ impl Broker {
         }
     }
 
-    async fn cleanup(self) {
+    /// Deletes the test's queues and exchanges (also done on drop, e.g. after a panic).
+    async fn cleanup(mut self) {
+        delete_topology(&self.channel, &self.names()).await.unwrap();
+        self.cleaned = true;
+    }
+
+    fn names(&self) -> (Vec<String>, Vec<String>) {
         let mut queues = vec![
             self.settings.queue.clone(),
             self.dlq(),
             self.events_queue.clone(),
         ];
         queues.extend(self.retry_queues());
-        for q in queues {
-            self.channel
-                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                .await
-                .unwrap();
-        }
-        for x in [
-            &self.settings.uploads_exchange,
-            &self.settings.events_exchange,
-        ] {
-            self.channel
-                .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
-                .await
-                .unwrap();
-        }
+        let exchanges = vec![
+            self.settings.uploads_exchange.clone(),
+            self.settings.events_exchange.clone(),
+        ];
+        (queues, exchanges)
     }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        let names = self.names();
+        let url = amqp_url(BROKER);
+        // A failed test: clean up on a fresh connection, from outside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
+                let channel = conn.create_channel().await?;
+                delete_topology(&channel, &names).await
+            })
+        })
+        .join();
+    }
+}
+
+async fn delete_topology(
+    channel: &Channel,
+    (queues, exchanges): &(Vec<String>, Vec<String>),
+) -> lapin::Result<()> {
+    for q in queues {
+        channel
+            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await?;
+    }
+    for x in exchanges {
+        channel
+            .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
+            .await?;
+    }
+    Ok(())
 }
 
 /// A MinIO notification (`{"EventName":…,"Key":…,"Records":[…]}`) for bucket `local`.
@@ -305,8 +347,10 @@ struct Worker {
 
 impl Worker {
     fn start(rabbit: &RabbitSettings, store: Arc<dyn BlobStore>, concurrency: usize) -> Worker {
-        let mut settings = Settings::default();
-        settings.rabbitmq = rabbit.clone();
+        let settings = Settings {
+            rabbitmq: rabbit.clone(),
+            ..Settings::default()
+        };
         let engine = Engine::new(store, Arc::new(settings), "local");
         let metrics = Metrics::new();
         let handler = Handler::new(engine, true, metrics.clone());
@@ -478,13 +522,17 @@ async fn rabbit_duplicate_delivery_is_already_done() {
         .map(|m| m.key)
         .collect();
     assert_eq!(keys_before, keys_after);
-    assert_eq!(manifests(&store).await, vec![first]);
+    assert_eq!(manifests(&store).await, vec![first.clone()]);
     assert_eq!(outcome(&metrics, "rendered"), 1);
     assert_eq!(metrics.dead_lettered.get(), 0);
-    assert!(
-        broker.try_get(&broker.events_queue).await.is_none(),
-        "nothing new to announce"
-    );
+    // At-least-once announcements: the redelivery announces the stored manifest again.
+    let again = broker
+        .try_get(&broker.events_queue)
+        .await
+        .expect("the duplicate announces the manifest again");
+    let again: rendition_core::manifest::Manifest =
+        serde_json::from_slice(&again.delivery.data).unwrap();
+    assert_eq!(again, first);
     broker.assert_queues_empty().await;
     broker.cleanup().await;
 }
@@ -573,7 +621,8 @@ async fn rabbit_missing_source_is_a_permanent_failure() {
     broker.cleanup().await;
 }
 
-/// A filesystem store whose `get` fails (retryably) while `failures` lasts.
+/// A filesystem store whose `get` fails (retryably) while `failures` lasts, and panics
+/// for keys containing `panics`.
 struct FlakyStore {
     inner: FsStore,
     failures: AtomicUsize,
@@ -593,7 +642,12 @@ impl FlakyStore {
 #[async_trait]
 impl BlobStore for FlakyStore {
     async fn get(&self, key: &str, max_bytes: u64) -> Result<Object, StoreError> {
+        // Faults are injected into source reads only (manifest lookups pass through).
+        if !key.starts_with("originals/") {
+            return self.inner.get(key, max_bytes).await;
+        }
         self.gets.fetch_add(1, Ordering::SeqCst);
+        assert!(!key.contains("panics"), "injected panic reading {key}");
         let failing = self
             .failures
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -688,9 +742,12 @@ async fn rabbit_reconnects_after_the_connection_is_cut() {
     let worker = Worker::start(&settings, Arc::new(store.clone()), 1);
 
     let keys: Vec<String> = (0..4).map(|i| format!("originals/cut/{i}.jpg")).collect();
+    let mut events = Vec::new();
     for key in &keys {
-        let event = put(&store, key, jpeg(1600, 1200)).await;
-        broker.publish(&event).await;
+        events.push(put(&store, key, jpeg(1600, 1200)).await);
+    }
+    for event in &events {
+        broker.publish(event).await;
     }
     let first = broker.next_ready().await;
     assert!(keys.contains(&first.source.key));
@@ -765,6 +822,116 @@ async fn rabbit_shutdown_finishes_the_job_in_flight() {
     assert_eq!(found.len(), 1);
     check_manifest(&store, &found[0], key).await;
     assert_eq!(broker.next_ready().await, found[0]);
+    broker.assert_queues_empty().await;
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbit_topology_dead_letters_a_crash_looping_message() {
+    // No worker: the test plays one that dies before acknowledging, every time.
+    let broker = Broker::new(3, 200).await;
+    let queue = broker.settings.queue.clone();
+    broker.publish(b"poison").await;
+    let returns = AtomicUsize::new(0);
+    let dead = eventually(
+        "the quorum queue's delivery limit to dead-letter it",
+        || async {
+            if let Some(msg) = broker
+                .channel
+                .basic_get(queue.as_str().into(), BasicGetOptions::default())
+                .await
+                .unwrap()
+            {
+                assert!(
+                    returns.fetch_add(1, Ordering::SeqCst) < 20,
+                    "never dead-lettered"
+                );
+                msg.delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    })
+                    .await
+                    .unwrap();
+            }
+            broker.try_get(&broker.dlq()).await
+        },
+    )
+    .await;
+    assert_eq!(dead.delivery.data, b"poison");
+    assert!(returns.load(Ordering::SeqCst) > broker.settings.delivery_limit as usize);
+    assert!(dead
+        .delivery
+        .properties
+        .headers()
+        .as_ref()
+        .is_some_and(|h| h.contains_key("x-death")));
+    broker.assert_queues_empty().await;
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbit_conflicting_topology_is_a_fatal_error() {
+    let broker = Broker::new(3, 200).await;
+    let (_dir, store) = temp_store();
+    let mut settings = broker.settings.clone();
+    settings.delivery_limit = broker.settings.delivery_limit + 1;
+    let worker = Worker::start(&settings, Arc::new(store), 1);
+    let result = tokio::time::timeout(WAIT, worker.handle)
+        .await
+        .expect("run gives up")
+        .unwrap();
+    match result {
+        Err(RabbitError::Declare { name, .. }) => assert_eq!(name, broker.settings.queue),
+        other => panic!("{other:?}"),
+    }
+    assert!(!worker.ready.is_ready());
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbit_shutdown_while_disconnected_returns_ok() {
+    let broker = Broker::new(3, 200).await;
+    let (_dir, store) = temp_store();
+    let proxy = Proxy::start(BROKER.parse().unwrap()).await;
+    proxy.set_accepting(false);
+    let mut settings = broker.settings.clone();
+    settings.url = amqp_url(&proxy.addr().to_string());
+    let worker = Worker::start(&settings, Arc::new(store), 1);
+    assert!(!worker.ready.is_ready());
+    worker.stop().await;
+    assert_eq!(proxy.accepted(), 0);
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbit_a_panicking_job_is_requeued_until_the_delivery_limit() {
+    let broker = Broker::with_delivery_limit(3, 200, 2).await;
+    let (_dir, store) = temp_store();
+    let flaky = Arc::new(FlakyStore::new(store.clone(), 0));
+    let worker = Worker::start(&broker.settings, flaky.clone(), 2);
+
+    let event = put(&store, "originals/panics.jpg", jpeg(320, 240)).await;
+    broker.publish(&event).await;
+    let dead = broker.get(&broker.dlq()).await;
+    assert_eq!(dead.delivery.data, event);
+    let headers = dead.delivery.properties.headers().as_ref().unwrap();
+    assert!(
+        headers.contains_key("x-death"),
+        "dead-lettered by the broker"
+    );
+    assert!(!headers.contains_key(rabbit::ERROR_KIND_HEADER));
+    // The first delivery and `delivery_limit` redeliveries.
+    assert_eq!(flaky.gets.load(Ordering::SeqCst), 3);
+
+    // Still consuming.
+    let good = put(&store, "originals/fine.jpg", jpeg(320, 240)).await;
+    broker.publish(&good).await;
+    let manifest = broker.next_ready().await;
+    check_manifest(&store, &manifest, "originals/fine.jpg").await;
+    let metrics = worker.stop().await;
+    assert_eq!(metrics.dead_lettered.get(), 0, "not by the worker");
     broker.assert_queues_empty().await;
     broker.cleanup().await;
 }

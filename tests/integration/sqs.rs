@@ -397,6 +397,10 @@ async fn upload_to_sqs_to_worker_to_derivatives() {
         listed_before, listed_after,
         "a duplicate writes nothing new"
     );
+    assert!(
+        world.dlq_is_empty().await,
+        "the duplicate was handled, not dead-lettered"
+    );
     assert!(worker.child.try_wait().unwrap().is_none());
 
     // SIGTERM: exits 0.
@@ -511,4 +515,5 @@ async fn sigkill_mid_batch_loses_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    assert!(world.dlq_is_empty().await, "nothing dead-lettered");
 }

@@ -62,6 +62,34 @@ pub enum Command {
         #[arg(long, value_enum)]
         queue: crate::app::QueueKind,
     },
+    /// Serve derivatives on demand from a folder bucket (the local twin of CDN + Lambda).
+    #[command(
+        after_help = "Example:\n  rendition serve --local ./bucket\n  curl -O \"http://127.0.0.1:8080$(rendition url originals/cat.jpg --preset thumb --local ./bucket)\""
+    )]
+    Serve {
+        /// The folder used as the bucket.
+        #[arg(long, value_name = "DIR")]
+        local: PathBuf,
+        /// Listen address (default: serve.addr, 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        addr: Option<String>,
+    },
+    /// Print the URL of a derivative (signed when it is an explicit spec).
+    #[command(
+        group(ArgGroup::new("urlvariant").required(true).args(["preset", "spec"])),
+        after_help = "Examples:\n  rendition url originals/cat.jpg --preset thumb --local ./bucket\n  rendition url originals/cat.jpg --spec \"w=300,h=300,fit=cover,fm=webp\" --local ./bucket   # needs urls.signing_keys\n\nWithout --local the source is looked up in the S3 bucket of the configuration."
+    )]
+    Url {
+        /// The source's key, e.g. originals/cat.jpg.
+        source: String,
+        #[arg(long, value_name = "NAME")]
+        preset: Option<String>,
+        #[arg(long, value_name = "SPEC")]
+        spec: Option<String>,
+        /// Look the source up in this folder bucket instead of S3.
+        #[arg(long, value_name = "DIR")]
+        local: Option<PathBuf>,
+    },
     /// Write (or check) the JSON Schemas of the config, manifest and failure record.
     #[command(after_help = "Example:\n  rendition schema --out schemas")]
     Schema {

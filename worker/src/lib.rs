@@ -12,6 +12,8 @@
 //!   dead-lettering, publisher confirms, reconnects and draining shutdown.
 //! - [`handler`]: one queue message → parsed events → eager jobs / removals, with the
 //!   retryable-or-permanent verdict the consumers act on.
+//! - [`serve`]: `serve --local DIR`: on-demand HTTP with request coalescing and a source cache.
+//! - [`urlcmd`]: `url SOURCE --preset|--spec`: a derivative's URL from the one generator.
 //! - [`sqs`]: the SQS consumer (long polling, heartbeats, batch deletes, dead-lettering).
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`metrics`]: the Prometheus registry.
@@ -24,6 +26,8 @@ pub mod local;
 pub mod metrics;
 pub mod oneoff;
 pub mod rabbit;
+pub mod serve;
 pub mod shutdown;
 pub mod sqs;
 pub mod telemetry;
+pub mod urlcmd;

@@ -4,9 +4,10 @@ use anyhow::Context;
 use clap::Parser;
 use rendition_core::config::Settings;
 use rendition_core::job::Engine;
-use rendition_core::store::FsStore;
+use rendition_core::ondemand::OnDemand;
+use rendition_core::store::{BlobStore, CachedStore, FsStore, S3Store};
 use rendition_worker::cli::{Cli, Command};
-use rendition_worker::{app, local, oneoff, shutdown, telemetry};
+use rendition_worker::{app, local, oneoff, serve, shutdown, telemetry, urlcmd};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -47,6 +48,61 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(app::run(settings, queue, shutdown::signal()))?;
+            Ok(())
+        }
+        Command::Serve { local: dir, addr } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let addr = addr.unwrap_or_else(|| settings.serve.addr.clone());
+                let wait = std::time::Duration::from_secs(settings.serve.wait_timeout_secs);
+                let fs =
+                    FsStore::new(&dir).with_context(|| format!("opening {}", dir.display()))?;
+                let cached = CachedStore::new(
+                    Arc::new(fs),
+                    settings.storage.source_prefix.clone(),
+                    settings.serve.source_cache_bytes,
+                );
+                let ondemand = OnDemand::new(Arc::new(cached), Arc::new(settings), "local");
+                let listener = tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .with_context(|| format!("listening on {addr}"))?;
+                serve::run(listener, ondemand, wait, shutdown::signal()).await?;
+                anyhow::Ok(())
+            })
+        }
+        Command::Url {
+            source,
+            preset,
+            spec,
+            local: dir,
+        } => {
+            let which = match (&preset, &spec) {
+                (Some(name), _) => oneoff::Which::Preset(name),
+                (None, Some(spec)) => oneoff::Which::Spec(spec),
+                (None, None) => unreachable!("clap requires one of --preset and --spec"),
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let url = runtime.block_on(async {
+                let (store, bucket): (Arc<dyn BlobStore>, String) = match &dir {
+                    Some(dir) => (Arc::new(FsStore::new(dir)?), "local".to_string()),
+                    None => (
+                        Arc::new(S3Store::from_settings(&settings.s3).await),
+                        settings.s3.bucket.clone(),
+                    ),
+                };
+                anyhow::Ok(
+                    urlcmd::derivative_url(&settings, store.as_ref(), &bucket, &source, which, now)
+                        .await?,
+                )
+            })?;
+            println!("{url}");
             Ok(())
         }
         Command::Render {

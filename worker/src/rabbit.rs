@@ -10,7 +10,7 @@
 //! | name | kind | arguments | role |
 //! | --- | --- | --- | --- |
 //! | `{uploads_exchange}` (`rendition.uploads`) | topic exchange, durable | | MinIO's AMQP target (or anything else) publishes storage events here |
-//! | `{queue}` (`rendition.jobs`) | quorum queue, durable | `x-delivery-limit = {delivery_limit}`, `x-dead-letter-exchange = ""`, `x-dead-letter-routing-key = {queue}.dlq` | the work queue, bound to the uploads exchange with `#` |
+//! | `{queue}` (`rendition.jobs`) | quorum queue, durable | `x-delivery-limit = {delivery_limit}` (omitted when 0: no limit), `x-dead-letter-exchange = ""`, `x-dead-letter-routing-key = {queue}.dlq` | the work queue, bound to the uploads exchange with `#` |
 //! | `{queue}.retry.{n}`, n = 1 … `max_attempts - 1` | classic queue, durable | `x-message-ttl = min(retry_base_ms · 2^(n-1), retry_max_ms)`, `x-dead-letter-exchange = ""`, `x-dead-letter-routing-key = {queue}` | delay before attempt n + 1: messages wait out the TTL, then return to the work queue |
 //! | `{queue}.dlq` | quorum queue, durable | | dead letters, for a person to inspect and redrive |
 //! | `{events_exchange}` (`rendition.events`) | topic exchange, durable | | completion events, routing key `derivatives.ready` |
@@ -29,7 +29,8 @@
 //!   exchange; then ack. A source that was already done announces nothing.
 //! - **Retryable failure** (storage unavailable, a crashed render): the attempt number is
 //!   the message's `x-rendition-attempt` header (1 when absent). Below `max_attempts`,
-//!   the original body and properties are published to `{queue}.retry.{attempt}` with
+//!   the original body (with its content type, message id and other headers) is
+//!   published, persistent, to `{queue}.retry.{attempt}` with
 //!   `x-rendition-attempt = attempt + 1` and the error headers below; then ack. At
 //!   `max_attempts` it is dead-lettered as below.
 //! - **Permanent failure** (bad event, corrupt or unsupported image, missing source, …)
@@ -59,13 +60,28 @@
 //! When the shutdown future resolves, the consumer is cancelled (no new deliveries),
 //! the deliveries already received are finished and acknowledged, then the channel and
 //! the connection are closed and [`run`] returns `Ok`.
+//!
+//! # Operating notes
+//! - Redrive: move messages from `{queue}.dlq` back to `{queue}` (or the uploads
+//!   exchange), e.g. with a shovel. They start again at attempt 1: the copies the worker
+//!   dead-letters carry `x-rendition-attempts`, not `x-rendition-attempt`.
+//! - Queue arguments cannot change in place. After changing `delivery_limit` or the
+//!   retry delays, declaring fails with PRECONDITION_FAILED and [`run`] returns an error
+//!   (no reconnect loop): delete the affected queues (the retry queues once empty) first.
+//! - A network that dies silently is noticed by AMQP heartbeats (negotiated with the
+//!   broker, 60 s by default); add `?heartbeat=10` to the URL to notice sooner.
+//! - Announcements are at most once per rendering: if the connection is lost after a
+//!   manifest was written but before its `derivatives.ready` was confirmed, the
+//!   redelivery finds the manifest and announces nothing. The manifest in the bucket is
+//!   the source of truth.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
@@ -564,7 +580,20 @@ async fn process(worker: Worker, channel: Channel, delivery: Delivery) {
     }
     let attempt = attempt_of(&delivery.properties);
     let names = &worker.names;
-    let settled = match worker.handler.handle(&delivery.data).await {
+    let handled = AssertUnwindSafe(worker.handler.handle(&delivery.data))
+        .catch_unwind()
+        .await;
+    let Ok(handled) = handled else {
+        // A bug, not a verdict on the message: return it. If it keeps doing this, the
+        // work queue's delivery limit dead-letters it.
+        error!(
+            delivery_tag = tag,
+            attempt, "the handler panicked; requeueing the message"
+        );
+        requeue(&delivery, tag).await;
+        return;
+    };
+    let settled = match handled {
         Ok(handled) => announce(&channel, names, &handled.manifests)
             .await
             .map(|()| Settled::Done),
@@ -627,21 +656,30 @@ async fn process(worker: Worker, channel: Channel, delivery: Delivery) {
                 }
             }
         }
+        Err(e) if !delivery.acker.usable() => {
+            info!(delivery_tag = tag, error = %e, "channel lost before the outcome was confirmed; the broker redelivers the message");
+        }
         Err(e) => {
             warn!(delivery_tag = tag, error = %e, "outcome not confirmed by the broker; requeueing the message");
-            tokio::time::sleep(REQUEUE_PAUSE).await;
-            let nack = BasicNackOptions {
-                requeue: true,
-                ..BasicNackOptions::default()
-            };
-            match delivery.acker.nack(nack).await {
-                Ok(true) => {}
-                Ok(false) | Err(_) => debug!(
-                    delivery_tag = tag,
-                    "channel lost before the nack; the broker redelivers the message"
-                ),
-            }
+            requeue(&delivery, tag).await;
         }
+    }
+}
+
+/// Returns a delivery to the queue after a short pause (so that a persistent failure
+/// does not spin); the broker counts it towards the delivery limit.
+async fn requeue(delivery: &Delivery, tag: u64) {
+    tokio::time::sleep(REQUEUE_PAUSE).await;
+    let nack = BasicNackOptions {
+        requeue: true,
+        ..BasicNackOptions::default()
+    };
+    match delivery.acker.nack(nack).await {
+        Ok(true) => {}
+        Ok(false) | Err(_) => debug!(
+            delivery_tag = tag,
+            "channel lost before the nack; the broker redelivers the message"
+        ),
     }
 }
 

@@ -185,7 +185,7 @@ impl FsStore {
         let mut body = Vec::with_capacity(md.len() as usize);
         // Read at most one byte past the limit, in case the file grew meanwhile.
         (&mut file)
-            .take(max_bytes + 1)
+            .take(max_bytes.saturating_add(1))
             .read_to_end(&mut body)
             .map_err(|e| io_err(key, e))?;
         if body.len() as u64 > max_bytes {

@@ -1,7 +1,10 @@
 //! The storage port: a narrow async interface every adapter (local folder, S3) provides,
 //! and which one conformance suite checks for all of them.
 
+mod cache;
 mod fs;
+
+pub use cache::CachedStore;
 #[cfg(feature = "s3")]
 mod s3;
 

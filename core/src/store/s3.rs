@@ -259,7 +259,7 @@ impl BlobStore for S3Store {
                     DisplayErrorContext(e)
                 ))
             })?;
-            let room = (max_bytes + 1).saturating_sub(buf.len() as u64);
+            let room = max_bytes.saturating_add(1).saturating_sub(buf.len() as u64);
             if chunk.len() as u64 >= room {
                 buf.extend_from_slice(&chunk[..room as usize]);
             } else {

@@ -1,0 +1,176 @@
+//! One queue message → parsed storage events → eager jobs and removals, with the
+//! retryable-or-permanent verdict every consumer (RabbitMQ, SQS, the Lambda triggers) acts
+//! on. A message is all-or-nothing: if any of its records fails, the whole message is
+//! retried or dead-lettered; jobs are idempotent, so redoing the records that did
+//! succeed is safe.
+
+use tracing::{debug, info};
+
+use crate::event::{self, Action, EventError, Job};
+use crate::job::{Engine, JobError, Outcome};
+use crate::manifest::Manifest;
+use crate::naming;
+use crate::store::StoreError;
+
+/// Why a message failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("invalid event: {0}")]
+    Event(#[from] EventError),
+    #[error("event for bucket {got:?}, but this worker serves {expected:?}")]
+    WrongBucket { got: String, expected: String },
+    #[error("{key}: {source}")]
+    Job { key: String, source: JobError },
+    #[error("deleting derivatives of {key}: {source}")]
+    Remove { key: String, source: StoreError },
+}
+
+impl MessageError {
+    /// Retry later (storage hiccups), or dead-letter now (the message itself is bad).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            MessageError::Event(_) | MessageError::WrongBucket { .. } => false,
+            MessageError::Job { source, .. } => source.is_retryable(),
+            MessageError::Remove { source, .. } => source.is_retryable(),
+        }
+    }
+
+    /// Stable error kind for headers, metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MessageError::Event(e) => e.kind(),
+            MessageError::WrongBucket { .. } => "wrong_bucket",
+            MessageError::Job { source, .. } => source.kind(),
+            MessageError::Remove { source, .. } => match source {
+                StoreError::Unavailable(_) => "storage_unavailable",
+                _ => "storage_error",
+            },
+        }
+    }
+}
+
+/// What a message produced.
+#[derive(Debug, Default)]
+pub struct Handled {
+    /// Manifests of every source this delivery completed, rendered now or before (to
+    /// announce as `derivatives.ready`: at-least-once, so a redelivery announces again).
+    pub manifests: Vec<Manifest>,
+    pub rendered: usize,
+    pub already_done: usize,
+    pub removed: usize,
+    pub ignored: usize,
+}
+
+/// Handles one message body with `engine`; `delete_on_remove` decides what
+/// `ObjectRemoved` events do.
+pub async fn handle_message(
+    engine: &Engine,
+    body: &[u8],
+    delete_on_remove: bool,
+) -> Result<Handled, MessageError> {
+    Messages {
+        engine,
+        delete_on_remove,
+    }
+    .handle_inner(body)
+    .await
+}
+
+struct Messages<'a> {
+    engine: &'a Engine,
+    delete_on_remove: bool,
+}
+
+impl Messages<'_> {
+    async fn handle_inner(&self, body: &[u8]) -> Result<Handled, MessageError> {
+        let parsed = event::parse_message(body, &self.engine.settings().storage)?;
+        let mut handled = Handled {
+            ignored: parsed.ignored.len(),
+            ..Handled::default()
+        };
+        for ignored in &parsed.ignored {
+            debug!(subject = %ignored.subject, reason = ignored.reason.as_str(), "event ignored");
+        }
+        for job in parsed.jobs {
+            if job.bucket != self.engine.bucket() {
+                return Err(MessageError::WrongBucket {
+                    got: job.bucket,
+                    expected: self.engine.bucket().to_string(),
+                });
+            }
+            match job.action {
+                Action::Created => match self.engine.process(&job.key).await {
+                    Ok(Outcome::Rendered { manifest, .. }) => {
+                        handled.rendered += 1;
+                        handled.manifests.push(manifest);
+                    }
+                    Ok(Outcome::AlreadyDone { manifest, .. }) => {
+                        handled.already_done += 1;
+                        handled.manifests.push(manifest);
+                    }
+                    Err(source) => {
+                        return Err(MessageError::Job {
+                            key: job.key,
+                            source,
+                        })
+                    }
+                },
+                Action::Removed if self.delete_on_remove => {
+                    self.remove(&job).await?;
+                    handled.removed += 1;
+                }
+                Action::Removed => handled.ignored += 1,
+            }
+        }
+        Ok(handled)
+    }
+
+    /// Deletes every derivative and manifest of every version of a removed source.
+    async fn remove(&self, job: &Job) -> Result<(), MessageError> {
+        let storage = &self.engine.settings().storage;
+        let err = |source| MessageError::Remove {
+            key: job.key.clone(),
+            source,
+        };
+        let rel = naming::source_rel(&storage.source_prefix, &job.key).map_err(|e| {
+            MessageError::Job {
+                key: job.key.clone(),
+                source: e.into(),
+            }
+        })?;
+        // If the source was re-uploaded since, its new derivatives must stay.
+        if self
+            .engine
+            .store()
+            .head(&job.key)
+            .await
+            .map_err(err)?
+            .is_some()
+        {
+            info!(key = %job.key, "source exists again; keeping derivatives");
+            return Ok(());
+        }
+        let folder = naming::source_folder(&storage.derived_prefix, rel);
+        let store = self.engine.store();
+        // Only `{folder}{guid}/{file}`: a source named `a.jpg/b.jpg` has its own folder
+        // inside this one, and must keep it.
+        let objects: Vec<_> = store
+            .list(&folder)
+            .await
+            .map_err(err)?
+            .into_iter()
+            .filter(|m| {
+                m.key[folder.len()..]
+                    .split_once('/')
+                    .is_some_and(|(guid, file)| {
+                        uuid::Uuid::try_parse(guid).is_ok() && !file.contains('/')
+                    })
+            })
+            .collect();
+        for meta in &objects {
+            store.delete(&meta.key).await.map_err(err)?;
+        }
+        info!(key = %job.key, deleted = objects.len(), "derivatives of a removed source deleted");
+        Ok(())
+    }
+}

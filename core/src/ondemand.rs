@@ -1,0 +1,262 @@
+//! The on-demand path: a request for a derivative that may not exist yet. Shared by the
+//! Lambda handler and `rendition serve`.
+//!
+//! 1. verify the URL ([`crate::url::verify`]): preset, or a signed spec;
+//! 2. if the derivative exists (the eager worker or another request made it), return it;
+//! 3. find the source from the URL alone (`{source_prefix}{source_rel}`), and check that its
+//!    current version still has the GUID in the URL — a replaced source has new names, and
+//!    the old URL must never return other bytes, so it is a 404;
+//! 4. render that one variant, store it only-if-absent, and return what is stored (if a
+//!    concurrent render won the race, its bytes), so a URL always returns the same bytes.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tracing::info;
+
+use crate::config::Settings;
+use crate::naming::{self, SourceId, Variant};
+use crate::render::{self, RenderError, VariantRequest};
+use crate::spec::Format;
+use crate::store::{BlobStore, Object, PutOptions, PutOutcome, StoreError, IMMUTABLE};
+use crate::url::{self, UrlError};
+
+/// A derivative ready to send.
+#[derive(Debug, Clone)]
+pub struct Derivative {
+    pub key: String,
+    pub body: Bytes,
+    pub content_type: String,
+    pub etag: String,
+    /// Rendered by this request (false: it already existed).
+    pub rendered: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OnDemandError {
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    #[error("no source at {key:?}")]
+    SourceMissing { key: String },
+    #[error("the source at {key:?} has changed since this URL was made")]
+    Stale { key: String },
+    #[error("this variant is .{actual}, not .{requested}")]
+    WrongExtension { requested: String, actual: String },
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("render task failed: {0}")]
+    Crashed(String),
+}
+
+impl OnDemandError {
+    /// HTTP status: 4xx for anything about the request or its source, 503 when storage is
+    /// down (worth retrying), 500 only for our own failures.
+    pub fn status(&self) -> u16 {
+        match self {
+            OnDemandError::Url(e) => e.status(),
+            OnDemandError::SourceMissing { .. }
+            | OnDemandError::Stale { .. }
+            | OnDemandError::WrongExtension { .. } => 404,
+            OnDemandError::Render(RenderError::Init(_)) => 500,
+            OnDemandError::Render(_) => 422,
+            OnDemandError::Store(StoreError::TooLarge { .. }) => 422,
+            OnDemandError::Store(StoreError::NotFound { .. }) => 404,
+            OnDemandError::Store(StoreError::InvalidKey { .. }) => 400,
+            OnDemandError::Store(StoreError::Unavailable(_)) => 503,
+            OnDemandError::Store(StoreError::Other(_)) => 502,
+            OnDemandError::Crashed(_) => 500,
+        }
+    }
+
+    /// Whether retrying the same request later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            OnDemandError::Store(StoreError::Unavailable(_)) | OnDemandError::Crashed(_)
+        )
+    }
+}
+
+/// Serves derivatives from one store.
+#[derive(Clone)]
+pub struct OnDemand {
+    store: Arc<dyn BlobStore>,
+    settings: Arc<Settings>,
+    bucket: String,
+}
+
+fn content_type_of(obj: &Object, key: &str) -> String {
+    obj.meta
+        .content_type
+        .clone()
+        .or_else(|| crate::store::content_type_for(key).map(str::to_string))
+        .unwrap_or_else(|| "application/octet-stream".into())
+}
+
+impl OnDemand {
+    pub fn new(
+        store: Arc<dyn BlobStore>,
+        settings: Arc<Settings>,
+        bucket: impl Into<String>,
+    ) -> OnDemand {
+        OnDemand {
+            store,
+            settings,
+            bucket: bucket.into(),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Verifies the URL; the derivative key it names.
+    pub fn verify(
+        &self,
+        path: &str,
+        query: Option<&str>,
+        now_unix: u64,
+    ) -> Result<url::Verified, OnDemandError> {
+        Ok(url::verify(&self.settings, path, query, now_unix)?)
+    }
+
+    /// Answers a request for `path?query`.
+    pub async fn get(
+        &self,
+        path: &str,
+        query: Option<&str>,
+        now_unix: u64,
+    ) -> Result<Derivative, OnDemandError> {
+        let verified = self.verify(path, query, now_unix)?;
+        self.get_verified(&verified).await
+    }
+
+    /// The existing derivative, or a new render of it.
+    pub async fn get_verified(
+        &self,
+        verified: &url::Verified,
+    ) -> Result<Derivative, OnDemandError> {
+        let key = &verified.key;
+        if let Some(existing) = self.existing(key).await? {
+            return Ok(existing);
+        }
+        self.render(verified).await
+    }
+
+    async fn existing(&self, key: &str) -> Result<Option<Derivative>, OnDemandError> {
+        match self.store.get(key, u64::MAX).await {
+            Ok(obj) => Ok(Some(Derivative {
+                key: key.to_string(),
+                content_type: content_type_of(&obj, key),
+                etag: obj.meta.etag.clone(),
+                body: obj.body,
+                rendered: false,
+            })),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn render(&self, verified: &url::Verified) -> Result<Derivative, OnDemandError> {
+        let parsed = &verified.parsed;
+        let storage = &self.settings.storage;
+        let source_key = format!("{}{}", storage.source_prefix, parsed.source_rel);
+        let source = match self
+            .store
+            .get(&source_key, self.settings.limits.max_input_bytes)
+            .await
+        {
+            Ok(obj) => obj,
+            Err(StoreError::NotFound { .. }) => {
+                return Err(OnDemandError::SourceMissing { key: source_key })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let guid = naming::source_guid(&SourceId {
+            bucket: self.bucket.clone(),
+            key: source_key.clone(),
+            version: source.meta.version().to_string(),
+        });
+        if guid != parsed.guid {
+            return Err(OnDemandError::Stale { key: source_key });
+        }
+        let (name, spec) = match &parsed.variant {
+            Variant::Preset(name) => {
+                let preset = self
+                    .settings
+                    .presets
+                    .get(name)
+                    .ok_or(UrlError::UnknownPreset(name.clone()))?;
+                (name.clone(), preset.spec.clone())
+            }
+            Variant::Spec(spec) => (spec.to_string(), spec.clone()),
+        };
+        // Refuse a wrong extension before spending a render on it, when the spec says it.
+        if let Some(ext) = spec.format.extension() {
+            if ext != parsed.ext {
+                return Err(OnDemandError::WrongExtension {
+                    requested: parsed.ext.clone(),
+                    actual: ext.to_string(),
+                });
+            }
+        }
+        let request = VariantRequest { name, spec };
+        let (limits, render_settings) =
+            (self.settings.limits.clone(), self.settings.render.clone());
+        let body = source.body.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            render::render(&body, &[request], &limits, &render_settings)
+        })
+        .await
+        .map_err(|e| OnDemandError::Crashed(e.to_string()))??;
+        let variant = out
+            .variants
+            .into_iter()
+            .next()
+            .expect("one variant requested");
+        let format: Format = variant.format;
+        let ext = format.extension().expect("resolved format");
+        if ext != parsed.ext {
+            return Err(OnDemandError::WrongExtension {
+                requested: parsed.ext.clone(),
+                actual: ext.to_string(),
+            });
+        }
+        let content_type = format.content_type().expect("resolved format").to_string();
+        let bytes = Bytes::from(variant.bytes);
+        let outcome = self
+            .store
+            .put(
+                &verified.key,
+                bytes.clone(),
+                PutOptions {
+                    content_type: Some(content_type.clone()),
+                    cache_control: Some(IMMUTABLE.into()),
+                    if_absent: true,
+                },
+            )
+            .await?;
+        if outcome == PutOutcome::AlreadyExists {
+            // Someone else stored it first: answer with their bytes, the URL's only bytes.
+            if let Some(existing) = self.existing(&verified.key).await? {
+                return Ok(existing);
+            }
+        }
+        let etag = self
+            .store
+            .head(&verified.key)
+            .await?
+            .map(|m| m.etag)
+            .unwrap_or_default();
+        info!(key = %verified.key, bytes = bytes.len(), "rendered on demand");
+        Ok(Derivative {
+            key: verified.key.clone(),
+            body: bytes,
+            content_type,
+            etag,
+            rendered: true,
+        })
+    }
+}

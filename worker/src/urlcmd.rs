@@ -1,0 +1,76 @@
+//! `rendition url SOURCE (--preset NAME | --spec S)`: the one URL of a derivative, built
+//! by the same generator the rest of the system uses (signing, sharding).
+
+use rendition_core::config::Settings;
+use rendition_core::naming::{self, NameError, SourceId, Variant};
+use rendition_core::render::output_format;
+use rendition_core::sniff::{sniff, SniffError};
+use rendition_core::spec::{Format, SpecError, VariantSpec};
+use rendition_core::store::{BlobStore, StoreError};
+use rendition_core::url::{UrlError, UrlGenerator};
+
+use crate::oneoff::Which;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UrlCmdError {
+    #[error("no source at {0:?}")]
+    NoSource(String),
+    #[error("no preset named {0:?}")]
+    UnknownPreset(String),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the source is not an image this system renders: {0}")]
+    Sniff(#[from] SniffError),
+    #[error(transparent)]
+    Url(#[from] UrlError),
+}
+
+/// The URL of `which` for the current version of `source` in `store` (bucket `bucket`).
+pub async fn derivative_url(
+    settings: &Settings,
+    store: &dyn BlobStore,
+    bucket: &str,
+    source: &str,
+    which: Which<'_>,
+    now_unix: u64,
+) -> Result<String, UrlCmdError> {
+    let rel = naming::source_rel(&settings.storage.source_prefix, source)?;
+    let meta = store
+        .head(source)
+        .await?
+        .ok_or_else(|| UrlCmdError::NoSource(source.to_string()))?;
+    let guid = naming::source_guid(&SourceId {
+        bucket: bucket.to_string(),
+        key: source.to_string(),
+        version: meta.version().to_string(),
+    });
+    let (variant, format) = match which {
+        Which::Preset(name) => {
+            let preset = settings
+                .presets
+                .get(name)
+                .ok_or_else(|| UrlCmdError::UnknownPreset(name.to_string()))?;
+            (Variant::Preset(name.to_string()), preset.spec.format)
+        }
+        Which::Spec(text) => {
+            let spec: VariantSpec = text.parse()?;
+            let format = spec.format;
+            (Variant::Spec(spec), format)
+        }
+    };
+    let ext = match format.extension() {
+        Some(ext) => ext,
+        None => {
+            // fm=original: the source's own format decides, as the renderer will.
+            let head = store.get(source, settings.limits.max_input_bytes).await?;
+            let resolved: Format = output_format(Format::Original, sniff(&head.body)?);
+            resolved.extension().expect("resolved format")
+        }
+    };
+    let key = naming::derivative_key(&settings.storage.derived_prefix, rel, guid, &variant, ext)?;
+    Ok(UrlGenerator::new(settings).for_key(&key, now_unix)?)
+}
