@@ -517,3 +517,99 @@ async fn sigkill_mid_batch_loses_nothing() {
     }
     assert!(world.dlq_is_empty().await, "nothing dead-lettered");
 }
+
+async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.unwrap();
+    let status = raw.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn s3_outage_is_retried_then_succeeds_and_ops_endpoints_answer() {
+    let world = SqsWorld::new().await;
+    let moto_addr: std::net::SocketAddr = world
+        .env
+        .endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let proxy = crate::proxy::Proxy::start(moto_addr).await;
+    let via_proxy = format!("http://{}", proxy.addr());
+    let mut worker = world.worker(&[
+        ("RENDITION__S3__ENDPOINT", &via_proxy),
+        ("RENDITION__S3__TIMEOUT_SECS", "5"),
+    ]);
+    let ops = worker
+        .wait_for(WAIT, "the operations endpoint", |v| {
+            field(v, "message") == Some("operations endpoint: /healthz /readyz /metrics")
+        })
+        .await;
+    let ops = field(&ops, "addr").unwrap().to_string();
+    assert_eq!(http_get(&ops, "/healthz").await.0, 200);
+    let deadline = Instant::now() + WAIT;
+    while http_get(&ops, "/readyz").await.0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // S3 goes away (for the worker only); the upload itself goes straight to moto.
+    proxy.set_accepting(false);
+    proxy.cut();
+    world
+        .upload(
+            "originals/during outage.jpg",
+            encode_jpeg(&quadrants(640, 480), 90),
+        )
+        .await;
+    let failed = worker
+        .wait_for(WAIT, "a retryable failure", |v| {
+            field(v, "message") == Some("job failed; will retry")
+        })
+        .await;
+    assert_eq!(
+        field(&failed, "kind"),
+        Some("storage_unavailable"),
+        "{failed}"
+    );
+    assert!(
+        worker.child.try_wait().unwrap().is_none(),
+        "the worker stays up"
+    );
+
+    // S3 comes back: the message reappears after its backoff and completes.
+    proxy.set_accepting(true);
+    worker
+        .wait_for(WAIT, "the render after the outage", |v| {
+            rendered(v, "originals/during outage.jpg")
+        })
+        .await;
+    let manifests = world.wait_manifests(1).await;
+    assert!(manifests.contains_key("originals/during outage.jpg"));
+    assert!(
+        world.dlq_is_empty().await,
+        "a retryable failure is never dead-lettered"
+    );
+
+    let (status, metrics) = http_get(&ops, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("rendition_retries_total"), "{metrics}");
+    let rendered_line = metrics
+        .lines()
+        .find(|l| l.starts_with("rendition_jobs_total{outcome=\"rendered\"}"))
+        .unwrap_or_else(|| panic!("no rendered counter in\n{metrics}"));
+    assert!(rendered_line.ends_with(" 1"), "{rendered_line}");
+    let retries = metrics
+        .lines()
+        .find(|l| l.starts_with("rendition_retries_total "))
+        .unwrap();
+    assert!(!retries.ends_with(" 0"), "{retries}");
+}

@@ -243,7 +243,7 @@ async fn handle_one(ctx: &Ctx, message: Message) {
                         .await
                     {
                         // Not deleting means the job runs again (a no-op) and announces again.
-                        warn!(message = %id, error = %DisplayErrorContext(&e), "completion event not sent; will retry");
+                        warn!(message_id = %id, error = %DisplayErrorContext(&e), "completion event not sent; will retry");
                         return;
                     }
                 }
@@ -254,7 +254,7 @@ async fn handle_one(ctx: &Ctx, message: Message) {
             metrics.retries.inc();
             metrics.outcome("retry");
             let delay = (1i32 << receives.min(10)).min(ctx.settings.visibility_timeout_secs);
-            warn!(message = %id, receives, kind = err.kind(), error = %err, retry_in_s = delay, "job failed; will retry");
+            warn!(message_id = %id, receives, kind = err.kind(), error = %err, retry_in_s = delay, "job failed; will retry");
             set_visibility(ctx, &receipt, delay).await;
         }
         Err(err) => dead_letter(ctx, &id, &receipt, &body, receives, &err).await,
@@ -303,7 +303,7 @@ async fn dead_letter(
     err: &HandleError,
 ) {
     let metrics = ctx.handler.metrics();
-    error!(message = %id, kind = err.kind(), error = %err, "permanent failure; dead-lettering");
+    error!(message_id = %id, kind = err.kind(), error = %err, "permanent failure; dead-lettering");
     let Some(dlq) = &ctx.dlq else {
         // No DLQ of our own to write to: let the queue's redrive count it out quickly.
         set_visibility(ctx, receipt, 0).await;
@@ -332,7 +332,7 @@ async fn dead_letter(
             let _ = ctx.deletes.send(receipt.to_string());
         }
         Err(e) => {
-            warn!(message = %id, error = %DisplayErrorContext(&e), "could not dead-letter; the queue will redeliver")
+            warn!(message_id = %id, error = %DisplayErrorContext(&e), "could not dead-letter; the queue will redeliver")
         }
     }
 }
