@@ -24,9 +24,10 @@
 //! and handled concurrently (at most `concurrency` at once, also across reconnects). A
 //! delivery is acknowledged only once everything it led to is durably done, each publish
 //! below being confirmed by the broker (publisher confirms):
-//! - **Success**: one `derivatives.ready` message per newly written manifest (the
-//!   manifest as JSON, persistent, `content-type: application/json`) on the events
-//!   exchange; then ack. A source that was already done announces nothing.
+//! - **Success**: one `derivatives.ready` message per completed source (the manifest as
+//!   JSON, persistent, `content-type: application/json`) on the events exchange; then
+//!   ack. A source that was already done announces its stored manifest again, so
+//!   announcements are at least once.
 //! - **Retryable failure** (storage unavailable, a crashed render): the attempt number is
 //!   the message's `x-rendition-attempt` header (1 when absent). Below `max_attempts`,
 //!   the original body (with its content type, message id and other headers) is
@@ -70,10 +71,10 @@
 //!   (no reconnect loop): delete the affected queues (the retry queues once empty) first.
 //! - A network that dies silently is noticed by AMQP heartbeats (negotiated with the
 //!   broker, 60 s by default); add `?heartbeat=10` to the URL to notice sooner.
-//! - Announcements are at most once per rendering: if the connection is lost after a
-//!   manifest was written but before its `derivatives.ready` was confirmed, the
-//!   redelivery finds the manifest and announces nothing. The manifest in the bucket is
-//!   the source of truth.
+//! - Announcements are at least once: if the connection is lost after a manifest was
+//!   written but before its `derivatives.ready` was confirmed, the redelivery finds the
+//!   manifest and announces it again. Consumers of the events must tolerate duplicates
+//!   (the manifest's `source.guid` identifies the version).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
