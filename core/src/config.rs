@@ -55,8 +55,11 @@ pub struct Limits {
     pub max_input_bytes: u64,
     /// Width × height of the source (75 MP by default).
     pub max_input_pixels: u64,
-    /// Largest width or height of any output.
+    /// Largest width or height of any output (after `dpr`).
     pub max_output_dimension: u32,
+    /// Frames (pages) of a source, e.g. an animated GIF or WebP. A source with more is
+    /// refused from its header, never truncated. `max_input_pixels` counts one frame.
+    pub max_frames: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -308,6 +311,7 @@ impl Default for Limits {
             max_input_bytes: 100 * 1024 * 1024,
             max_input_pixels: 75_000_000,
             max_output_dimension: 8192,
+            max_frames: 100,
         }
     }
 }
@@ -455,6 +459,7 @@ impl Settings {
         if self.limits.max_input_bytes == 0
             || self.limits.max_input_pixels == 0
             || self.limits.max_output_dimension == 0
+            || self.limits.max_frames == 0
         {
             return rule("limits must be greater than zero".into());
         }
@@ -519,9 +524,10 @@ impl Settings {
                 ));
             }
             for (axis, len) in [("w", preset.spec.width), ("h", preset.spec.height)] {
+                let len = len.map(|l| preset.spec.dpr.apply(l));
                 if len.is_some_and(|l| l > self.limits.max_output_dimension) {
                     return rule(format!(
-                        "preset {name:?}: {axis} exceeds limits.max_output_dimension ({})",
+                        "preset {name:?}: {axis} (× dpr) exceeds limits.max_output_dimension ({})",
                         self.limits.max_output_dimension
                     ));
                 }

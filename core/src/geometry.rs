@@ -12,8 +12,14 @@
 //! the fit. Unless `enlarge` is set, a scale factor never exceeds 1 (sharp's
 //! `withoutEnlargement`): `cover` then crops to what the unscaled image can give, and
 //! `contain` still answers with the full box.
+//!
+//! The cover window is placed by a compass gravity, or centred on a focal point as
+//! nearly as the scaled frame allows. Smart gravities (`attention`, `entropy`) get a
+//! centred window here; the render step replaces its position with libvips' smart crop,
+//! keeping its size. A spec's `dpr` multiplies the box before any of this
+//! ([`Request::from_spec`]).
 
-use crate::spec::{Fit, Gravity};
+use crate::spec::{Fit, FocalPoint, Gravity, VariantSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Size {
@@ -64,7 +70,7 @@ impl Plan {
     }
 }
 
-/// The box requested by a spec.
+/// The box requested by a spec, in output (device) pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Request {
     pub width: Option<u32>,
@@ -72,6 +78,22 @@ pub struct Request {
     pub fit: Fit,
     pub gravity: Gravity,
     pub enlarge: bool,
+    /// Centre of the cover window, as nearly as the frame allows (overrides `gravity`).
+    pub focus: Option<FocalPoint>,
+}
+
+impl Request {
+    /// The spec's box multiplied by its `dpr`.
+    pub fn from_spec(spec: &VariantSpec) -> Request {
+        Request {
+            width: spec.width.map(|w| spec.dpr.apply(w)),
+            height: spec.height.map(|h| spec.dpr.apply(h)),
+            fit: spec.fit,
+            gravity: spec.gravity,
+            enlarge: spec.enlarge,
+            focus: spec.focus,
+        }
+    }
 }
 
 fn scaled_len(len: u32, scale: f64) -> u32 {
@@ -121,6 +143,27 @@ pub fn place(outer: Size, inner: Size, gravity: Gravity) -> Rect {
     Rect {
         left: offset(outer.width, inner.width, west, east),
         top: offset(outer.height, inner.height, north, south),
+        width: inner.width.min(outer.width),
+        height: inner.height.min(outer.height),
+    }
+}
+
+/// Start of an `inner`-long window inside an `outer`-long span whose centre is as near
+/// `thousandths`/1000 of `outer` as the span allows.
+fn focal_offset(outer: u32, inner: u32, thousandths: u16) -> u32 {
+    let slack = outer.saturating_sub(inner);
+    // Twice the ideal start, in thousandths, to stay in integers: 2·f·outer − 1000·inner.
+    let twice = 2 * i64::from(thousandths) * i64::from(outer) - 1000 * i64::from(inner);
+    // Round half up: floor((twice + 1000) / 2000).
+    let start = (twice + 1000).div_euclid(2000);
+    start.clamp(0, i64::from(slack)) as u32
+}
+
+/// Place an `inner` window inside `outer` centred as near the focal point as possible.
+pub fn place_focus(outer: Size, inner: Size, focus: FocalPoint) -> Rect {
+    Rect {
+        left: focal_offset(outer.width, inner.width, focus.x),
+        top: focal_offset(outer.height, inner.height, focus.y),
         width: inner.width.min(outer.width),
         height: inner.height.min(outer.height),
     }
@@ -211,7 +254,10 @@ pub fn plan(source: Size, req: &Request) -> Plan {
                         frame(scaled)
                     } else {
                         let window = Size::new(w.min(scaled.width), h.min(scaled.height));
-                        let crop = place(scaled, window, req.gravity);
+                        let crop = match req.focus {
+                            Some(focus) => place_focus(scaled, window, focus),
+                            None => place(scaled, window, req.gravity),
+                        };
                         Plan {
                             scaled,
                             crop: (window != scaled).then_some(crop),
@@ -237,6 +283,7 @@ mod tests {
             fit,
             gravity: Gravity::Centre,
             enlarge: false,
+            focus: None,
         }
     }
 
@@ -368,5 +415,92 @@ mod tests {
                 assert!(c.left + c.width <= p.scaled.width && c.top + c.height <= p.scaled.height);
             }
         }
+    }
+
+    fn focus(x: u16, y: u16) -> Option<FocalPoint> {
+        Some(FocalPoint { x, y })
+    }
+
+    #[test]
+    fn focal_point_centres_the_window_as_far_as_the_frame_allows() {
+        // 4000×3000 covering 300×300 scales to 400×300: 100 px of horizontal slack.
+        let mut r = req(Some(300), Some(300), Fit::Cover);
+        r.focus = focus(500, 500);
+        assert_eq!(
+            plan(LANDSCAPE, &r).crop.unwrap().left,
+            50,
+            "centre = centre"
+        );
+        r.focus = focus(625, 500); // x = 250 in the frame: window 100..400
+        assert_eq!(plan(LANDSCAPE, &r).crop.unwrap().left, 100);
+        r.focus = focus(550, 500); // x = 220: window 70..370
+        assert_eq!(plan(LANDSCAPE, &r).crop.unwrap().left, 70);
+        r.focus = focus(0, 0);
+        let c = plan(LANDSCAPE, &r).crop.unwrap();
+        assert_eq!((c.left, c.top), (0, 0), "clamped to the frame");
+        r.focus = focus(1000, 1000);
+        let c = plan(LANDSCAPE, &r).crop.unwrap();
+        assert_eq!((c.left, c.top), (100, 0), "clamped; no vertical slack");
+        assert_eq!((c.width, c.height), (300, 300));
+        // Portrait: the vertical axis moves.
+        let p = plan(Size::new(3000, 4000), &r);
+        assert_eq!(p.crop.unwrap().top, 100);
+        r.focus = focus(500, 300); // y = 120 of 400: window -30..270 → 0
+        assert_eq!(plan(Size::new(3000, 4000), &r).crop.unwrap().top, 0);
+        r.focus = focus(500, 600); // y = 240: window 90..390
+        assert_eq!(plan(Size::new(3000, 4000), &r).crop.unwrap().top, 90);
+    }
+
+    #[test]
+    fn focal_offset_rounds_half_up_and_stays_inside() {
+        assert_eq!(focal_offset(401, 300, 500), 51, "200.5 − 150 = 50.5 → 51");
+        assert_eq!(focal_offset(300, 300, 1000), 0, "no slack");
+        assert_eq!(
+            focal_offset(100, 300, 500),
+            0,
+            "window larger than the span"
+        );
+        for f in (0..=1000).step_by(7) {
+            let start = focal_offset(1234, 567, f);
+            assert!(start + 567 <= 1234, "{f}");
+        }
+    }
+
+    #[test]
+    fn focal_point_is_only_for_cover() {
+        for fit in [Fit::Contain, Fit::Inside, Fit::Outside, Fit::Fill] {
+            let mut r = req(Some(300), Some(300), fit);
+            let plain = plan(LANDSCAPE, &r);
+            r.focus = focus(0, 0);
+            assert_eq!(plan(LANDSCAPE, &r), plain, "{fit:?}");
+        }
+    }
+
+    #[test]
+    fn smart_gravity_gets_a_centred_window_of_the_cover_size() {
+        let mut r = req(Some(300), Some(300), Fit::Cover);
+        let centre = plan(LANDSCAPE, &r);
+        for g in [Gravity::Attention, Gravity::Entropy] {
+            r.gravity = g;
+            assert_eq!(plan(LANDSCAPE, &r), centre, "{g:?}");
+        }
+    }
+
+    #[test]
+    fn dpr_multiplies_the_box() {
+        let spec: VariantSpec = "w=160,h=90,fit=cover,dpr=2".parse().unwrap();
+        let r = Request::from_spec(&spec);
+        assert_eq!((r.width, r.height), (Some(320), Some(180)));
+        assert_eq!(plan(LANDSCAPE, &r).output, Size::new(320, 180));
+        let spec: VariantSpec = "w=333,dpr=1.5".parse().unwrap();
+        let r = Request::from_spec(&spec);
+        assert_eq!((r.width, r.height), (Some(500), None));
+        assert_eq!(plan(LANDSCAPE, &r).output, Size::new(500, 375));
+        // Still no enlargement: a 2× box on a small source gives the source.
+        let spec: VariantSpec = "w=300,dpr=2".parse().unwrap();
+        let small = Size::new(400, 300);
+        assert_eq!(plan(small, &Request::from_spec(&spec)).output, small);
+        let spec: VariantSpec = "w=300,h=300,fit=cover,fx=0.9,fy=0.1".parse().unwrap();
+        assert_eq!(Request::from_spec(&spec).focus, focus(900, 100));
     }
 }

@@ -52,15 +52,7 @@ impl JobError {
             JobError::Store(StoreError::NotFound { .. }) => "missing_source",
             JobError::Store(StoreError::Unavailable(_)) => "storage_unavailable",
             JobError::Store(StoreError::Other(_)) => "storage_error",
-            JobError::Render(e) => match e {
-                RenderError::Unsupported(_) => "unsupported_format",
-                RenderError::InputTooLarge { .. } => "input_too_large",
-                RenderError::TooManyPixels { .. } => "too_many_pixels",
-                RenderError::OutputTooLarge { .. } => "output_too_large",
-                RenderError::Header(_) | RenderError::Decode(_) => "corrupt_image",
-                RenderError::Encode { .. } => "encode_failed",
-                RenderError::Init(_) => "vips_init",
-            },
+            JobError::Render(e) => e.kind(),
             JobError::Crashed(_) => "crashed",
         }
     }

@@ -70,6 +70,34 @@ impl OnDemandError {
         }
     }
 
+    /// A short stable name (the `error` field of HTTP error bodies, metrics).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OnDemandError::Url(u) => match u {
+                UrlError::BadPath(_) => "bad_path",
+                UrlError::BadKey(_) => "bad_key",
+                UrlError::BadQuery(_) | UrlError::ParameterSmuggling(_) => "bad_query",
+                UrlError::UnknownPreset(_) => "unknown_preset",
+                UrlError::SpecsDisabled => "specs_disabled",
+                UrlError::MissingSignature => "missing_signature",
+                UrlError::BadSignature => "bad_signature",
+                UrlError::Expired { .. } => "expired",
+            },
+            OnDemandError::SourceMissing { .. } => "source_missing",
+            OnDemandError::Stale { .. } => "stale_url",
+            OnDemandError::WrongExtension { .. } => "wrong_extension",
+            OnDemandError::Render(r) => r.kind(),
+            OnDemandError::Store(s) => match s {
+                StoreError::TooLarge { .. } => "input_too_large",
+                StoreError::NotFound { .. } => "not_found",
+                StoreError::InvalidKey { .. } => "invalid_key",
+                StoreError::Unavailable(_) => "storage_unavailable",
+                StoreError::Other(_) => "storage_error",
+            },
+            OnDemandError::Crashed(_) => "crashed",
+        }
+    }
+
     /// Whether retrying the same request later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(

@@ -2,27 +2,37 @@
 //!
 //! Steps, in order, each a small function below:
 //! 1. [`inspect`]: sniff the magic bytes (allow-list), read the header without decoding
-//!    pixels, enforce the byte and pixel limits, work out the size after EXIF orientation;
-//! 2. [`plan_variants`]: pure geometry per variant ([`crate::geometry`]), output limits;
+//!    pixels, enforce the byte, pixel and frame limits, work out the size after EXIF
+//!    orientation;
+//! 2. [`plan_variants`]: pure geometry per variant ([`crate::geometry`], `dpr` applied),
+//!    output limits, whether the variant is animated;
 //! 3. [`decode`]: one shrink-on-load decode (libvips `thumbnail`) straight to the largest
 //!    frame any variant needs, auto-oriented, converted to sRGB when the source carries an
-//!    ICC profile or is CMYK, held in memory;
+//!    ICC profile or is CMYK, always 8 bits per sample (16-bit PNG/TIFF included), held in
+//!    memory; every frame, stacked in one strip, when an animated variant needs them;
 //! 4. per variant, largest first: [`scale`] from the smallest frame already made that
-//!    covers it (the cascade), [`crop`] (cover), [`embed`] (contain), [`flatten`] alpha
-//!    when the format has none, [`encode`] with metadata stripped.
+//!    covers it (the cascade; still variants of an animation take its first frame),
+//!    [`crop`] (cover: placed window per frame, or libvips' smart crop), [`embed`]
+//!    (contain, per frame), [`flatten`] alpha when the format has none, [`encode`] with
+//!    metadata stripped.
+//!
+//! Animation: a GIF or WebP source with several frames keeps them when the output is GIF
+//! or WebP (up to `limits.max_frames`, else [`Unsupported::TooManyFrames`] from the
+//! header); JPEG, PNG and AVIF outputs take the first frame.
 
 use crate::config::{Limits, RenderSettings};
 use crate::geometry::{self, Plan, Request, Size};
 use crate::sniff::{sniff, SniffError, SourceFormat};
-use crate::spec::{Format, Rgb, VariantSpec};
-use crate::vips::{self, Header, Image, SaveFormat, VipsError};
+use crate::spec::{Format, Gravity, Rgb, VariantSpec};
+use crate::vips::{self, Header, Image, Interesting, SaveFormat, VipsError};
 
 /// Why a source could not be rendered. All of these are properties of the input or the
 /// configuration: retrying the same bytes gives the same answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RenderError {
+    /// The source or a variant of it is not something Rendition makes.
     #[error("{0}")]
-    Unsupported(#[from] SniffError),
+    Unsupported(#[from] Unsupported),
     #[error("source is {bytes} bytes, over the limit of {limit}")]
     InputTooLarge { bytes: u64, limit: u64 },
     #[error("source is {width}×{height} = {pixels} pixels, over the limit of {limit}")]
@@ -54,14 +64,58 @@ pub enum RenderError {
     Init(VipsError),
 }
 
+impl RenderError {
+    /// A short stable name for metrics, headers, failure records and HTTP error bodies.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RenderError::Unsupported(Unsupported::Format(_)) => "unsupported_format",
+            RenderError::Unsupported(Unsupported::TooManyFrames { .. }) => "too_many_frames",
+            RenderError::Unsupported(Unsupported::Variant { .. }) => "unsupported_variant",
+            RenderError::InputTooLarge { .. } => "input_too_large",
+            RenderError::TooManyPixels { .. } => "too_many_pixels",
+            RenderError::OutputTooLarge { .. } => "output_too_large",
+            RenderError::Header(_) | RenderError::Decode(_) => "corrupt_image",
+            RenderError::Encode { .. } => "encode_failed",
+            RenderError::Init(_) => "vips_init",
+        }
+    }
+}
+
+/// What [`RenderError::Unsupported`] refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unsupported {
+    /// Not an allowed image format (by magic bytes).
+    #[error(transparent)]
+    Format(#[from] SniffError),
+    /// More frames (pages) than `limits.max_frames`, read from the header: never
+    /// silently truncated.
+    #[error("source has {frames} frames, over the limit of {limit}")]
+    TooManyFrames { frames: u32, limit: u32 },
+    /// A variant that cannot be made correctly from this source, e.g. a smart crop of an
+    /// animation.
+    #[error("variant {variant:?}: {reason}")]
+    Variant {
+        variant: String,
+        reason: &'static str,
+    },
+}
+
+impl From<SniffError> for RenderError {
+    fn from(e: SniffError) -> Self {
+        RenderError::Unsupported(Unsupported::Format(e))
+    }
+}
+
 /// What was learnt about the source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceInfo {
     pub format: SourceFormat,
-    /// Size after EXIF orientation.
+    /// Size after EXIF orientation (of one frame, for an animation).
     pub size: Size,
     pub bytes: u64,
     pub has_alpha: bool,
+    /// Frames (pages) in the source: 1 for a still image.
+    pub frames: u32,
 }
 
 /// One requested variant.
@@ -77,7 +131,10 @@ pub struct Rendered {
     pub name: String,
     pub spec: VariantSpec,
     pub format: Format,
+    /// Size of the output (of each frame, for an animation).
     pub size: Size,
+    /// Frames in the output: 1 unless an animation was kept.
+    pub frames: u32,
     pub bytes: Vec<u8>,
 }
 
@@ -127,16 +184,17 @@ pub fn render(
     for (pos, &i) in order.iter().enumerate() {
         let p = &plans[i];
         let more_to_come = pos + 1 < order.len();
-        let frame = scale(&mut frames, &p.plan, more_to_come)?;
-        let image = crop(frame, &p.plan)?;
+        let frame = scale(&mut frames, &p.plan, more_to_come, p.animated)?;
+        let image = crop(frame, p)?;
         let image = embed(image, &p.plan, p.format, p.request.spec.background)?;
         let image = flatten(image, p.format, p.request.spec.background)?;
-        let bytes = encode(&image, p.format, p.request.spec.quality, settings)?;
+        let bytes = encode(&image, p, settings)?;
         out[i] = Some(Rendered {
             name: p.request.name.clone(),
             spec: p.request.spec.clone(),
             format: p.format,
             size: p.plan.output,
+            frames: image.pages_loaded(),
             bytes,
         });
     }
@@ -149,7 +207,8 @@ pub fn render(
     })
 }
 
-/// Step 1: allow-listed format, header, limits — no pixels decoded.
+/// Step 1: allow-listed format, header, limits (bytes, pixels, frames) — no pixels
+/// decoded.
 pub fn inspect(source: &[u8], limits: &Limits) -> Result<(SourceInfo, Header), RenderError> {
     let bytes = source.len() as u64;
     if bytes > limits.max_input_bytes {
@@ -169,6 +228,13 @@ pub fn inspect(source: &[u8], limits: &Limits) -> Result<(SourceInfo, Header), R
             limit: limits.max_input_pixels,
         });
     }
+    if header.pages > limits.max_frames {
+        return Err(Unsupported::TooManyFrames {
+            frames: header.pages,
+            limit: limits.max_frames,
+        }
+        .into());
+    }
     let size = if header.orientation >= 5 {
         Size::new(header.height, header.width)
     } else {
@@ -180,6 +246,7 @@ pub fn inspect(source: &[u8], limits: &Limits) -> Result<(SourceInfo, Header), R
             size,
             bytes,
             has_alpha: header.has_alpha,
+            frames: header.pages,
         },
         header,
     ))
@@ -189,9 +256,26 @@ struct Planned<'r> {
     request: &'r VariantRequest,
     plan: Plan,
     format: Format,
+    /// Every frame of an animated source is kept.
+    animated: bool,
 }
 
-/// Step 2: geometry per variant, and the output-size limit.
+/// Whether a variant in `format` of this source keeps its animation.
+pub fn is_animated(info: &SourceInfo, format: Format) -> bool {
+    info.frames > 1
+        && matches!(info.format, SourceFormat::Gif | SourceFormat::Webp)
+        && matches!(format, Format::Gif | Format::Webp)
+}
+
+fn interesting(gravity: Gravity) -> Option<Interesting> {
+    match gravity {
+        Gravity::Attention => Some(Interesting::Attention),
+        Gravity::Entropy => Some(Interesting::Entropy),
+        _ => None,
+    }
+}
+
+/// Step 2: geometry per variant (box × `dpr`), the output-size limit, animation.
 fn plan_variants<'r>(
     info: &SourceInfo,
     variants: &'r [VariantRequest],
@@ -201,16 +285,7 @@ fn plan_variants<'r>(
         .iter()
         .map(|request| {
             let spec = &request.spec;
-            let plan = geometry::plan(
-                info.size,
-                &Request {
-                    width: spec.width,
-                    height: spec.height,
-                    fit: spec.fit,
-                    gravity: spec.gravity,
-                    enlarge: spec.enlarge,
-                },
-            );
+            let plan = geometry::plan(info.size, &Request::from_spec(spec));
             let limit = limits.max_output_dimension;
             let biggest = plan
                 .output
@@ -226,10 +301,21 @@ fn plan_variants<'r>(
                     limit,
                 });
             }
+            let format = output_format(spec.format, info.format);
+            let animated = is_animated(info, format);
+            if animated && spec.gravity.is_smart() {
+                return Err(Unsupported::Variant {
+                    variant: request.name.clone(),
+                    reason: "smart crop (g=attention|entropy) of an animation; use a \
+                             compass gravity or a focal point, or a still format",
+                }
+                .into());
+            }
             Ok(Planned {
                 request,
                 plan,
-                format: output_format(spec.format, info.format),
+                format,
+                animated,
             })
         })
         .collect()
@@ -263,37 +349,98 @@ fn decode(
         )
     };
     let to_srgb = header.has_icc || header.is_cmyk;
-    let lazy = Image::thumbnail_buffer(source, target.width, target.height, to_srgb)
+    let all_pages = plans.iter().any(|p| p.animated);
+    let lazy = Image::thumbnail_buffer(source, target.width, target.height, to_srgb, all_pages)
         .map_err(RenderError::Decode)?;
-    lazy.materialize().map_err(RenderError::Decode)
+    // libvips' thumbnail already gives 8-bit sRGB or grey for 16-bit sources; make sure.
+    let lazy = if lazy.is_uchar() {
+        lazy
+    } else {
+        lazy.to_srgb8().map_err(RenderError::Decode)?
+    };
+    let image = lazy.materialize().map_err(RenderError::Decode)?;
+    if all_pages && image.pages_loaded() != info.frames {
+        return Err(RenderError::Decode(VipsError {
+            op: "load",
+            message: format!("decoded {} of {} frames", image.pages_loaded(), info.frames),
+        }));
+    }
+    Ok(image)
+}
+
+/// Size of one frame of `image` (the whole image unless it is an animation strip).
+fn frame_size(image: &Image) -> Size {
+    Size::new(image.width(), image.page_height())
+}
+
+/// Calls `f` on each frame of an animation strip and stacks the results again.
+fn per_frame<'a>(
+    image: &Image<'a>,
+    mut f: impl FnMut(&Image<'a>, u32) -> Result<Image<'a>, VipsError>,
+) -> Result<Image<'a>, RenderError> {
+    let page_height = image.page_height();
+    let pages = (0..image.pages_loaded())
+        .map(|i| f(image, i * page_height))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(RenderError::Decode)?;
+    Image::join_pages(&pages).map_err(RenderError::Decode)
 }
 
 /// Step 4a: the variant's whole frame, from the smallest frame made so far that covers it.
-/// Uniform frames that later variants may reuse are kept in memory (the cascade).
+/// Uniform frames that later variants may reuse are kept in memory (the cascade). An
+/// animation strip is resized frame by frame (libvips keeps frame boundaries exact); a
+/// still variant of an animation takes the first frame.
 fn scale(
     frames: &mut Vec<Image<'static>>,
     plan: &Plan,
     more_to_come: bool,
+    animated: bool,
 ) -> Result<Image<'static>, RenderError> {
     let want = plan.scaled;
-    let size_of = |img: &Image| Size::new(img.width(), img.height());
     let base = (0..frames.len())
-        .filter(|&i| size_of(&frames[i]).covers(want))
-        .min_by_key(|&i| size_of(&frames[i]).pixels())
+        .filter(|&i| frame_size(&frames[i]).covers(want))
+        .min_by_key(|&i| frame_size(&frames[i]).pixels())
         .unwrap_or(0);
-    if size_of(&frames[base]) == want {
-        // Same pixels, new reference.
-        return frames[base]
-            .extract(0, 0, want.width, want.height)
+    let source = &frames[base];
+    if !animated && source.pages_loaded() > 1 {
+        let first = source
+            .extract(0, 0, source.width(), source.page_height())
+            .and_then(|frame| frame.single_page())
+            .map_err(RenderError::Decode)?;
+        if frame_size(&first) == want {
+            return Ok(first);
+        }
+        return first
+            .resize_to(want.width, want.height)
             .map_err(RenderError::Decode);
     }
-    let resized = frames[base]
+    if frame_size(source) == want {
+        // Same pixels, new reference.
+        return source
+            .extract(0, 0, want.width, source.height())
+            .map_err(RenderError::Decode);
+    }
+    let resized = source
         .resize_to(want.width, want.height)
         .map_err(RenderError::Decode)?;
+    if frame_size(&resized) != want || resized.pages_loaded() != source.pages_loaded() {
+        return Err(RenderError::Decode(VipsError {
+            op: "resize",
+            message: format!(
+                "expected {} frame(s) of {}×{}, got {} of {}×{}",
+                source.pages_loaded(),
+                want.width,
+                want.height,
+                resized.pages_loaded(),
+                resized.width(),
+                resized.page_height()
+            ),
+        }));
+    }
     if more_to_come && plan.is_uniform() {
         let kept = resized.materialize().map_err(RenderError::Decode)?;
         let again = kept
-            .extract(0, 0, want.width, want.height)
+            .extract(0, 0, kept.width(), kept.height())
             .map_err(RenderError::Decode)?;
         frames.push(kept);
         Ok(again)
@@ -302,14 +449,27 @@ fn scale(
     }
 }
 
-/// Step 4b: `cover` keeps the gravity-placed window.
-fn crop<'a>(image: Image<'a>, plan: &Plan) -> Result<Image<'a>, RenderError> {
-    match plan.crop {
-        Some(r) => image
-            .extract(r.left, r.top, r.width, r.height)
-            .map_err(RenderError::Decode),
-        None => Ok(image),
+/// Step 4b: `cover` keeps the window geometry placed (gravity or focal point), in every
+/// frame; with `g=attention|entropy` libvips' smart crop picks a window of that size.
+fn crop<'a>(image: Image<'a>, p: &Planned) -> Result<Image<'a>, RenderError> {
+    let Some(r) = p.plan.crop else {
+        return Ok(image);
+    };
+    if let Some(measure) = interesting(p.request.spec.gravity) {
+        // Smart crop reads the frame several times: give it pixels in memory.
+        let frame = image.materialize().map_err(RenderError::Decode)?;
+        return frame
+            .smartcrop(r.width, r.height, measure)
+            .map_err(RenderError::Decode);
     }
+    if image.pages_loaded() > 1 {
+        return per_frame(&image, |strip, top| {
+            strip.extract(r.left, top + r.top, r.width, r.height)
+        });
+    }
+    image
+        .extract(r.left, r.top, r.width, r.height)
+        .map_err(RenderError::Decode)
 }
 
 fn background_for(bands: u32, bg: Rgb, alpha: Option<f64>) -> Vec<f64> {
@@ -354,6 +514,14 @@ fn embed<'a>(
             (image, fill)
         }
     };
+    if image.pages_loaded() > 1 {
+        let (width, height) = (image.width(), image.page_height());
+        return per_frame(&image, |strip, top| {
+            strip
+                .extract(0, top, width, height)?
+                .embed(at.left, at.top, at.width, at.height, &fill)
+        });
+    }
     image
         .embed(at.left, at.top, at.width, at.height, &fill)
         .map_err(RenderError::Decode)
@@ -368,18 +536,29 @@ fn flatten(image: Image<'_>, format: Format, bg: Option<Rgb>) -> Result<Image<'_
     image.flatten(&bg).map_err(RenderError::Decode)
 }
 
-/// Step 4e: encode, metadata stripped.
+/// Step 4e: encode, metadata stripped; a strip of frames becomes an animation.
 fn encode(
     image: &Image<'_>,
-    format: Format,
-    quality: Option<u8>,
+    p: &Planned,
     settings: &RenderSettings,
 ) -> Result<Vec<u8>, RenderError> {
-    let quality = quality.unwrap_or(format.default_quality());
+    let spec = &p.request.spec;
+    let format = p.format;
+    let quality = spec.quality.unwrap_or(format.default_quality());
     let save = match format {
-        Format::Jpeg => SaveFormat::Jpeg { quality },
-        Format::Png => SaveFormat::Png,
-        Format::Webp => SaveFormat::Webp { quality },
+        Format::Jpeg => SaveFormat::Jpeg {
+            quality,
+            progressive: spec.progressive,
+        },
+        Format::Png => SaveFormat::Png {
+            palette: spec.palette,
+            // Quantisation quality (palette only): libvips' default is 100.
+            quality: spec.quality.unwrap_or(100),
+        },
+        Format::Webp => SaveFormat::Webp {
+            quality,
+            lossless: spec.lossless,
+        },
         Format::Avif => SaveFormat::Avif {
             quality,
             effort: settings.avif_effort,

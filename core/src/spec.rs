@@ -2,13 +2,19 @@
 //!
 //! A spec is a comma-separated list of `key=value` pairs, for example
 //! `w=320,h=320,fit=cover,fm=webp,q=75`. The canonical form prints the keys in a
-//! fixed order (`w, h, fit, g, fm, q, bg, enlarge`) and leaves out every value that
-//! equals its default, so one spec has exactly one text form; that text is part of
-//! the derivative's name (see [`crate::naming`]).
+//! fixed order (`w, h, fit, g, fm, q, bg, enlarge, fx, fy, dpr, pj, palette, lossless`)
+//! and leaves out every value that equals its default, so one spec has exactly one text
+//! form; that text is part of the derivative's name (see [`crate::naming`]).
 //!
 //! Defaults: `fit=inside`, `g=centre`, `fm=original`, quality per output format,
 //! no background (white when flattening, transparent when the format has alpha),
-//! `enlarge=false`.
+//! `enlarge=false`, no focal point, `dpr=1`, `pj=false`, `palette=false`,
+//! `lossless=false`.
+//!
+//! Rules between keys (each a typed [`SpecError`]): `fx` and `fy` come together, only
+//! with `fit=cover` and without `g`; `g=attention|entropy` needs `fit=cover`; `dpr`
+//! needs `w` or `h`; `pj` needs `fm=jpeg`, `palette` needs `fm=png`, `lossless` needs
+//! `fm=webp`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -49,6 +55,11 @@ pub enum Gravity {
     SouthWest,
     West,
     NorthWest,
+    /// Smart crop (cover only): the window libvips finds most interesting by its
+    /// attention model (skin tones, saturated colour, edges).
+    Attention,
+    /// Smart crop (cover only): the window with the highest entropy.
+    Entropy,
 }
 
 /// Output encoding. `Original` keeps the source's format (TIFF becomes PNG, HEIF becomes AVIF).
@@ -68,6 +79,54 @@ pub enum Format {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rgb(pub u8, pub u8, pub u8);
 
+/// A focal point in thousandths of the (oriented) source's width and height, each
+/// 0–1000: `fx=0.25,fy=0.5` is `FocalPoint { x: 250, y: 500 }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FocalPoint {
+    pub x: u16,
+    pub y: u16,
+}
+
+/// Device pixel ratio in tenths, 10–40 (`dpr=1.5` is `Dpr(15)`); multiplies `w` and `h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Dpr(u8);
+
+impl Dpr {
+    pub const ONE: Dpr = Dpr(10);
+    pub const MIN_TENTHS: u8 = 10;
+    pub const MAX_TENTHS: u8 = 40;
+
+    /// `tenths` must be 10–40.
+    pub fn from_tenths(tenths: u8) -> Option<Dpr> {
+        (Self::MIN_TENTHS..=Self::MAX_TENTHS)
+            .contains(&tenths)
+            .then_some(Dpr(tenths))
+    }
+    pub fn tenths(self) -> u8 {
+        self.0
+    }
+    /// `len` device-independent pixels in device pixels (rounded, at least 1).
+    pub fn apply(self, len: u32) -> u32 {
+        let scaled = (u64::from(len) * u64::from(self.0) + 5) / 10;
+        u32::try_from(scaled).unwrap_or(u32::MAX).max(1)
+    }
+}
+
+impl Default for Dpr {
+    fn default() -> Self {
+        Dpr::ONE
+    }
+}
+
+impl fmt::Display for Dpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 % 10 {
+            0 => write!(f, "{}", self.0 / 10),
+            tenth => write!(f, "{}.{}", self.0 / 10, tenth),
+        }
+    }
+}
+
 /// One derivative's recipe.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct VariantSpec {
@@ -80,7 +139,23 @@ pub struct VariantSpec {
     pub quality: Option<u8>,
     pub background: Option<Rgb>,
     pub enlarge: bool,
+    /// Cover crop centred as near this point as the image allows (`fx`, `fy`).
+    pub focus: Option<FocalPoint>,
+    /// Multiplies the requested box (`dpr`).
+    pub dpr: Dpr,
+    /// Progressive (interlaced) JPEG (`pj`).
+    pub progressive: bool,
+    /// PNG quantised to an 8-bit palette (`palette`).
+    pub palette: bool,
+    /// Lossless WebP (`lossless`).
+    pub lossless: bool,
 }
+
+/// Every key, in canonical order.
+pub const KEYS: [&str; 14] = [
+    "w", "h", "fit", "g", "fm", "q", "bg", "enlarge", "fx", "fy", "dpr", "pj", "palette",
+    "lossless",
+];
 
 /// Why a spec's text was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,7 +164,9 @@ pub enum SpecError {
     Empty,
     #[error("`{0}` is not a key=value pair")]
     NotAPair(String),
-    #[error("unknown key `{0}` (known: w, h, fit, g, fm, q, bg, enlarge)")]
+    #[error(
+        "unknown key `{0}` (known: w, h, fit, g, fm, q, bg, enlarge, fx, fy, dpr, pj, palette, lossless)"
+    )]
     UnknownKey(String),
     #[error("key `{0}` is given twice")]
     DuplicateKey(String),
@@ -98,6 +175,16 @@ pub enum SpecError {
         key: &'static str,
         value: String,
         expected: &'static str,
+    },
+    #[error("`{key}` requires {requires}")]
+    Requires {
+        key: &'static str,
+        requires: &'static str,
+    },
+    #[error("`{key}` cannot be combined with {with}")]
+    Conflict {
+        key: &'static str,
+        with: &'static str,
     },
     #[error("spec `{given}` is not in canonical form; use `{canonical}`")]
     NotCanonical { given: String, canonical: String },
@@ -123,7 +210,7 @@ impl Fit {
 }
 
 impl Gravity {
-    pub const ALL: [Gravity; 9] = [
+    pub const ALL: [Gravity; 11] = [
         Gravity::Centre,
         Gravity::North,
         Gravity::NorthEast,
@@ -133,6 +220,8 @@ impl Gravity {
         Gravity::SouthWest,
         Gravity::West,
         Gravity::NorthWest,
+        Gravity::Attention,
+        Gravity::Entropy,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -145,7 +234,13 @@ impl Gravity {
             Gravity::SouthWest => "southwest",
             Gravity::West => "west",
             Gravity::NorthWest => "northwest",
+            Gravity::Attention => "attention",
+            Gravity::Entropy => "entropy",
         }
+    }
+    /// Whether the crop window is found by libvips' smart crop rather than placed.
+    pub fn is_smart(self) -> bool {
+        matches!(self, Gravity::Attention | Gravity::Entropy)
     }
 }
 
@@ -286,6 +381,77 @@ fn parse_rgb(value: &str) -> Result<Rgb, SpecError> {
     Ok(Rgb(byte(0)?, byte(2)?, byte(4)?))
 }
 
+fn parse_bool(key: &'static str, value: &str) -> Result<bool, SpecError> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(SpecError::InvalidValue {
+            key,
+            value: value.to_string(),
+            expected: "true or false",
+        }),
+    }
+}
+
+/// `0`–`1` with up to three decimals (`0.25`, `1`, `0.125`), in thousandths.
+fn parse_fraction(key: &'static str, value: &str) -> Result<u16, SpecError> {
+    let invalid = || SpecError::InvalidValue {
+        key,
+        value: value.to_string(),
+        expected: "a number from 0 to 1 with at most 3 decimals, e.g. 0.25",
+    };
+    let (int, frac) = match value.split_once('.') {
+        Some((int, frac)) if !frac.is_empty() && frac.len() <= 3 => (int, frac),
+        Some(_) => return Err(invalid()),
+        None => (value, ""),
+    };
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let whole: u16 = match int {
+        "0" => 0,
+        "1" => 1,
+        _ => return Err(invalid()),
+    };
+    let thousandths = frac
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(3)
+        .fold(0u16, |acc, digit| acc * 10 + u16::from(digit - b'0'));
+    let total = whole * 1000 + thousandths;
+    if total > 1000 {
+        return Err(invalid());
+    }
+    Ok(total)
+}
+
+/// Thousandths as the shortest decimal: `250` → `0.25`, `1000` → `1`, `0` → `0`.
+fn fmt_fraction(thousandths: u16) -> String {
+    let whole = thousandths / 1000;
+    let frac = thousandths % 1000;
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let digits = format!("{frac:03}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
+}
+
+/// `1`–`4`, whole or with one decimal (`1.5`).
+fn parse_dpr(value: &str) -> Result<Dpr, SpecError> {
+    let invalid = || SpecError::InvalidValue {
+        key: "dpr",
+        value: value.to_string(),
+        expected: "a number from 1 to 4 with at most one decimal, e.g. 2 or 1.5",
+    };
+    let bytes = value.as_bytes();
+    let tenths = match bytes {
+        [d] if d.is_ascii_digit() => (d - b'0') * 10,
+        [d, b'.', t] if d.is_ascii_digit() && t.is_ascii_digit() => (d - b'0') * 10 + (t - b'0'),
+        _ => return Err(invalid()),
+    };
+    Dpr::from_tenths(tenths).ok_or_else(invalid)
+}
+
 impl VariantSpec {
     /// Parses the canonical form only: the text must be exactly what [`fmt::Display`]
     /// prints. This is what URLs and names use, so one spec never gets two names.
@@ -305,6 +471,62 @@ impl VariantSpec {
     fn is_noop(&self) -> bool {
         *self == VariantSpec::default()
     }
+
+    /// The rules between keys (see the module docs).
+    fn check_combinations(&self, fx: Option<u16>, fy: Option<u16>) -> Result<(), SpecError> {
+        match (fx, fy) {
+            (Some(_), None) => {
+                return Err(SpecError::Requires {
+                    key: "fx",
+                    requires: "fy",
+                })
+            }
+            (None, Some(_)) => {
+                return Err(SpecError::Requires {
+                    key: "fy",
+                    requires: "fx",
+                })
+            }
+            _ => {}
+        }
+        if self.focus.is_some() {
+            if self.fit != Fit::Cover {
+                return Err(SpecError::Requires {
+                    key: "fx",
+                    requires: "fit=cover",
+                });
+            }
+            if self.gravity != Gravity::Centre {
+                return Err(SpecError::Conflict {
+                    key: "fx",
+                    with: "g (a focal point replaces the gravity)",
+                });
+            }
+        }
+        if self.gravity.is_smart() && self.fit != Fit::Cover {
+            return Err(SpecError::Requires {
+                key: "g",
+                requires: "fit=cover for g=attention and g=entropy",
+            });
+        }
+        if self.dpr != Dpr::ONE && self.width.is_none() && self.height.is_none() {
+            return Err(SpecError::Requires {
+                key: "dpr",
+                requires: "w or h",
+            });
+        }
+        let needs_format = [
+            (self.progressive, "pj", Format::Jpeg, "fm=jpeg"),
+            (self.palette, "palette", Format::Png, "fm=png"),
+            (self.lossless, "lossless", Format::Webp, "fm=webp"),
+        ];
+        for (set, key, format, requires) in needs_format {
+            if set && self.format != format {
+                return Err(SpecError::Requires { key, requires });
+            }
+        }
+        Ok(())
+    }
 }
 
 impl FromStr for VariantSpec {
@@ -314,6 +536,7 @@ impl FromStr for VariantSpec {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let mut spec = VariantSpec::default();
         let mut seen: Vec<&str> = Vec::new();
+        let (mut fx, mut fy) = (None, None);
         for pair in text.split(',') {
             let (key, value) = pair
                 .split_once('=')
@@ -339,7 +562,7 @@ impl FromStr for VariantSpec {
                         value,
                         &Gravity::ALL,
                         Gravity::as_str,
-                        "one of centre, north, northeast, east, southeast, south, southwest, west, northwest",
+                        "one of centre, north, northeast, east, southeast, south, southwest, west, northwest, attention, entropy",
                     )?
                 }
                 "fm" => {
@@ -353,23 +576,21 @@ impl FromStr for VariantSpec {
                 }
                 "q" => spec.quality = Some(parse_quality(value)?),
                 "bg" => spec.background = Some(parse_rgb(value)?),
-                "enlarge" => {
-                    spec.enlarge = match value {
-                        "true" => true,
-                        "false" => false,
-                        _ => {
-                            return Err(SpecError::InvalidValue {
-                                key: "enlarge",
-                                value: value.to_string(),
-                                expected: "true or false",
-                            })
-                        }
-                    }
-                }
+                "enlarge" => spec.enlarge = parse_bool("enlarge", value)?,
+                "fx" => fx = Some(parse_fraction("fx", value)?),
+                "fy" => fy = Some(parse_fraction("fy", value)?),
+                "dpr" => spec.dpr = parse_dpr(value)?,
+                "pj" => spec.progressive = parse_bool("pj", value)?,
+                "palette" => spec.palette = parse_bool("palette", value)?,
+                "lossless" => spec.lossless = parse_bool("lossless", value)?,
                 other => return Err(SpecError::UnknownKey(other.to_string())),
             }
             seen.push(key);
         }
+        if let (Some(x), Some(y)) = (fx, fy) {
+            spec.focus = Some(FocalPoint { x, y });
+        }
+        spec.check_combinations(fx, fy)?;
         if spec.is_noop() {
             return Err(SpecError::Empty);
         }
@@ -379,7 +600,7 @@ impl FromStr for VariantSpec {
 
 impl fmt::Display for VariantSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut parts: Vec<String> = Vec::with_capacity(8);
+        let mut parts: Vec<String> = Vec::with_capacity(KEYS.len());
         if let Some(w) = self.width {
             parts.push(format!("w={w}"));
         }
@@ -403,6 +624,22 @@ impl fmt::Display for VariantSpec {
         }
         if self.enlarge {
             parts.push("enlarge=true".to_string());
+        }
+        if let Some(FocalPoint { x, y }) = self.focus {
+            parts.push(format!("fx={}", fmt_fraction(x)));
+            parts.push(format!("fy={}", fmt_fraction(y)));
+        }
+        if self.dpr != Dpr::ONE {
+            parts.push(format!("dpr={}", self.dpr));
+        }
+        if self.progressive {
+            parts.push("pj=true".to_string());
+        }
+        if self.palette {
+            parts.push("palette=true".to_string());
+        }
+        if self.lossless {
+            parts.push("lossless=true".to_string());
         }
         f.write_str(&parts.join(","))
     }
@@ -430,15 +667,16 @@ impl schemars::JsonSchema for VariantSpec {
             instance_type: Some(schemars::schema::InstanceType::String.into()),
             ..Default::default()
         };
-        schema.string().pattern = Some(
-            "^(w|h|fit|g|fm|q|bg|enlarge)=[a-z0-9]+(,(w|h|fit|g|fm|q|bg|enlarge)=[a-z0-9]+)*$"
-                .into(),
-        );
+        let keys = KEYS.join("|");
+        schema.string().pattern = Some(format!("^({keys})=[a-z0-9.]+(,({keys})=[a-z0-9.]+)*$"));
         schema.metadata().description = Some(
-            "Variant spec, e.g. `w=320,h=320,fit=cover,fm=webp,q=75`. Keys: w, h (1-16383), \
-             fit (cover|contain|fill|inside|outside, default inside), g (centre|north|northeast|east|\
-             southeast|south|southwest|west|northwest), fm (jpeg|png|webp|avif|gif|original), \
-             q (1-100), bg (rrggbb), enlarge (true|false)."
+            "Variant spec, e.g. `w=320,h=320,fit=cover,fm=webp,q=75`. Keys, in canonical order: \
+             w, h (1-16383), fit (cover|contain|fill|inside|outside, default inside), \
+             g (centre|north|northeast|east|southeast|south|southwest|west|northwest, or \
+             attention|entropy with fit=cover), fm (jpeg|png|webp|avif|gif|original), \
+             q (1-100), bg (rrggbb), enlarge (true|false), fx, fy (focal point 0-1, both, \
+             fit=cover only), dpr (1-4, one decimal), pj (true: progressive JPEG, fm=jpeg), \
+             palette (true: 8-bit palette PNG, fm=png), lossless (true: lossless WebP, fm=webp)."
                 .into(),
         );
         schema.into()
@@ -522,6 +760,162 @@ mod tests {
             ),
             ("w=10,", |e| matches!(e, SpecError::NotAPair(_))),
             ("w", |e| matches!(e, SpecError::NotAPair(_))),
+            // Focal point: values, pairing, fit and gravity.
+            ("w=10,h=10,fit=cover,fx=1.5,fy=0", |e| {
+                matches!(e, SpecError::InvalidValue { key: "fx", .. })
+            }),
+            ("w=10,h=10,fit=cover,fx=0,fy=-0.5", |e| {
+                matches!(e, SpecError::InvalidValue { key: "fy", .. })
+            }),
+            ("w=10,h=10,fit=cover,fx=0.1234,fy=0", |e| {
+                matches!(e, SpecError::InvalidValue { key: "fx", .. })
+            }),
+            ("w=10,h=10,fit=cover,fx=.5,fy=0", |e| {
+                matches!(e, SpecError::InvalidValue { key: "fx", .. })
+            }),
+            ("w=10,h=10,fit=cover,fx=0.,fy=0", |e| {
+                matches!(e, SpecError::InvalidValue { key: "fx", .. })
+            }),
+            ("w=10,h=10,fit=cover,fx=1.001,fy=0", |e| {
+                matches!(e, SpecError::InvalidValue { key: "fx", .. })
+            }),
+            ("w=10,h=10,fit=cover,fx=0.5", |e| {
+                matches!(
+                    e,
+                    SpecError::Requires {
+                        key: "fx",
+                        requires: "fy"
+                    }
+                )
+            }),
+            ("fx=0.5", |e| {
+                matches!(
+                    e,
+                    SpecError::Requires {
+                        key: "fx",
+                        requires: "fy"
+                    }
+                )
+            }),
+            ("w=10,h=10,fit=cover,fy=0.5", |e| {
+                matches!(
+                    e,
+                    SpecError::Requires {
+                        key: "fy",
+                        requires: "fx"
+                    }
+                )
+            }),
+            ("w=10,h=10,fx=0.5,fy=0.5", |e| {
+                matches!(
+                    e,
+                    SpecError::Requires {
+                        key: "fx",
+                        requires: "fit=cover"
+                    }
+                )
+            }),
+            ("w=10,h=10,fit=contain,fx=0.5,fy=0.5", |e| {
+                matches!(
+                    e,
+                    SpecError::Requires {
+                        key: "fx",
+                        requires: "fit=cover"
+                    }
+                )
+            }),
+            ("w=10,h=10,fit=cover,g=north,fx=0.5,fy=0.5", |e| {
+                matches!(e, SpecError::Conflict { key: "fx", .. })
+            }),
+            ("w=10,h=10,fit=cover,g=attention,fx=0.5,fy=0.5", |e| {
+                matches!(e, SpecError::Conflict { key: "fx", .. })
+            }),
+            // Smart crop needs cover.
+            ("w=10,h=10,g=attention", |e| {
+                matches!(e, SpecError::Requires { key: "g", .. })
+            }),
+            ("w=10,h=10,fit=contain,g=entropy", |e| {
+                matches!(e, SpecError::Requires { key: "g", .. })
+            }),
+            ("w=10,h=10,fit=cover,g=smart", |e| {
+                matches!(e, SpecError::InvalidValue { key: "g", .. })
+            }),
+            // dpr: 1-4, one decimal, only with a box.
+            ("w=10,dpr=0.5", |e| {
+                matches!(e, SpecError::InvalidValue { key: "dpr", .. })
+            }),
+            ("w=10,dpr=5", |e| {
+                matches!(e, SpecError::InvalidValue { key: "dpr", .. })
+            }),
+            ("w=10,dpr=4.1", |e| {
+                matches!(e, SpecError::InvalidValue { key: "dpr", .. })
+            }),
+            ("w=10,dpr=1.25", |e| {
+                matches!(e, SpecError::InvalidValue { key: "dpr", .. })
+            }),
+            ("w=10,dpr=2x", |e| {
+                matches!(e, SpecError::InvalidValue { key: "dpr", .. })
+            }),
+            ("w=10,dpr=", |e| {
+                matches!(e, SpecError::InvalidValue { key: "dpr", .. })
+            }),
+            ("fm=webp,dpr=2", |e| {
+                matches!(e, SpecError::Requires { key: "dpr", .. })
+            }),
+            // Encoder flags: boolean, and only for their format.
+            ("w=10,fm=jpeg,pj=yes", |e| {
+                matches!(e, SpecError::InvalidValue { key: "pj", .. })
+            }),
+            ("w=10,fm=webp,pj=true", |e| {
+                matches!(
+                    e,
+                    SpecError::Requires {
+                        key: "pj",
+                        requires: "fm=jpeg"
+                    }
+                )
+            }),
+            ("w=10,pj=true", |e| {
+                matches!(e, SpecError::Requires { key: "pj", .. })
+            }),
+            ("w=10,fm=png,palette=1", |e| {
+                matches!(e, SpecError::InvalidValue { key: "palette", .. })
+            }),
+            ("w=10,fm=jpeg,palette=true", |e| {
+                matches!(
+                    e,
+                    SpecError::Requires {
+                        key: "palette",
+                        requires: "fm=png"
+                    }
+                )
+            }),
+            ("w=10,fm=avif,lossless=true", |e| {
+                matches!(
+                    e,
+                    SpecError::Requires {
+                        key: "lossless",
+                        requires: "fm=webp"
+                    }
+                )
+            }),
+            ("w=10,fm=webp,lossless=on", |e| {
+                matches!(
+                    e,
+                    SpecError::InvalidValue {
+                        key: "lossless",
+                        ..
+                    }
+                )
+            }),
+            (
+                "w=10,fm=webp,lossless=true,lossless=false",
+                |e| matches!(e, SpecError::DuplicateKey(k) if k == "lossless"),
+            ),
+            (
+                "w=10,anim=true",
+                |e| matches!(e, SpecError::UnknownKey(k) if k == "anim"),
+            ),
         ];
         for (text, check) in cases {
             let err = text.parse::<VariantSpec>().expect_err(text);
@@ -529,8 +923,10 @@ mod tests {
         }
     }
 
+    /// Any valid spec: free choices first, then the rules between keys applied by
+    /// adjusting the draw (so no draw is thrown away for breaking a rule).
     fn arb_spec() -> impl Strategy<Value = VariantSpec> {
-        (
+        let base = (
             proptest::option::of(1..=MAX_DIMENSION),
             proptest::option::of(1..=MAX_DIMENSION),
             proptest::sample::select(Fit::ALL.to_vec()),
@@ -539,20 +935,156 @@ mod tests {
             proptest::option::of(1u8..=100),
             proptest::option::of(any::<(u8, u8, u8)>()),
             any::<bool>(),
-        )
+        );
+        let extra = (
+            proptest::option::of((0u16..=1000, 0u16..=1000)),
+            Dpr::MIN_TENTHS..=Dpr::MAX_TENTHS,
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+        );
+        (base, extra)
             .prop_map(
-                |(width, height, fit, gravity, format, quality, bg, enlarge)| VariantSpec {
-                    width,
-                    height,
-                    fit,
-                    gravity,
-                    format,
-                    quality,
-                    background: bg.map(|(r, g, b)| Rgb(r, g, b)),
-                    enlarge,
+                |(
+                    (width, height, fit, gravity, format, quality, bg, enlarge),
+                    (focus, dpr, progressive, palette, lossless),
+                )| {
+                    let mut spec = VariantSpec {
+                        width,
+                        height,
+                        fit,
+                        gravity,
+                        format,
+                        quality,
+                        background: bg.map(|(r, g, b)| Rgb(r, g, b)),
+                        enlarge,
+                        focus: focus.map(|(x, y)| FocalPoint { x, y }),
+                        dpr: Dpr::from_tenths(dpr).unwrap(),
+                        progressive: progressive && format == Format::Jpeg,
+                        palette: palette && format == Format::Png,
+                        lossless: lossless && format == Format::Webp,
+                    };
+                    if spec.focus.is_some() {
+                        spec.fit = Fit::Cover;
+                        spec.gravity = Gravity::Centre;
+                    }
+                    if spec.gravity.is_smart() {
+                        spec.fit = Fit::Cover;
+                    }
+                    if spec.width.is_none() && spec.height.is_none() {
+                        spec.dpr = Dpr::ONE;
+                    }
+                    spec
                 },
             )
             .prop_filter("a spec must change something", |s| !s.is_noop())
+    }
+
+    #[test]
+    fn new_keys_have_a_fixed_order_after_the_old_ones() {
+        let spec: VariantSpec =
+            "lossless=true,dpr=2,fm=webp,w=100,h=50,fy=0.500,fx=0.25,fit=cover,q=90"
+                .parse()
+                .unwrap();
+        assert_eq!(
+            spec.focus,
+            Some(FocalPoint { x: 250, y: 500 }),
+            "thousandths"
+        );
+        assert_eq!(spec.dpr.tenths(), 20);
+        assert_eq!(
+            spec.to_string(),
+            "w=100,h=50,fit=cover,fm=webp,q=90,fx=0.25,fy=0.5,dpr=2,lossless=true"
+        );
+        let spec: VariantSpec = "palette=true,fm=png,w=10,dpr=1.5".parse().unwrap();
+        assert_eq!(spec.to_string(), "w=10,fm=png,dpr=1.5,palette=true");
+        let spec: VariantSpec = "pj=true,fm=jpeg,w=10,g=attention,h=10,fit=cover"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            spec.to_string(),
+            "w=10,h=10,fit=cover,g=attention,fm=jpeg,pj=true"
+        );
+        // Defaults of the new keys are elided.
+        let spec: VariantSpec = "w=10,dpr=1,pj=false,palette=false,lossless=false"
+            .parse()
+            .unwrap();
+        assert_eq!(spec.to_string(), "w=10");
+        assert_eq!(spec, "w=10".parse().unwrap());
+    }
+
+    #[test]
+    fn decimals_have_one_canonical_text() {
+        for (given, canonical) in [
+            ("fx=0.250,fy=1.0", "fx=0.25,fy=1"),
+            ("fx=0.000,fy=0.5", "fx=0,fy=0.5"),
+            ("fx=0.005,fy=0.999", "fx=0.005,fy=0.999"),
+            ("fx=1,fy=0", "fx=1,fy=0"),
+        ] {
+            let spec: VariantSpec = format!("w=9,h=9,fit=cover,{given}").parse().unwrap();
+            let want = format!("w=9,h=9,fit=cover,{canonical}");
+            assert_eq!(spec.to_string(), want);
+            assert!(VariantSpec::parse_canonical(&want).is_ok());
+            if given != canonical {
+                assert!(matches!(
+                    VariantSpec::parse_canonical(&format!("w=9,h=9,fit=cover,{given}")),
+                    Err(SpecError::NotCanonical { .. })
+                ));
+            }
+        }
+        for (given, canonical) in [("2.0", "2"), ("1.5", "1.5"), ("4", "4"), ("1.0", "")] {
+            let spec: VariantSpec = format!("w=9,dpr={given}").parse().unwrap();
+            let want = if canonical.is_empty() {
+                "w=9".to_string()
+            } else {
+                format!("w=9,dpr={canonical}")
+            };
+            assert_eq!(spec.to_string(), want);
+        }
+    }
+
+    #[test]
+    fn dpr_multiplies_and_rounds() {
+        let d = |t| Dpr::from_tenths(t).unwrap();
+        assert_eq!(d(10).apply(320), 320);
+        assert_eq!(d(20).apply(320), 640);
+        assert_eq!(d(15).apply(333), 500, "499.5 rounds up");
+        assert_eq!(d(40).apply(1), 4);
+        assert_eq!(Dpr::from_tenths(9), None);
+        assert_eq!(Dpr::from_tenths(41), None);
+    }
+
+    #[test]
+    fn decimal_values_survive_a_derivative_key() {
+        use crate::naming::{derivative_key, parse_derivative_key, Variant};
+        let spec =
+            VariantSpec::parse_canonical("w=320,h=320,fit=cover,fm=webp,fx=0.25,fy=1,dpr=1.5")
+                .unwrap();
+        let variant = Variant::Spec(spec);
+        let key =
+            derivative_key("derived/", "a/b.jpg", uuid::Uuid::nil(), &variant, "webp").unwrap();
+        let parsed = parse_derivative_key("derived/", &key).unwrap();
+        assert_eq!(parsed.variant, variant);
+        assert_eq!(parsed.ext, "webp");
+    }
+
+    #[test]
+    fn existing_canonical_forms_are_unchanged() {
+        for text in [
+            "w=320,h=320,fit=cover,fm=webp,q=75",
+            "w=100,fm=webp",
+            "w=320,h=320,fit=cover,g=north",
+            "w=320,h=320,fit=contain,bg=000000",
+            "w=4000,enlarge=true",
+            "h=60",
+            "fm=avif",
+        ] {
+            let spec = VariantSpec::parse_canonical(text).unwrap();
+            assert_eq!(spec.to_string(), text);
+            assert_eq!(spec.focus, None);
+            assert_eq!(spec.dpr, Dpr::ONE);
+            assert!(!spec.progressive && !spec.palette && !spec.lossless);
+        }
     }
 
     proptest! {
@@ -565,7 +1097,7 @@ mod tests {
         }
 
         #[test]
-        fn parse_never_panics(text in "[a-z0-9=,+#-]{0,40}") {
+        fn parse_never_panics(text in "[a-z0-9=,+#.-]{0,40}") {
             let _ = text.parse::<VariantSpec>();
         }
     }

@@ -9,6 +9,8 @@
 #   infra/local/services.sh down [--all]  # stop moto, remove env file; --all also stops RabbitMQ
 #                                         # if (and only if) this script started it
 #   infra/local/services.sh status        # what is up; exit 0 if everything is, 3 otherwise
+#   infra/local/services.sh cargo-lambda  # install (or reuse) cargo-lambda, the Lambda Runtime API
+#                                         # emulator; last stdout line = path of its binary
 #
 #   eval: . "$(infra/local/services.sh up | tail -n1)"
 #
@@ -16,6 +18,15 @@
 #   RENDITION_CACHE          cache dir (default ~/.cache/rendition): venv, logs, state, env file
 #   RENDITION_SERVICES_ENV   env file path (default $RENDITION_CACHE/services.env)
 #   RENDITION_RABBITMQ_TIMEOUT / RENDITION_MOTO_TIMEOUT  startup bounds in seconds (90 / 30)
+#
+# cargo-lambda comes from PyPI (`pip install --no-deps cargo-lambda==1.9.2`, seconds; building it
+# with `cargo install` takes over 25 minutes, and --no-deps skips the 400 MB zig package, which only
+# cross-compiling needs) into $RENDITION_CACHE/cargo-lambda-venv. Run it as
+#   cargo-lambda lambda watch --only-lambda-apis -A 127.0.0.1 -P PORT
+# in a folder holding a Cargo.toml (the repo root), then start a Lambda binary with
+# AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:PORT/.rt (with the scheme: lambda_runtime 1.x refuses
+# `127.0.0.1:PORT/.rt`) and invoke it with
+# POST http://127.0.0.1:PORT/2015-03-31/functions/_/invocations.
 #
 # Never uses docker. Everything chatty goes to stderr; `up | tail -n1` returns promptly because
 # background servers get their stdout/stderr redirected to log files and no inherited pipe fds.
@@ -26,6 +37,8 @@ ENV_FILE="${RENDITION_SERVICES_ENV:-$CACHE_DIR/services.env}"
 STATE_FILE="$CACHE_DIR/services.state"
 LOCK_FILE="$CACHE_DIR/services.lock"
 VENV="$CACHE_DIR/moto-venv"
+CARGO_LAMBDA_VENV="$CACHE_DIR/cargo-lambda-venv"
+CARGO_LAMBDA_VERSION=1.9.2
 MOTO_LOG="$CACHE_DIR/moto.log"
 RABBIT_LOG="$CACHE_DIR/rabbitmq-start.log"
 
@@ -348,6 +361,30 @@ EOF
     set_state ENV_FILE "$ENV_FILE"
 }
 
+# ---------------------------------------------------------------- cargo-lambda
+
+cargo_lambda_ok() {
+    [[ -x $CARGO_LAMBDA_VENV/bin/cargo-lambda ]] || return 1
+    [[ "$(cat "$CARGO_LAMBDA_VENV/.rendition-stamp" 2>/dev/null)" == "v1 $CARGO_LAMBDA_VERSION" ]] || return 1
+    "$CARGO_LAMBDA_VENV/bin/cargo-lambda" lambda --version 2>/dev/null | grep -qF "$CARGO_LAMBDA_VERSION"
+}
+
+ensure_cargo_lambda() {
+    if cargo_lambda_ok; then return 0; fi
+    local py
+    if ! py=$(find_python); then
+        apt_install python3-venv
+        py=$(find_python) || die "no python3 with the venv module found"
+    fi
+    log "cargo-lambda: creating venv $CARGO_LAMBDA_VENV with $py (cargo-lambda $CARGO_LAMBDA_VERSION)"
+    rm -rf "$CARGO_LAMBDA_VENV"
+    "$py" -m venv "$CARGO_LAMBDA_VENV" >&2
+    "$CARGO_LAMBDA_VENV/bin/python" -m pip install --disable-pip-version-check --no-input \
+        --progress-bar off -q --no-deps "cargo-lambda==$CARGO_LAMBDA_VERSION" >&2 </dev/null
+    printf 'v1 %s\n' "$CARGO_LAMBDA_VERSION" >"$CARGO_LAMBDA_VENV/.rendition-stamp"
+    cargo_lambda_ok || die "cargo-lambda at $CARGO_LAMBDA_VENV is broken right after install"
+}
+
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
@@ -426,6 +463,11 @@ main() {
             ;;
         down) cmd_down "$@" >&2 ;;
         status) cmd_status ;;
+        cargo-lambda)
+            [[ $# -eq 0 ]] || die "cargo-lambda takes no arguments"
+            { lock; ensure_cargo_lambda; } >&2
+            printf '%s\n' "$CARGO_LAMBDA_VENV/bin/cargo-lambda"
+            ;;
         -h | --help | help) usage ;;
         *) usage; exit 2 ;;
     esac

@@ -5,6 +5,8 @@ mod harness;
 
 mod config;
 mod conformance;
+mod fidelity;
+mod lambda;
 mod local;
 mod proxy;
 mod rabbit;

@@ -17,8 +17,11 @@
 //! - [`sqs`]: the SQS consumer (long polling, heartbeats, batch deletes, dead-lettering).
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`bench`]: `bench DIR`: images/s and peak RSS against sharp and vipsthumbnail, with the
+//!   ratios, each case in its own measured process.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod handler;
 pub mod http;

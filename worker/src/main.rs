@@ -7,7 +7,7 @@ use rendition_core::job::Engine;
 use rendition_core::ondemand::OnDemand;
 use rendition_core::store::{BlobStore, CachedStore, FsStore, S3Store};
 use rendition_worker::cli::{Cli, Command};
-use rendition_worker::{app, local, oneoff, serve, shutdown, telemetry, urlcmd};
+use rendition_worker::{app, bench, local, oneoff, serve, shutdown, telemetry, urlcmd};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -127,6 +127,31 @@ fn main() -> anyhow::Result<()> {
                 v.format.as_str(),
                 v.bytes.len()
             );
+            Ok(())
+        }
+        Command::Bench {
+            dir,
+            iterations,
+            json,
+            sharp_dir,
+            no_sharp,
+            no_vipsthumbnail,
+            no_arena_compare,
+            child,
+        } => {
+            let iterations = iterations as usize;
+            if let Some(case) = child {
+                return bench::child(&dir, iterations, &case);
+            }
+            bench::run(&bench::Options {
+                dir,
+                iterations,
+                json,
+                sharp_dir,
+                no_sharp,
+                no_vipsthumbnail,
+                no_arena_compare,
+            })?;
             Ok(())
         }
         Command::Schema { out } => {

@@ -97,7 +97,7 @@ pub async fn run(
 
 fn error_response(err: &OnDemandError) -> Response {
     let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = serde_json::json!({ "error": err.to_string() }).to_string();
+    let body = serde_json::json!({ "error": err.kind(), "message": err.to_string() }).to_string();
     let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     if status == StatusCode::SERVICE_UNAVAILABLE {
         resp.headers_mut()

@@ -27,6 +27,11 @@ pub const VIPS_EXTEND_BACKGROUND: c_int = 5;
 pub const VIPS_INTERPRETATION_CMYK: c_int = 15;
 pub const VIPS_FOREIGN_SUBSAMPLE_OFF: c_int = 2;
 pub const VIPS_FOREIGN_HEIF_COMPRESSION_AV1: c_int = 4;
+pub const VIPS_FORMAT_UCHAR: c_int = 0;
+pub const VIPS_INTERPRETATION_B_W: c_int = 1;
+pub const VIPS_INTERPRETATION_SRGB: c_int = 22;
+pub const VIPS_INTERESTING_ENTROPY: c_int = 2;
+pub const VIPS_INTERESTING_ATTENTION: c_int = 3;
 
 extern "C" {
     pub fn vips_init(argv0: *const c_char) -> c_int;
@@ -62,6 +67,10 @@ extern "C" {
         out: *mut c_int,
     ) -> c_int;
     pub fn vips_image_hasalpha(image: *mut VipsImage) -> c_int;
+    pub fn vips_image_get_format(image: *const VipsImage) -> c_int;
+    pub fn vips_image_get_page_height(image: *mut VipsImage) -> c_int;
+    pub fn vips_image_set_int(image: *mut VipsImage, name: *const c_char, i: c_int);
+    pub fn vips_image_remove(image: *mut VipsImage, name: *const c_char) -> c_int;
 
     pub fn vips_thumbnail_buffer(
         buf: *mut c_void,
@@ -97,6 +106,26 @@ extern "C" {
     ) -> c_int;
     pub fn vips_flatten(input: *mut VipsImage, out: *mut *mut VipsImage, ...) -> c_int;
     pub fn vips_addalpha(input: *mut VipsImage, out: *mut *mut VipsImage, ...) -> c_int;
+    pub fn vips_copy(input: *mut VipsImage, out: *mut *mut VipsImage, ...) -> c_int;
+    pub fn vips_colourspace(
+        input: *mut VipsImage,
+        out: *mut *mut VipsImage,
+        space: c_int,
+        ...
+    ) -> c_int;
+    pub fn vips_smartcrop(
+        input: *mut VipsImage,
+        out: *mut *mut VipsImage,
+        width: c_int,
+        height: c_int,
+        ...
+    ) -> c_int;
+    pub fn vips_arrayjoin(
+        input: *mut *mut VipsImage,
+        out: *mut *mut VipsImage,
+        n: c_int,
+        ...
+    ) -> c_int;
 
     pub fn vips_jpegsave_buffer(
         input: *mut VipsImage,

@@ -202,6 +202,20 @@ impl<'a> Image<'a> {
         // SAFETY: valid image.
         unsafe { ffi::vips_image_hasalpha(self.raw) != 0 }
     }
+    /// Height of one page (frame) of a multi-page strip; the whole height otherwise.
+    pub fn page_height(&self) -> u32 {
+        // SAFETY: valid image; libvips checks that the height is a multiple of it.
+        unsafe { ffi::vips_image_get_page_height(self.raw) as u32 }
+    }
+    /// Pages (frames) stacked in this image: more than one for an animation strip.
+    pub fn pages_loaded(&self) -> u32 {
+        (self.height() / self.page_height().max(1)).max(1)
+    }
+    /// Whether each sample is an 8-bit unsigned value.
+    pub fn is_uchar(&self) -> bool {
+        // SAFETY: valid image.
+        unsafe { ffi::vips_image_get_format(self.raw) == ffi::VIPS_FORMAT_UCHAR }
+    }
     fn has_field(&self, name: &str) -> bool {
         let name = cstr(name);
         // SAFETY: valid image and NUL-terminated name.
@@ -241,16 +255,25 @@ impl<'a> Image<'a> {
     /// Decodes with shrink-on-load straight to `width`×`height` (aspect ignored, so the
     /// caller's geometry decides), auto-rotated by EXIF orientation, converted to sRGB when
     /// `to_srgb` (embedded ICC profile or CMYK), alpha premultiplied while resampling.
+    ///
+    /// With `all_pages` (GIF and WebP only: other loaders refuse `n`) every frame is
+    /// loaded into one tall strip; `width`×`height` is then the size of each frame and the
+    /// result's `page-height` metadata says where frames start.
     pub fn thumbnail_buffer(
         buf: &'a [u8],
         width: u32,
         height: u32,
         to_srgb: bool,
+        all_pages: bool,
     ) -> Result<Image<'a>, VipsError> {
         let k_height = cstr("height");
         let k_size = cstr("size");
         let k_opts = cstr("option_string");
-        let v_opts = cstr(SEQ_LOAD);
+        let v_opts = if all_pages {
+            cstr(&format!("{SEQ_LOAD},n=-1"))
+        } else {
+            cstr(SEQ_LOAD)
+        };
         let k_export = cstr("export_profile");
         let v_srgb = cstr("srgb");
         wrap(
@@ -361,6 +384,130 @@ impl<'a> Image<'a> {
         )
     }
 
+    /// Converts to 8-bit sRGB (or 8-bit grey for one- and two-band images), e.g. a
+    /// 16-bit PNG. Alpha is kept and scaled with the colour.
+    pub fn to_srgb8(&self) -> Result<Image<'a>, VipsError> {
+        let colour_bands = self.bands() - u32::from(self.has_alpha());
+        let space = if colour_bands < 3 {
+            ffi::VIPS_INTERPRETATION_B_W
+        } else {
+            ffi::VIPS_INTERPRETATION_SRGB
+        };
+        wrap(
+            "colourspace",
+            Box::new(|out| {
+                // SAFETY: valid image; NULL-terminated option list.
+                unsafe { ffi::vips_colourspace(self.raw, out, space, ptr::null::<c_char>()) }
+            }),
+        )
+    }
+
+    /// Crops to `width`×`height` at the window libvips' `interesting` measure picks
+    /// (needs random access: call on a materialized image).
+    pub fn smartcrop(
+        &self,
+        width: u32,
+        height: u32,
+        interesting: Interesting,
+    ) -> Result<Image<'a>, VipsError> {
+        let k_interesting = cstr("interesting");
+        let value = match interesting {
+            Interesting::Attention => ffi::VIPS_INTERESTING_ATTENTION,
+            Interesting::Entropy => ffi::VIPS_INTERESTING_ENTROPY,
+        };
+        wrap(
+            "smartcrop",
+            Box::new(|out| {
+                // SAFETY: valid image; NULL-terminated typed option list.
+                unsafe {
+                    ffi::vips_smartcrop(
+                        self.raw,
+                        out,
+                        width as c_int,
+                        height as c_int,
+                        k_interesting.as_ptr(),
+                        value,
+                        ptr::null::<c_char>(),
+                    )
+                }
+            }),
+        )
+    }
+
+    /// Stacks `pages` (all the same size) top to bottom into one strip whose
+    /// `page-height` is their height: an animation for the GIF and WebP savers. Metadata
+    /// (frame delays, loop count) comes from the first page.
+    pub fn join_pages(pages: &[Image<'a>]) -> Result<Image<'a>, VipsError> {
+        let first = pages.first().expect("at least one page");
+        let page_height = first.height();
+        let mut raw: Vec<*mut ffi::VipsImage> = pages.iter().map(|p| p.raw).collect();
+        let k_across = cstr("across");
+        let joined = wrap(
+            "arrayjoin",
+            Box::new(|out| {
+                // SAFETY: `raw` holds valid images kept alive by `pages`; arrayjoin takes
+                // its own references. NULL-terminated typed option list.
+                unsafe {
+                    ffi::vips_arrayjoin(
+                        raw.as_mut_ptr(),
+                        out,
+                        raw.len() as c_int,
+                        k_across.as_ptr(),
+                        1 as c_int,
+                        ptr::null::<c_char>(),
+                    )
+                }
+            }),
+        )?;
+        joined.with_page_height(page_height)
+    }
+
+    /// A new image of the same pixels whose metadata only we hold.
+    fn copy(&self) -> Result<Image<'a>, VipsError> {
+        wrap(
+            "copy",
+            Box::new(|out| {
+                // SAFETY: valid image; NULL-terminated option list.
+                unsafe { ffi::vips_copy(self.raw, out, ptr::null::<c_char>()) }
+            }),
+        )
+    }
+
+    /// A new reference to the same pixels with `page-height` set to `page_height`.
+    pub fn with_page_height(&self, page_height: u32) -> Result<Image<'a>, VipsError> {
+        let copy = self.copy()?;
+        let name = cstr("page-height");
+        // SAFETY: `copy` is a new image only we reference, so setting metadata on it
+        // cannot affect any other image.
+        unsafe { ffi::vips_image_set_int(copy.raw, name.as_ptr(), page_height as c_int) };
+        Ok(copy)
+    }
+
+    /// A new reference to the same pixels without `page-height`: one frame, whatever
+    /// size it is later resized or embedded to (a stale `page-height` that divides the
+    /// new height would make libvips see several frames).
+    pub fn single_page(&self) -> Result<Image<'a>, VipsError> {
+        let copy = self.copy()?;
+        let name = cstr("page-height");
+        // SAFETY: `copy` is a new image only we reference; removing an absent field is
+        // a no-op.
+        unsafe { ffi::vips_image_remove(copy.raw, name.as_ptr()) };
+        Ok(copy)
+    }
+
+    /// The same pixels without ICC profile, EXIF, XMP or IPTC blocks. libvips 8.14's
+    /// WebP encoder ignores `strip`, so this is what keeps metadata out of every output.
+    fn without_metadata(&self) -> Result<Image<'a>, VipsError> {
+        let copy = self.copy()?;
+        for field in ["icc-profile-data", "exif-data", "xmp-data", "iptc-data"] {
+            let name = cstr(field);
+            // SAFETY: `copy` is a new image only we reference; removing an absent field
+            // is a no-op.
+            unsafe { ffi::vips_image_remove(copy.raw, name.as_ptr()) };
+        }
+        Ok(copy)
+    }
+
     /// Places the image at (`left`, `top`) on a `width`×`height` canvas of `background`
     /// (one value per band).
     pub fn embed(
@@ -425,20 +572,27 @@ impl<'a> Image<'a> {
 
     /// Encodes to `format` with metadata stripped.
     pub fn save(&self, format: SaveFormat) -> Result<Vec<u8>, VipsError> {
+        let image = self.without_metadata()?;
         let k_q = cstr("Q");
         let k_strip = cstr("strip");
         let k_optimize = cstr("optimize_coding");
         let k_subsample = cstr("subsample_mode");
         let k_compression = cstr("compression");
         let k_effort = cstr("effort");
+        let k_interlace = cstr("interlace");
+        let k_palette = cstr("palette");
+        let k_lossless = cstr("lossless");
         let mut buf: *mut c_void = ptr::null_mut();
         let mut len: usize = 0;
         let end = ptr::null::<c_char>();
         // SAFETY: valid image; each option list is NULL-terminated and typed per libvips.
         let rc = unsafe {
             match format {
-                SaveFormat::Jpeg { quality } => ffi::vips_jpegsave_buffer(
-                    self.raw,
+                SaveFormat::Jpeg {
+                    quality,
+                    progressive,
+                } => ffi::vips_jpegsave_buffer(
+                    image.raw,
                     &mut buf,
                     &mut len,
                     k_q.as_ptr(),
@@ -447,6 +601,8 @@ impl<'a> Image<'a> {
                     1 as c_int,
                     k_optimize.as_ptr(),
                     1 as c_int,
+                    k_interlace.as_ptr(),
+                    c_int::from(progressive),
                     // Full-resolution chroma at high quality, as a photographer expects.
                     k_subsample.as_ptr(),
                     if quality >= 90 {
@@ -456,28 +612,35 @@ impl<'a> Image<'a> {
                     },
                     end,
                 ),
-                SaveFormat::Png => ffi::vips_pngsave_buffer(
-                    self.raw,
+                SaveFormat::Png { palette, quality } => ffi::vips_pngsave_buffer(
+                    image.raw,
                     &mut buf,
                     &mut len,
                     k_strip.as_ptr(),
                     1 as c_int,
                     k_compression.as_ptr(),
                     6 as c_int,
+                    // Quantisation quality; used only with a palette.
+                    k_q.as_ptr(),
+                    quality as c_int,
+                    k_palette.as_ptr(),
+                    c_int::from(palette),
                     end,
                 ),
-                SaveFormat::Webp { quality } => ffi::vips_webpsave_buffer(
-                    self.raw,
+                SaveFormat::Webp { quality, lossless } => ffi::vips_webpsave_buffer(
+                    image.raw,
                     &mut buf,
                     &mut len,
                     k_q.as_ptr(),
                     quality as c_int,
+                    k_lossless.as_ptr(),
+                    c_int::from(lossless),
                     k_strip.as_ptr(),
                     1 as c_int,
                     end,
                 ),
                 SaveFormat::Avif { quality, effort } => ffi::vips_heifsave_buffer(
-                    self.raw,
+                    image.raw,
                     &mut buf,
                     &mut len,
                     k_q.as_ptr(),
@@ -491,7 +654,7 @@ impl<'a> Image<'a> {
                     end,
                 ),
                 SaveFormat::Gif => ffi::vips_gifsave_buffer(
-                    self.raw,
+                    image.raw,
                     &mut buf,
                     &mut len,
                     k_strip.as_ptr(),
@@ -509,16 +672,188 @@ impl<'a> Image<'a> {
             ffi::g_free(buf);
             out
         };
-        Ok(bytes)
+        Ok(match format {
+            SaveFormat::Webp { .. } => strip_webp_metadata(bytes),
+            _ => bytes,
+        })
     }
 }
 
-/// Encoder settings for [`Image::save`].
+/// Drops the ICCP, EXIF and XMP chunks of a WebP file and clears their VP8X flags; a
+/// still image left with nothing the simple format cannot say loses its VP8X header.
+/// libvips 8.14.1's `webpsave` ignores `strip` and always writes an EXIF block (built
+/// from the image's resolution), so the encoder's output goes through this.
+/// Anything that does not parse as a RIFF WebP is returned unchanged.
+pub fn strip_webp_metadata(bytes: Vec<u8>) -> Vec<u8> {
+    const ICC: u8 = 0x20;
+    const ALPHA: u8 = 0x10;
+    const EXIF: u8 = 0x08;
+    const XMP: u8 = 0x04;
+    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WEBP" {
+        return bytes;
+    }
+    let mut chunks: Vec<([u8; 4], &[u8])> = Vec::new();
+    let mut i = 12;
+    while i < bytes.len() {
+        let Some(header) = bytes.get(i..i + 8) else {
+            return bytes.clone();
+        };
+        let kind: [u8; 4] = header[0..4].try_into().expect("4 bytes");
+        let len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as usize;
+        let Some(data) = bytes.get(i + 8..i + 8 + len) else {
+            return bytes.clone();
+        };
+        chunks.push((kind, data));
+        i += 8 + len + (len & 1);
+    }
+    let is_metadata = |kind: &[u8; 4]| matches!(kind, b"ICCP" | b"EXIF" | b"XMP ");
+    if !chunks.iter().any(|(kind, _)| is_metadata(kind)) {
+        return bytes;
+    }
+    let mut kept: Vec<([u8; 4], Vec<u8>)> = chunks
+        .iter()
+        .filter(|(kind, _)| !is_metadata(kind))
+        .map(|(kind, data)| (*kind, data.to_vec()))
+        .collect();
+    if let Some((b"VP8X", header)) = kept.first_mut().map(|(k, d)| (&*k, d)) {
+        if let Some(flags) = header.first_mut() {
+            *flags &= !(ICC | EXIF | XMP);
+        }
+    }
+    if let [(vp8x, header), (image, _)] = kept.as_slice() {
+        let flags = header.first().copied().unwrap_or(0);
+        let simple = vp8x == b"VP8X"
+            && ((image == b"VP8L" && flags & !ALPHA == 0) || (image == b"VP8 " && flags == 0));
+        if simple {
+            kept.remove(0);
+        }
+    }
+    let body: usize = kept.iter().map(|(_, d)| 8 + d.len() + (d.len() & 1)).sum();
+    let mut out = Vec::with_capacity(12 + body);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&((4 + body) as u32).to_le_bytes());
+    out.extend_from_slice(b"WEBP");
+    for (kind, data) in &kept {
+        out.extend_from_slice(kind);
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(data);
+        if data.len() & 1 == 1 {
+            out.push(0);
+        }
+    }
+    out
+}
+
+/// Encoder settings for [`Image::save`]. Multi-page strips (`page-height` set) are
+/// saved as animations by the GIF and WebP encoders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SaveFormat {
-    Jpeg { quality: u8 },
-    Png,
-    Webp { quality: u8 },
-    Avif { quality: u8, effort: u8 },
+    /// `progressive`: interlaced JPEG. Chroma is not subsampled at quality ≥ 90.
+    Jpeg {
+        quality: u8,
+        progressive: bool,
+    },
+    /// `palette`: quantised to an 8-bit palette at `quality` (ignored without palette).
+    Png {
+        palette: bool,
+        quality: u8,
+    },
+    Webp {
+        quality: u8,
+        lossless: bool,
+    },
+    Avif {
+        quality: u8,
+        effort: u8,
+    },
     Gif,
+}
+
+/// How [`Image::smartcrop`] measures interest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interesting {
+    Attention,
+    Entropy,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_webp_metadata;
+
+    fn riff(chunks: &[(&[u8; 4], &[u8])]) -> Vec<u8> {
+        let mut body = b"WEBP".to_vec();
+        for (kind, data) in chunks {
+            body.extend_from_slice(*kind);
+            body.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            body.extend_from_slice(data);
+            if data.len() % 2 == 1 {
+                body.push(0);
+            }
+        }
+        let mut out = b"RIFF".to_vec();
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend(body);
+        out
+    }
+
+    #[test]
+    fn metadata_chunks_go_and_a_plain_still_becomes_simple() {
+        let vp8x = [0x20 | 0x08, 0, 0, 0, 9, 0, 0, 9, 0, 0];
+        let with = riff(&[
+            (b"VP8X", &vp8x),
+            (b"ICCP", b"profile"),
+            (b"VP8L", b"pixels!"),
+            (b"EXIF", b"exif"),
+        ]);
+        assert_eq!(strip_webp_metadata(with), riff(&[(b"VP8L", b"pixels!")]));
+        let lossy = riff(&[(b"VP8X", &vp8x), (b"VP8 ", b"px"), (b"EXIF", b"e")]);
+        assert_eq!(strip_webp_metadata(lossy), riff(&[(b"VP8 ", b"px")]));
+    }
+
+    #[test]
+    fn alpha_and_animation_keep_their_header() {
+        let vp8x = [0x10 | 0x08, 0, 0, 0, 9, 0, 0, 9, 0, 0];
+        let alpha = riff(&[
+            (b"VP8X", &vp8x),
+            (b"ALPH", b"a"),
+            (b"VP8 ", b"px"),
+            (b"EXIF", b"e"),
+        ]);
+        let mut cleared = vp8x;
+        cleared[0] = 0x10;
+        assert_eq!(
+            strip_webp_metadata(alpha),
+            riff(&[(b"VP8X", &cleared), (b"ALPH", b"a"), (b"VP8 ", b"px")])
+        );
+        let anim_flags = [0x02 | 0x08, 0, 0, 0, 9, 0, 0, 9, 0, 0];
+        let anim = riff(&[
+            (b"VP8X", &anim_flags),
+            (b"ANIM", b"loop00"),
+            (b"ANMF", b"frame1"),
+            (b"ANMF", b"frame2"),
+            (b"EXIF", b"e"),
+        ]);
+        let mut cleared = anim_flags;
+        cleared[0] = 0x02;
+        assert_eq!(
+            strip_webp_metadata(anim),
+            riff(&[
+                (b"VP8X", &cleared),
+                (b"ANIM", b"loop00"),
+                (b"ANMF", b"frame1"),
+                (b"ANMF", b"frame2"),
+            ])
+        );
+    }
+
+    #[test]
+    fn anything_else_is_untouched() {
+        for bytes in [
+            b"not a webp".to_vec(),
+            riff(&[(b"VP8L", b"pixels")]),
+            b"RIFF\x10\0\0\0WEBPVP8L\xff\0\0\0ab".to_vec(),
+        ] {
+            assert_eq!(strip_webp_metadata(bytes.clone()), bytes);
+        }
+    }
 }

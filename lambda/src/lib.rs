@@ -1,0 +1,32 @@
+//! Rendition on AWS Lambda: one function, three kinds of trigger.
+//!
+//! - **HTTP** (a Lambda Function URL, or an API Gateway HTTP API with payload 2.0): the
+//!   on-demand path, usually the failover origin behind the CDN. `GET`/`HEAD` of a
+//!   derivative URL renders it if it does not exist yet, stores it, and returns it.
+//! - **Storage events** (S3 invoking the function asynchronously; also SNS and
+//!   EventBridge wrappings of S3 events): the eager job for every created source.
+//! - **SQS** (an event source mapping on the queue that S3 notifies): the same eager job
+//!   per message, with partial batch responses.
+//!
+//! Settings are loaded once per cold start (`Settings::load(None, env)`: defaults, then
+//! `rendition.toml` in the task root when present, then `RENDITION__*`); handlers never
+//! read the environment.
+//!
+//! # Layout
+//! - [`app`]: [`App`], what a cold start builds once (settings, store, on-demand renderer,
+//!   eager job engine, URL generator).
+//! - [`handler`]: the one entry point [`handler::handle`], which tells the triggers apart
+//!   by the payload's shape, and [`HandlerError`], which becomes the Lambda error type
+//!   (`Rendition.Retryable.<kind>` / `Rendition.Permanent.<kind>`).
+//! - [`http`]: Function URL / API Gateway requests in, HTTP responses out (status codes,
+//!   caching headers, `If-None-Match`, the 6 MB response limit).
+//! - [`triggers`]: S3 (and SNS / EventBridge) events and SQS batches through the core's
+//!   `handle_message`.
+
+pub mod app;
+pub mod handler;
+pub mod http;
+pub mod triggers;
+
+pub use app::App;
+pub use handler::{handle, HandlerError};
