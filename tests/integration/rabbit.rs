@@ -31,7 +31,7 @@ use rendition_worker::rabbit::{self, RabbitError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::harness::{encode_jpeg, quadrants};
+use crate::harness::{encode_jpeg, field, photos, quadrants, Running};
 use crate::proxy::Proxy;
 
 const BROKER: &str = "127.0.0.1:5672";
@@ -287,10 +287,15 @@ async fn delete_topology(
 
 /// A MinIO notification (`{"EventName":…,"Key":…,"Records":[…]}`) for bucket `local`.
 fn minio_event(key: &str, size: usize) -> Vec<u8> {
+    minio_event_in("local", key, size)
+}
+
+/// A MinIO notification for `bucket`.
+fn minio_event_in(bucket: &str, key: &str, size: usize) -> Vec<u8> {
     let encoded = key.replace('/', "%2F");
     serde_json::to_vec(&serde_json::json!({
         "EventName": "s3:ObjectCreated:Put",
-        "Key": format!("local/{key}"),
+        "Key": format!("{bucket}/{key}"),
         "Records": [{
             "eventVersion": "2.0",
             "eventSource": "minio:s3",
@@ -301,7 +306,7 @@ fn minio_event(key: &str, size: usize) -> Vec<u8> {
             "s3": {
                 "s3SchemaVersion": "1.0",
                 "configurationId": "Config",
-                "bucket": {"name": "local", "arn": "arn:aws:s3:::local"},
+                "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
                 "object": {
                     "key": encoded,
                     "size": size,
@@ -932,6 +937,116 @@ async fn rabbit_a_panicking_job_is_requeued_until_the_delivery_limit() {
     check_manifest(&store, &manifest, "originals/fine.jpg").await;
     let metrics = worker.stop().await;
     assert_eq!(metrics.dead_lettered.get(), 0, "not by the worker");
+    broker.assert_queues_empty().await;
+    broker.cleanup().await;
+}
+
+/// The real `rendition worker --queue rabbitmq` binary on S3 (moto): uploads through the
+/// S3 API, MinIO-shaped events on the uploads exchange, one worker SIGKILLed mid-batch and
+/// replaced. Every upload completes, nothing is left in any queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbit_worker_binary_on_s3_loses_nothing_to_sigkill() {
+    use aws_sdk_s3::primitives::ByteStream;
+    let broker = Broker::new(5, 200).await;
+    let env = crate::s3::moto().await;
+    let s3 = crate::sqs::s3_client(&env);
+    let bucket = format!("rendition-{}", uuid::Uuid::new_v4().simple());
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let r = &broker.settings;
+    let (attempts, base, max, limit) = (
+        r.max_attempts.to_string(),
+        r.retry_base_ms.to_string(),
+        r.retry_max_ms.to_string(),
+        r.delivery_limit.to_string(),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let vars: Vec<(&str, &str)> = vec![
+        ("RENDITION__S3__BUCKET", &bucket),
+        ("RENDITION__S3__ENDPOINT", &env.endpoint),
+        ("RENDITION__S3__FORCE_PATH_STYLE", "true"),
+        ("RENDITION__S3__REGION", &env.region),
+        ("RENDITION__RABBITMQ__URL", &r.url),
+        ("RENDITION__RABBITMQ__QUEUE", &r.queue),
+        ("RENDITION__RABBITMQ__UPLOADS_EXCHANGE", &r.uploads_exchange),
+        ("RENDITION__RABBITMQ__EVENTS_EXCHANGE", &r.events_exchange),
+        ("RENDITION__RABBITMQ__MAX_ATTEMPTS", &attempts),
+        ("RENDITION__RABBITMQ__RETRY_BASE_MS", &base),
+        ("RENDITION__RABBITMQ__RETRY_MAX_MS", &max),
+        ("RENDITION__RABBITMQ__DELIVERY_LIMIT", &limit),
+        ("RENDITION__RENDER__CONCURRENCY", "2"),
+        ("RENDITION__WORKER__HTTP_ADDR", "127.0.0.1:0"),
+        ("AWS_ACCESS_KEY_ID", &env.access_key_id),
+        ("AWS_SECRET_ACCESS_KEY", &env.secret_access_key),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let spawn = || Running::spawn(tmp.path(), &["worker", "--queue", "rabbitmq"], &vars);
+
+    let (photo, _, _) = photos(".jpg", 4000).into_iter().next().unwrap();
+    let bytes = std::fs::read(&photo).unwrap();
+    let keys: Vec<String> = (0..6)
+        .map(|i| format!("originals/rabbit {i}.jpg"))
+        .collect();
+    for key in &keys {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(key)
+            .body(ByteStream::from(bytes.clone()))
+            .send()
+            .await
+            .unwrap();
+        broker
+            .publish(&minio_event_in(
+                &bucket,
+                &key.replace(' ', "+"),
+                bytes.len(),
+            ))
+            .await;
+    }
+    let mut first = spawn();
+    first
+        .wait_for(Duration::from_secs(120), "a first render", |v| {
+            field(v, "message") == Some("rendered")
+        })
+        .await;
+    first.child.start_kill().unwrap();
+    first.child.wait().await.unwrap();
+
+    let mut second = spawn();
+    let manifests = eventually("a manifest for every upload", || {
+        let (s3, bucket) = (s3.clone(), bucket.clone());
+        async move {
+            let listed = s3
+                .list_objects_v2()
+                .bucket(&bucket)
+                .prefix("derived/")
+                .send()
+                .await
+                .ok()?;
+            let n = listed
+                .contents()
+                .iter()
+                .filter(|o| o.key().is_some_and(|k| k.ends_with("/manifest.json")))
+                .count();
+            (n == 6).then_some(n)
+        }
+    })
+    .await;
+    assert_eq!(manifests, 6);
+    for key in &keys {
+        let folder = format!("derived/{}/", key.trim_start_matches("originals/"));
+        let listed = s3
+            .list_objects_v2()
+            .bucket(&bucket)
+            .prefix(&folder)
+            .send()
+            .await
+            .unwrap();
+        // 5 eager presets + the manifest, once: the redelivered jobs wrote nothing twice.
+        assert_eq!(listed.key_count(), Some(6), "{folder}");
+    }
+    second.terminate();
+    let status = second.child.wait().await.unwrap();
+    assert!(status.success(), "SIGTERM drains and exits 0: {status:?}");
     broker.assert_queues_empty().await;
     broker.cleanup().await;
 }

@@ -26,7 +26,7 @@ pub struct SqsWorld {
     pub tmp: tempfile::TempDir,
 }
 
-fn s3_client(env: &MotoEnv) -> aws_sdk_s3::Client {
+pub fn s3_client(env: &MotoEnv) -> aws_sdk_s3::Client {
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
         .region(aws_sdk_s3::config::Region::new(env.region.clone()))
