@@ -618,20 +618,7 @@ struct World {
 impl World {
     async fn new() -> World {
         let env = moto().await;
-        let conf = aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new(env.region.clone()))
-            .endpoint_url(&env.endpoint)
-            .force_path_style(true)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                &env.access_key_id,
-                &env.secret_access_key,
-                None,
-                None,
-                "test",
-            ))
-            .build();
-        let s3 = aws_sdk_s3::Client::from_conf(conf);
+        let s3 = crate::sqs::s3_client(&env);
         let bucket = format!("rendition-lambda-{}", uuid::Uuid::new_v4().simple());
         s3.create_bucket().bucket(&bucket).send().await.unwrap();
         World {
