@@ -10,7 +10,10 @@
 //! 3. An EventBridge event, `{"source":"aws.s3","detail-type":"Object Created",…}`.
 //! 4. A MinIO notification (webhook, AMQP, …), `{"EventName":…,"Key":…,"Records":[…]}`;
 //!    only `Records` is read. MinIO prefixes event names with `s3:`, which is dropped.
-//! 5. The `s3:TestEvent` S3 sends when notifications are configured: no jobs, one
+//! 5. A normalized [`Job`] document (`schemas/job.schema.json`), which is what
+//!    `rendition backfill` enqueues: `{"action":"created","bucket":…,"key":…,
+//!    "origin":"backfill","presets":["thumb"],…}`. Its key is not encoded.
+//! 6. The `s3:TestEvent` S3 sends when notifications are configured: no jobs, one
 //!    [`Ignored`] with [`IgnoreReason::TestEvent`], so the caller acknowledges it.
 //!
 //! # Keys
@@ -80,6 +83,8 @@ pub enum Origin {
     Minio,
     /// The local folder watcher; never produced by `parse_message`.
     Local,
+    /// `rendition backfill`: a job document enqueued for an existing source.
+    Backfill,
 }
 
 /// One normalized storage event: the unit of work the eager worker consumes.
@@ -101,6 +106,25 @@ pub struct Job {
     /// EventBridge times as Unix seconds).
     pub event_time: Option<String>,
     pub origin: Origin,
+    /// Presets to render; empty (the default, and what storage events give) means every
+    /// eager preset. `rendition backfill --preset NAME` sets it to that preset.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub presets: Vec<String>,
+}
+
+/// Why an object key is not a source to render, if it is not: the prefix rules events
+/// and `rendition backfill` share.
+pub fn ignore_reason(key: &str, storage: &StorageSettings) -> Option<IgnoreReason> {
+    // Derived first: a derived prefix nested in the source prefix is still ours.
+    if key.starts_with(&storage.derived_prefix) {
+        Some(IgnoreReason::DerivedKey)
+    } else if !key.starts_with(&storage.source_prefix) {
+        Some(IgnoreReason::OutsideSourcePrefix)
+    } else if key.ends_with('/') {
+        Some(IgnoreReason::FolderMarker)
+    } else {
+        None
+    }
 }
 
 /// Why a record produced no job.
@@ -259,6 +283,8 @@ impl Parser<'_> {
             self.sns(envelope)
         } else if obj.contains_key("detail-type") {
             self.eventbridge(value, wrapped)
+        } else if obj.contains_key("action") && obj.contains_key("origin") {
+            self.job_document(value)
         } else if obj.get("Event").and_then(Value::as_str) == Some(TEST_EVENT) {
             self.out.ignored.push(Ignored {
                 subject: TEST_EVENT.to_string(),
@@ -393,6 +419,7 @@ impl Parser<'_> {
                 size,
                 event_time: event_time(record.event_time.as_ref(), "eventTime")?,
                 origin,
+                presets: Vec::new(),
             },
         )
     }
@@ -438,8 +465,23 @@ impl Parser<'_> {
                 size: object.size,
                 event_time: event_time(event.time.as_ref(), "time")?,
                 origin: wrapped.unwrap_or(Origin::Eventbridge),
+                presets: Vec::new(),
             },
         )
+    }
+
+    /// A normalized [`Job`] document (`schemas/job.schema.json`), as `rendition backfill`
+    /// enqueues. Its key is taken verbatim and goes through the same prefix rules.
+    fn job_document(&mut self, value: &Value) -> Result<(), EventError> {
+        let job: Job = field(value, "job document")?;
+        if job.bucket.is_empty() {
+            return Err(EventError::MissingField { field: "bucket" });
+        }
+        if job.key.is_empty() {
+            return Err(EventError::MissingField { field: "key" });
+        }
+        let key = job.key.clone();
+        self.push(&key, KeyEncoding::Verbatim, job)
     }
 
     /// Decodes the key, applies the prefix rules and records a job or an [`Ignored`].
@@ -448,18 +490,7 @@ impl Parser<'_> {
             KeyEncoding::Form => decode_form(raw_key)?,
             KeyEncoding::Verbatim => raw_key.to_string(),
         };
-        let storage = self.storage;
-        // Derived first: a derived prefix nested in the source prefix is still ours.
-        let reason = if key.starts_with(&storage.derived_prefix) {
-            Some(IgnoreReason::DerivedKey)
-        } else if !key.starts_with(&storage.source_prefix) {
-            Some(IgnoreReason::OutsideSourcePrefix)
-        } else if key.ends_with('/') {
-            Some(IgnoreReason::FolderMarker)
-        } else {
-            None
-        };
-        match reason {
+        match ignore_reason(&key, self.storage) {
             Some(reason) => self.ignore(key, reason),
             None => self.out.jobs.push(Job { key, ..job }),
         }
@@ -686,6 +717,52 @@ mod tests {
     }
 
     #[test]
+    fn backfill_job_documents_round_trip_and_follow_the_prefix_rules() {
+        let job = Job {
+            action: Action::Created,
+            bucket: "b".into(),
+            key: "originals/a+b %2B.jpg".into(),
+            version_id: None,
+            etag: None,
+            size: Some(10),
+            event_time: None,
+            origin: Origin::Backfill,
+            presets: vec!["thumb".into()],
+        };
+        let body = serde_json::to_string(&job).unwrap();
+        // Verbatim key: no form decoding of `+` or `%2B`.
+        assert_eq!(one_job(&body), job);
+        // Inside SNS too.
+        assert_eq!(one_job(&sns_wrap(&body)), job);
+        // Without presets the field is absent, and means every eager preset.
+        let eager = Job {
+            presets: vec![],
+            ..job.clone()
+        };
+        let text = serde_json::to_string(&eager).unwrap();
+        assert!(!text.contains("presets"), "{text}");
+        assert_eq!(one_job(&text), eager);
+        // Derived keys are ignored like any event's.
+        let derived = Job {
+            key: "derived/x.jpg/abc/thumb.webp".into(),
+            ..job.clone()
+        };
+        let parsed = parse(&serde_json::to_string(&derived).unwrap()).unwrap();
+        assert!(parsed.jobs.is_empty());
+        assert_eq!(parsed.ignored[0].reason, IgnoreReason::DerivedKey);
+        // Unknown fields, an empty key and wrong types are permanent errors.
+        let mut extra = serde_json::to_value(&job).unwrap();
+        extra["surprise"] = serde_json::json!(1);
+        assert_eq!(err(&extra.to_string()).kind(), "invalid_field");
+        let mut empty = serde_json::to_value(&job).unwrap();
+        empty["key"] = serde_json::json!("");
+        assert_eq!(err(&empty.to_string()).kind(), "missing_field");
+        let mut wrong = serde_json::to_value(&job).unwrap();
+        wrong["presets"] = serde_json::json!("thumb");
+        assert_eq!(err(&wrong.to_string()).kind(), "invalid_field");
+    }
+
+    #[test]
     fn aws_s3_put_decodes_the_key_and_keeps_the_metadata() {
         let job = one_job(S3_PUT);
         assert_eq!(
@@ -699,6 +776,7 @@ mod tests {
                 size: Some(1_048_576),
                 event_time: Some("2024-03-07T14:21:08.512Z".into()),
                 origin: Origin::S3,
+                presets: Vec::new(),
             }
         );
     }
@@ -817,6 +895,7 @@ mod tests {
                 size: Some(5),
                 event_time: Some("2024-03-07T16:00:00Z".into()),
                 origin: Origin::Eventbridge,
+                presets: Vec::new(),
             }
         );
     }

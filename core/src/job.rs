@@ -3,7 +3,9 @@
 //!
 //! Idempotent: names depend only on the source version and the preset, derivatives are
 //! written only-if-absent, and the manifest goes last, so a job that finds its manifest
-//! has nothing to do, and a job redelivered after a crash redoes only what is missing.
+//! listing every wanted preset has nothing to do, and a job redelivered after a crash
+//! redoes only what is missing. A job may name its presets (`rendition backfill`); a
+//! manifest that lacks some of them gets their variants added and is rewritten.
 
 use std::sync::Arc;
 
@@ -30,6 +32,8 @@ pub enum JobError {
     Render(#[from] RenderError),
     #[error("render task failed: {0}")]
     Crashed(String),
+    #[error("no preset named {0:?} in this configuration")]
+    UnknownPreset(String),
 }
 
 impl JobError {
@@ -38,7 +42,10 @@ impl JobError {
         match self {
             JobError::Store(e) => e.is_retryable(),
             JobError::Crashed(_) => true,
-            JobError::MissingSource { .. } | JobError::Name(_) | JobError::Render(_) => false,
+            JobError::MissingSource { .. }
+            | JobError::Name(_)
+            | JobError::Render(_)
+            | JobError::UnknownPreset(_) => false,
         }
     }
 
@@ -54,19 +61,42 @@ impl JobError {
             JobError::Store(StoreError::Other(_)) => "storage_error",
             JobError::Render(e) => e.kind(),
             JobError::Crashed(_) => "crashed",
+            JobError::UnknownPreset(_) => "unknown_preset",
         }
+    }
+}
+
+/// `Cache-Control` of manifests: unlike derivatives they can change (a backfill adds the
+/// variants of a new preset), so caches must revalidate.
+pub const MANIFEST_CACHE_CONTROL: &str = "public, max-age=60";
+
+/// What a job for one source would have to do.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub manifest_key: String,
+    /// The manifest stored for this source version, if any.
+    pub stored: Option<Manifest>,
+    /// Wanted presets the stored manifest does not list (all of them when there is none).
+    pub missing: Vec<VariantRequest>,
+}
+
+impl Pending {
+    /// Nothing left to render or write.
+    pub fn is_done(&self) -> bool {
+        self.stored.is_some() && self.missing.is_empty()
     }
 }
 
 /// What a job did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Rendered (some derivatives may already have existed) and the manifest written.
+    /// Rendered (some derivatives may already have existed) and the manifest written;
+    /// `manifest` lists every variant of the source, including ones made earlier.
     Rendered {
         manifest_key: String,
         manifest: Manifest,
     },
-    /// The manifest already existed: nothing rendered. Carries the stored manifest, so a
+    /// The manifest already listed every wanted preset: nothing rendered. Carries the stored manifest, so a
     /// redelivered job can still announce completion (at-least-once).
     AlreadyDone {
         manifest_key: String,
@@ -119,8 +149,43 @@ impl Engine {
 
     /// Renders and stores every eager preset of the source at `key`, then its manifest.
     pub async fn process(&self, key: &str) -> Result<Outcome, JobError> {
-        let storage = &self.settings.storage;
-        let rel = naming::source_rel(&storage.source_prefix, key)?;
+        self.process_presets(key, &[]).await
+    }
+
+    /// The presets a job for `presets` renders: those named (each once, in name order),
+    /// or every eager preset when `presets` is empty.
+    pub fn wanted(&self, presets: &[String]) -> Result<Vec<VariantRequest>, JobError> {
+        if presets.is_empty() {
+            return Ok(self
+                .settings
+                .eager_presets()
+                .map(|(name, preset)| VariantRequest {
+                    name: name.to_string(),
+                    spec: preset.spec.clone(),
+                })
+                .collect());
+        }
+        let names: std::collections::BTreeSet<&String> = presets.iter().collect();
+        names
+            .into_iter()
+            .map(|name| {
+                let preset = self
+                    .settings
+                    .presets
+                    .get(name)
+                    .ok_or_else(|| JobError::UnknownPreset(name.clone()))?;
+                Ok(VariantRequest {
+                    name: name.clone(),
+                    spec: preset.spec.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// What a job for `presets` would find for the current version of `key`, without
+    /// reading the source itself: `rendition backfill` uses it to skip what is done.
+    pub async fn pending(&self, key: &str, presets: &[String]) -> Result<Pending, JobError> {
+        let wanted = self.wanted(presets)?;
         let head = self
             .store
             .head(key)
@@ -128,18 +193,65 @@ impl Engine {
             .ok_or_else(|| JobError::MissingSource {
                 key: key.to_string(),
             })?;
-        let id = |version: &str| SourceId {
+        self.pending_for(key, head.version(), wanted).await
+    }
+
+    async fn pending_for(
+        &self,
+        key: &str,
+        version: &str,
+        wanted: Vec<VariantRequest>,
+    ) -> Result<Pending, JobError> {
+        let storage = &self.settings.storage;
+        let rel = naming::source_rel(&storage.source_prefix, key)?;
+        let guid = naming::source_guid(&SourceId {
             bucket: self.bucket.clone(),
             key: key.to_string(),
             version: version.to_string(),
-        };
-        let guid = naming::source_guid(&id(head.version()));
+        });
         let manifest_key = naming::manifest_key(&storage.derived_prefix, rel, guid)?;
-        if let Some(manifest) = self.stored_manifest(&manifest_key).await? {
-            debug!(key, %guid, "manifest exists, nothing to do");
+        let stored = self.stored_manifest(&manifest_key).await?;
+        let missing = wanted
+            .into_iter()
+            .filter(|w| {
+                stored
+                    .as_ref()
+                    .is_none_or(|m| !m.variants.iter().any(|v| v.name == w.name))
+            })
+            .collect();
+        Ok(Pending {
+            manifest_key,
+            stored,
+            missing,
+        })
+    }
+
+    /// Renders and stores `presets` (every eager preset when empty) of the source at
+    /// `key`, skipping those its manifest already lists, then writes the manifest with
+    /// every variant made so far.
+    pub async fn process_presets(
+        &self,
+        key: &str,
+        presets: &[String],
+    ) -> Result<Outcome, JobError> {
+        let storage = &self.settings.storage;
+        let rel = naming::source_rel(&storage.source_prefix, key)?;
+        let wanted = self.wanted(presets)?;
+        let head = self
+            .store
+            .head(key)
+            .await?
+            .ok_or_else(|| JobError::MissingSource {
+                key: key.to_string(),
+            })?;
+        let pending = self
+            .pending_for(key, head.version(), wanted.clone())
+            .await?;
+        if let (Some(manifest), true) = (&pending.stored, pending.missing.is_empty()) {
+            debug!(key, manifest_key = %pending.manifest_key, "manifest lists every wanted preset, nothing to do");
             return Ok(Outcome::AlreadyDone {
-                manifest_key,
-                manifest,
+                manifest_key: pending.manifest_key,
+                manifest: manifest.clone(),
             });
         }
 
@@ -158,17 +270,28 @@ impl Engine {
         };
         // The object may have been replaced between HEAD and GET: name what we read.
         let version = source.meta.version().to_string();
-        let guid = naming::source_guid(&id(&version));
-        let manifest_key = naming::manifest_key(&storage.derived_prefix, rel, guid)?;
+        let pending = if version == head.version() {
+            pending
+        } else {
+            self.pending_for(key, &version, wanted).await?
+        };
+        let Pending {
+            manifest_key,
+            stored,
+            missing: requests,
+        } = pending;
+        if let (Some(manifest), true) = (&stored, requests.is_empty()) {
+            return Ok(Outcome::AlreadyDone {
+                manifest_key,
+                manifest: manifest.clone(),
+            });
+        }
+        let guid = naming::source_guid(&SourceId {
+            bucket: self.bucket.clone(),
+            key: key.to_string(),
+            version: version.clone(),
+        });
 
-        let requests: Vec<VariantRequest> = self
-            .settings
-            .eager_presets()
-            .map(|(name, preset)| VariantRequest {
-                name: name.to_string(),
-                spec: preset.spec.clone(),
-            })
-            .collect();
         let body = source.body.clone();
         let limits = self.settings.limits.clone();
         let render_settings = self.settings.render.clone();
@@ -224,6 +347,12 @@ impl Engine {
         }
         try_join_all(puts).await?;
 
+        // Variants made by earlier jobs (other presets) stay listed.
+        let updating = stored.is_some();
+        if let Some(stored) = stored {
+            entries.extend(stored.variants);
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+        }
         let manifest = Manifest {
             source: ManifestSource {
                 bucket: self.bucket.clone(),
@@ -244,8 +373,10 @@ impl Engine {
                 Bytes::from(body),
                 PutOptions {
                     content_type: Some("application/json".into()),
-                    cache_control: Some(IMMUTABLE.into()),
-                    if_absent: true,
+                    cache_control: Some(MANIFEST_CACHE_CONTROL.into()),
+                    // A first manifest is written only-if-absent; one that gains presets
+                    // (backfill) replaces the stored one.
+                    if_absent: !updating,
                 },
             )
             .await?;

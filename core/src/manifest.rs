@@ -1,5 +1,8 @@
 //! The manifest: one JSON document per source version, written after all its eager
-//! derivatives, so its presence means "done". Its schema is `schemas/manifest.schema.json`.
+//! derivatives, so its presence means "done". When a preset is added later,
+//! `rendition backfill` has its variants made and the manifest rewritten to list them
+//! too (so, unlike derivatives, a manifest is not immutable). Its schema is
+//! `schemas/manifest.schema.json`.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -11,7 +14,8 @@ use crate::sniff::SourceFormat;
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub source: ManifestSource,
-    /// Eager variants, in preset-name order.
+    /// Variants made by jobs (the eager presets, and presets backfilled since), in
+    /// preset-name order.
     pub variants: Vec<ManifestVariant>,
 }
 

@@ -99,22 +99,24 @@ impl Messages<'_> {
                 });
             }
             match job.action {
-                Action::Created => match self.engine.process(&job.key).await {
-                    Ok(Outcome::Rendered { manifest, .. }) => {
-                        handled.rendered += 1;
-                        handled.manifests.push(manifest);
+                Action::Created => {
+                    match self.engine.process_presets(&job.key, &job.presets).await {
+                        Ok(Outcome::Rendered { manifest, .. }) => {
+                            handled.rendered += 1;
+                            handled.manifests.push(manifest);
+                        }
+                        Ok(Outcome::AlreadyDone { manifest, .. }) => {
+                            handled.already_done += 1;
+                            handled.manifests.push(manifest);
+                        }
+                        Err(source) => {
+                            return Err(MessageError::Job {
+                                key: job.key,
+                                source,
+                            })
+                        }
                     }
-                    Ok(Outcome::AlreadyDone { manifest, .. }) => {
-                        handled.already_done += 1;
-                        handled.manifests.push(manifest);
-                    }
-                    Err(source) => {
-                        return Err(MessageError::Job {
-                            key: job.key,
-                            source,
-                        })
-                    }
-                },
+                }
                 Action::Removed if self.delete_on_remove => {
                     self.remove(&job).await?;
                     handled.removed += 1;

@@ -18,7 +18,8 @@
 //!
 //! Animation: a GIF or WebP source with several frames keeps them when the output is GIF
 //! or WebP (up to `limits.max_frames`, else [`Unsupported::TooManyFrames`] from the
-//! header); JPEG, PNG and AVIF outputs take the first frame.
+//! header, and with all frames' pixels together within `limits.max_input_pixels`, else
+//! [`RenderError::AnimationTooLarge`]); JPEG, PNG and AVIF outputs take the first frame.
 
 use crate::config::{Limits, RenderSettings};
 use crate::geometry::{self, Plan, Request, Size};
@@ -39,6 +40,20 @@ pub enum RenderError {
     TooManyPixels {
         width: u32,
         height: u32,
+        pixels: u64,
+        limit: u64,
+    },
+    /// Keeping an animation decodes every frame: their pixels together count against
+    /// `max_input_pixels`, else a few KiB of GIF (100 one-pixel frames on a 2048×2048
+    /// canvas) would make the decode hold gigabytes.
+    #[error(
+        "animation is {frames} frames of {width}×{height} = {pixels} pixels, over the limit \
+         of {limit}"
+    )]
+    AnimationTooLarge {
+        width: u32,
+        height: u32,
+        frames: u32,
         pixels: u64,
         limit: u64,
     },
@@ -72,7 +87,9 @@ impl RenderError {
             RenderError::Unsupported(Unsupported::TooManyFrames { .. }) => "too_many_frames",
             RenderError::Unsupported(Unsupported::Variant { .. }) => "unsupported_variant",
             RenderError::InputTooLarge { .. } => "input_too_large",
-            RenderError::TooManyPixels { .. } => "too_many_pixels",
+            RenderError::TooManyPixels { .. } | RenderError::AnimationTooLarge { .. } => {
+                "too_many_pixels"
+            }
             RenderError::OutputTooLarge { .. } => "output_too_large",
             RenderError::Header(_) | RenderError::Decode(_) => "corrupt_image",
             RenderError::Encode { .. } => "encode_failed",
@@ -303,6 +320,16 @@ fn plan_variants<'r>(
             }
             let format = output_format(spec.format, info.format);
             let animated = is_animated(info, format);
+            let all_frames = info.size.pixels().saturating_mul(u64::from(info.frames));
+            if animated && all_frames > limits.max_input_pixels {
+                return Err(RenderError::AnimationTooLarge {
+                    width: info.size.width,
+                    height: info.size.height,
+                    frames: info.frames,
+                    pixels: all_frames,
+                    limit: limits.max_input_pixels,
+                });
+            }
             if animated && spec.gravity.is_smart() {
                 return Err(Unsupported::Variant {
                     variant: request.name.clone(),

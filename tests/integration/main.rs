@@ -3,9 +3,11 @@
 
 mod harness;
 
+mod backfill;
 mod config;
 mod conformance;
 mod fidelity;
+mod hostile;
 mod lambda;
 mod local;
 mod proxy;

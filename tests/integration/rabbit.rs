@@ -43,7 +43,7 @@ fn amqp_url(addr: &str) -> String {
 }
 
 /// Polls `check` until it returns `Some`, failing after `WAIT`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -62,8 +62,8 @@ where
 }
 
 /// A test's own topology on the real broker, and a connection to look at it.
-struct Broker {
-    settings: RabbitSettings,
+pub(crate) struct Broker {
+    pub(crate) settings: RabbitSettings,
     _connection: Connection,
     channel: Channel,
     /// Bound to the events exchange with `derivatives.ready`.
@@ -82,7 +82,7 @@ fn init_logs() {
 }
 
 impl Broker {
-    async fn new(max_attempts: u32, retry_base_ms: u64) -> Broker {
+    pub(crate) async fn new(max_attempts: u32, retry_base_ms: u64) -> Broker {
         Broker::with_delivery_limit(max_attempts, retry_base_ms, 10).await
     }
 
@@ -149,7 +149,7 @@ impl Broker {
     }
 
     /// Publishes `body` to the uploads exchange, as MinIO's AMQP target does.
-    async fn publish(&self, body: &[u8]) {
+    pub(crate) async fn publish(&self, body: &[u8]) {
         let confirm = self
             .channel
             .basic_publish(
@@ -169,7 +169,7 @@ impl Broker {
     }
 
     /// Messages ready in `queue` (passive declare).
-    async fn ready_count(&self, queue: &str) -> u32 {
+    pub(crate) async fn ready_count(&self, queue: &str) -> u32 {
         self.channel
             .queue_declare(
                 queue.into(),
@@ -212,7 +212,7 @@ impl Broker {
     }
 
     /// Asserts the work, retry and dead-letter queues hold nothing.
-    async fn assert_queues_empty(&self) {
+    pub(crate) async fn assert_queues_empty(&self) {
         assert_eq!(
             self.ready_count(&self.settings.queue).await,
             0,
@@ -225,7 +225,7 @@ impl Broker {
     }
 
     /// Deletes the test's queues and exchanges (also done on drop, e.g. after a panic).
-    async fn cleanup(mut self) {
+    pub(crate) async fn cleanup(mut self) {
         delete_topology(&self.channel, &self.names()).await.unwrap();
         self.cleaned = true;
     }
@@ -291,7 +291,7 @@ fn minio_event(key: &str, size: usize) -> Vec<u8> {
 }
 
 /// A MinIO notification for `bucket`.
-fn minio_event_in(bucket: &str, key: &str, size: usize) -> Vec<u8> {
+pub(crate) fn minio_event_in(bucket: &str, key: &str, size: usize) -> Vec<u8> {
     let encoded = key.replace('/', "%2F");
     serde_json::to_vec(&serde_json::json!({
         "EventName": "s3:ObjectCreated:Put",

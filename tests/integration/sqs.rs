@@ -59,6 +59,34 @@ fn sqs_client(env: &MotoEnv) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(conf)
 }
 
+/// Manifests under `derived/` of `bucket`, by source key.
+pub async fn s3_manifests(s3: &aws_sdk_s3::Client, bucket: &str) -> HashMap<String, Manifest> {
+    let mut out = HashMap::new();
+    let listed = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix("derived/")
+        .send()
+        .await
+        .unwrap();
+    for obj in listed.contents() {
+        let key = obj.key().unwrap();
+        if key.ends_with("/manifest.json") {
+            let body = s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            let bytes = body.body.collect().await.unwrap().into_bytes();
+            let m: Manifest = serde_json::from_slice(&bytes).unwrap();
+            out.insert(m.source.key.clone(), m);
+        }
+    }
+    out
+}
+
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
     sqs.get_queue_attributes()
         .queue_url(url)
@@ -146,7 +174,14 @@ impl SqsWorld {
 
     /// The real worker binary, configured through RENDITION__* variables.
     pub fn worker(&self, extra: &[(&str, &str)]) -> Running {
-        let mut env: Vec<(&str, &str)> = vec![
+        let mut env = self.vars();
+        env.extend_from_slice(extra);
+        Running::spawn(self.tmp.path(), &["worker", "--queue", "sqs"], &env)
+    }
+
+    /// The RENDITION__* and AWS_* variables that point `rendition` at this world.
+    pub fn vars(&self) -> Vec<(&str, &str)> {
+        vec![
             ("RENDITION__S3__BUCKET", &self.bucket),
             ("RENDITION__S3__ENDPOINT", &self.env.endpoint),
             ("RENDITION__S3__FORCE_PATH_STYLE", "true"),
@@ -161,9 +196,7 @@ impl SqsWorld {
             ("AWS_ACCESS_KEY_ID", &self.env.access_key_id),
             ("AWS_SECRET_ACCESS_KEY", &self.env.secret_access_key),
             ("AWS_EC2_METADATA_DISABLED", "true"),
-        ];
-        env.extend_from_slice(extra);
-        Running::spawn(self.tmp.path(), &["worker", "--queue", "sqs"], &env)
+        ]
     }
 
     pub async fn upload(&self, key: &str, body: Vec<u8>) {
@@ -180,32 +213,7 @@ impl SqsWorld {
 
     /// Manifests under `derived/`, by source key.
     pub async fn manifests(&self) -> HashMap<String, Manifest> {
-        let mut out = HashMap::new();
-        let listed = self
-            .s3
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix("derived/")
-            .send()
-            .await
-            .unwrap();
-        for obj in listed.contents() {
-            let key = obj.key().unwrap();
-            if key.ends_with("/manifest.json") {
-                let body = self
-                    .s3
-                    .get_object()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .send()
-                    .await
-                    .unwrap();
-                let bytes = body.body.collect().await.unwrap().into_bytes();
-                let m: Manifest = serde_json::from_slice(&bytes).unwrap();
-                out.insert(m.source.key.clone(), m);
-            }
-        }
-        out
+        s3_manifests(&self.s3, &self.bucket).await
     }
 
     /// Polls storage until `n` manifests exist (bounded).

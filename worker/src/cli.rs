@@ -120,6 +120,32 @@ pub enum Command {
         #[arg(long, hide = true, value_name = "CASE")]
         child: Option<String>,
     },
+    /// Give existing sources the variant of a (new) preset: enqueue a job for each source
+    /// whose manifest lacks it.
+    #[command(
+        after_help = "Examples:\n  rendition backfill --preset avif_lg --dry-run --queue sqs     # count what is missing in S3\n  rendition backfill --preset avif_lg --queue rabbitmq --rate 200\n  rendition backfill --preset avif_lg --prefix 2024/ --queue sqs  # only originals/2024/…\n  rendition backfill --preset avif_lg --local ./bucket          # a folder bucket: render in place\n\nSources whose manifest already lists the preset are skipped, so an interrupted run is\nresumed by running it again. Ends with one line:\n  backfill: preset=NAME sources=N done=D enqueued=E failed=F\nand exits 1 when a source failed."
+    )]
+    Backfill {
+        /// The preset to backfill (eager or not).
+        #[arg(long, value_name = "NAME")]
+        preset: String,
+        /// Only sources whose key starts with this; a prefix not under the source prefix is
+        /// taken relative to it (2024/ → originals/2024/).
+        #[arg(long, value_name = "P", default_value = "")]
+        prefix: String,
+        /// List and count the sources missing the preset; enqueue nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The work queue to enqueue on (the one `rendition worker --queue` consumes).
+        #[arg(long, value_enum, required_unless_present_any = ["local", "dry_run"], conflicts_with = "local")]
+        queue: Option<crate::app::QueueKind>,
+        /// A folder bucket instead of S3: the missing variants are rendered in place.
+        #[arg(long, value_name = "DIR")]
+        local: Option<PathBuf>,
+        /// Most jobs per second (0: no limit).
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        rate: u32,
+    },
     /// Write (or check) the JSON Schemas of the config, manifest and failure record.
     #[command(after_help = "Example:\n  rendition schema --out schemas")]
     Schema {

@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`app`]: `worker --queue rabbitmq|sqs`: store, engine, consumer, ops endpoint.
+//! - [`backfill`]: `backfill --preset NAME`: enqueue (or render in place) the preset for
+//!   every source whose manifest lacks it; paced, resumable, with a progress bar.
 //! - [`cli`]: the command line (clap), with an example in every command's `--help`.
 //! - [`local`]: `run --local DIR`, a folder as the bucket (scan + inotify + eager jobs).
 //! - [`oneoff`]: `render IN --spec S -o OUT`, one variant of one file.
@@ -21,6 +23,7 @@
 //!   ratios, each case in its own measured process.
 
 pub mod app;
+pub mod backfill;
 pub mod bench;
 pub mod cli;
 pub mod handler;

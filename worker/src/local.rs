@@ -77,6 +77,7 @@ pub async fn run(
     for meta in store.list(&source_prefix).await? {
         let _ = tx.send(meta.key);
     }
+    report_skipped(&store, &source_dir);
     if options.once {
         drop(tx);
     }
@@ -260,6 +261,7 @@ fn watch(
     Ok(watcher)
 }
 
+/// Files under `dir`, symbolic links not followed (a linked folder is not descended).
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -269,12 +271,37 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.is_file() {
-                out.push(path);
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                Ok(t) if t.is_file() => out.push(path),
+                _ => {}
             }
         }
     }
     out
+}
+
+/// Says what the start-up scan leaves alone, as the watcher does: files whose names cannot
+/// be keys (control characters, backslashes, over 1024 bytes, reserved names) and
+/// symbolic links (never followed by the scan: one could lead out of the bucket).
+fn report_skipped(store: &FsStore, dir: &Path) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                Ok(t) if t.is_symlink() => {
+                    warn!(path = %path.display(), "ignoring a symbolic link")
+                }
+                Ok(t) if t.is_file() && store.key_of(&path).is_none() => {
+                    warn!(path = %path.display(), "ignoring a file whose name cannot be a key")
+                }
+                _ => {}
+            }
+        }
+    }
 }

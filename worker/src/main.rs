@@ -7,7 +7,9 @@ use rendition_core::job::Engine;
 use rendition_core::ondemand::OnDemand;
 use rendition_core::store::{BlobStore, CachedStore, FsStore, S3Store};
 use rendition_worker::cli::{Cli, Command};
-use rendition_worker::{app, bench, local, oneoff, serve, shutdown, telemetry, urlcmd};
+use rendition_worker::{
+    app, backfill, bench, local, oneoff, rabbit, serve, shutdown, sqs, telemetry, urlcmd,
+};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -152,6 +154,72 @@ fn main() -> anyhow::Result<()> {
                 no_vipsthumbnail,
                 no_arena_compare,
             })?;
+            Ok(())
+        }
+        Command::Backfill {
+            preset,
+            prefix,
+            dry_run,
+            queue,
+            local: dir,
+            rate,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let options = backfill::Options {
+                preset: preset.clone(),
+                prefix,
+                rate,
+                progress: true,
+            };
+            let (summary, line) = runtime.block_on(async {
+                let settings = Arc::new(settings);
+                let engine = match &dir {
+                    Some(dir) => {
+                        let store = FsStore::new(dir)
+                            .with_context(|| format!("opening {}", dir.display()))?;
+                        Engine::new(Arc::new(store), Arc::clone(&settings), "local")
+                    }
+                    None => Engine::new(
+                        Arc::new(S3Store::from_settings(&settings.s3).await),
+                        Arc::clone(&settings),
+                        settings.s3.bucket.clone(),
+                    ),
+                };
+                let sink = match (dry_run, queue, &dir) {
+                    (true, _, _) => backfill::Sink::DryRun,
+                    (false, Some(app::QueueKind::Rabbitmq), _) => backfill::Sink::Rabbit(Box::new(
+                        rabbit::JobPublisher::connect(&settings.rabbitmq).await?,
+                    )),
+                    (false, Some(app::QueueKind::Sqs), _) => {
+                        anyhow::ensure!(
+                            !settings.sqs.queue_url.is_empty(),
+                            "sqs.queue_url is not set (RENDITION__SQS__QUEUE_URL)"
+                        );
+                        backfill::Sink::Sqs {
+                            client: sqs::client(&settings.sqs).await,
+                            queue_url: settings.sqs.queue_url.clone(),
+                        }
+                    }
+                    (false, None, _) => backfill::Sink::InPlace,
+                };
+                let summary = backfill::run(&engine, &sink, &options, |key| {
+                    if dry_run {
+                        println!("missing: {key}");
+                    }
+                })
+                .await?;
+                let line = summary.line(&preset, &sink);
+                if let backfill::Sink::Rabbit(publisher) = sink {
+                    publisher.close().await;
+                }
+                anyhow::Ok((summary, line))
+            })?;
+            println!("{line}");
+            if summary.failed > 0 {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::Schema { out } => {

@@ -82,10 +82,39 @@ impl FsStore {
         &self.inner.root
     }
 
-    /// The file behind a key (the key must be valid).
+    /// The file behind a key. The key must be valid, and the path must not lead out of
+    /// the root through a symbolic link (see [`FsStore::check_inside`]).
     pub fn path_of(&self, key: &str) -> Result<PathBuf, StoreError> {
         validate_key(key)?;
-        Ok(self.inner.root.join(key))
+        let path = self.inner.root.join(key);
+        self.check_inside(key, &path)?;
+        Ok(path)
+    }
+
+    /// Refuses a path whose deepest existing part resolves (symbolic links followed) to
+    /// somewhere outside the root: `originals/link.jpg -> /etc/passwd`, or a linked folder
+    /// `derived/x -> /tmp`. Parts that do not exist yet are created as real folders and
+    /// files under what was checked. (A link swapped in between this check and the
+    /// operation is not caught: the threat here is hostile keys, not a hostile local user.)
+    fn check_inside(&self, key: &str, path: &Path) -> Result<(), StoreError> {
+        let root = self.inner.root.as_path();
+        for probe in path.ancestors() {
+            if probe == root {
+                break;
+            }
+            // Missing (or a dangling link, which nothing here writes through): look higher.
+            let Ok(real) = fs::canonicalize(probe) else {
+                continue;
+            };
+            if real.starts_with(root) {
+                break;
+            }
+            return Err(StoreError::InvalidKey {
+                key: key.to_string(),
+                reason: "leads outside the store's root through a symbolic link",
+            });
+        }
+        Ok(())
     }
 
     /// The key of a file under the root, if it is one a store could hold.
@@ -287,7 +316,9 @@ impl FsStore {
             self.inner.root.clone()
         } else {
             validate_key(start_rel)?;
-            self.inner.root.join(start_rel)
+            let start = self.inner.root.join(start_rel);
+            self.check_inside(prefix, &start)?;
+            start
         };
         let mut out = Vec::new();
         let mut stack = vec![start];
@@ -390,5 +421,78 @@ impl BlobStore for FsStore {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let (this, key) = (self.clone(), key.to_string());
         blocking(move || this.delete_sync(&key)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[tokio::test]
+    async fn symbolic_links_out_of_the_root_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("secret.jpg"), b"secret").unwrap();
+        let store = FsStore::new(tmp.path().join("root")).unwrap();
+        let root = store.root().to_path_buf();
+        fs::create_dir_all(root.join("originals")).unwrap();
+        symlink(
+            outside.join("secret.jpg"),
+            root.join("originals/file-link.jpg"),
+        )
+        .unwrap();
+        symlink(&outside, root.join("originals/dir-link")).unwrap();
+        fs::write(root.join("originals/real.jpg"), b"inside").unwrap();
+        symlink(
+            root.join("originals/real.jpg"),
+            root.join("originals/inside-link.jpg"),
+        )
+        .unwrap();
+
+        let refused = |r: Result<(), StoreError>, what: &str| {
+            assert!(
+                matches!(r, Err(StoreError::InvalidKey { .. })),
+                "{what}: {r:?}"
+            );
+        };
+        for key in [
+            "originals/file-link.jpg",
+            "originals/dir-link/secret.jpg",
+            "originals/dir-link/new.jpg",
+            "originals/dir-link/deeper/new.jpg",
+        ] {
+            refused(store.get(key, 1 << 20).await.map(|_| ()), key);
+            refused(store.head(key).await.map(|_| ()), key);
+            for if_absent in [false, true] {
+                let opts = PutOptions {
+                    if_absent,
+                    ..PutOptions::default()
+                };
+                let put = store.put(key, Bytes::from_static(b"evil"), opts).await;
+                refused(put.map(|_| ()), key);
+            }
+            refused(store.delete(key).await, key);
+        }
+        refused(store.list("originals/dir-link/").await.map(|_| ()), "list");
+        // Nothing outside was read into a listing, written or removed.
+        let listed: Vec<String> = store
+            .list("originals/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        assert_eq!(listed, ["originals/real.jpg"]);
+        let outside_files: Vec<_> = fs::read_dir(&outside).unwrap().flatten().collect();
+        assert_eq!(outside_files.len(), 1);
+        assert_eq!(fs::read(outside.join("secret.jpg")).unwrap(), b"secret");
+        // A link that stays inside the root is an ordinary key.
+        let obj = store
+            .get("originals/inside-link.jpg", 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(&obj.body[..], b"inside");
     }
 }

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# soak.sh: one RabbitMQ worker, N renders (default 2000), memory / fds / threads per job.
+#
+#   scripts/soak.sh             # 2,000 renders
+#   scripts/soak.sh 300         # a quick check
+#   scripts/soak.sh 2000 --help # every option of scripts/soak.py (window, sources, tolerance, ...)
+#
+# Builds the binary (release; RENDITION_PROFILE=debug for a debug build), brings RabbitMQ and
+# the moto venv up with infra/local/services.sh, then runs scripts/soak.py (its own pinned
+# venv under ${RENDITION_CACHE:-~/.cache/rendition}/chaos-venv, its own moto server). Prints a
+# block of `soak:` lines; exit non-zero if the median RSS of the last 100 jobs exceeds the
+# first 100's by more than 10 %, or the median fd / thread count of the last 100 exceeds the
+# largest seen during the first 100.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+n=2000
+if [[ ${1-} =~ ^[0-9]+$ ]]; then n=$1; shift; fi
+profile=${RENDITION_PROFILE:-release}
+target=${CARGO_TARGET_DIR:-target}
+scripts/install-deps.sh
+case $profile in
+  debug | dev) dir=debug; cargo build -p rendition-worker --bin rendition >&2 ;;
+  *) dir=$profile; cargo build --profile "$profile" -p rendition-worker --bin rendition >&2 ;;
+esac
+# shellcheck disable=SC1090
+. "$(infra/local/services.sh up | tail -n1)"
+exec python3 scripts/soak.py --bin "$target/$dir/rendition" --renders "$n" "$@"
