@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Rendition needs on Debian 12 / Ubuntu, when missing:
 # libvips (8.14, with its command-line tools for the tests), pkg-config, python3-venv
-# (for the moto S3/SQS test server), curl. Idempotent; quiet when everything is there.
+# (for the moto S3/SQS test server), curl, and Debian's chromium (headless, for the contact
+# sheet test). Idempotent; quiet when everything is there.
 set -euo pipefail
 
 need=()
@@ -12,6 +13,7 @@ command -v curl >/dev/null || need+=(curl)
 command -v cc >/dev/null || need+=(gcc libc6-dev)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v python3 >/dev/null || need+=(python3)
+[ -x /usr/bin/chromium ] || command -v chromium >/dev/null || need+=(chromium)
 
 if ((${#need[@]})); then
   echo "install-deps: installing ${need[*]}" >&2

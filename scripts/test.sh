@@ -17,8 +17,15 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# Every fuzz target for a bounded time (FUZZ_SECONDS each, default 60) on its seed corpus;
+# a crash fails the run and leaves its reproducer under fuzz/artifacts/.
+scripts/fuzz.sh "${FUZZ_SECONDS:-60}" 2>&1 | tee -a "$log"
+fuzz_status=${PIPESTATUS[0]}
 set -e
-# One closing line over every test binary (cargo prints one result line per target).
+# One closing line over every test binary (cargo prints one result line per target) and
+# the fuzz targets.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
-     END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
-exit "$status"
+     /^fuzz: [a-z_]+ runs=/ { t += 1; for (i = 1; i <= NF; i++) { if ($i ~ /^runs=/) r += substr($i, 6); if ($i == "crashes=1") c += 1 } }
+     END { printf "summary: %d passed, %d failed, %d skipped; fuzz: %d targets, %d runs, %d crashed\n", p, f, s, t, r, c }' "$log"
+if [ "$status" -ne 0 ]; then exit "$status"; fi
+exit "$fuzz_status"

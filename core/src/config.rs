@@ -53,12 +53,15 @@ pub struct StorageSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub max_input_bytes: u64,
-    /// Width × height of the source (75 MP by default).
+    /// Width × height of the source (75 MP by default); when an animation is kept (GIF or
+    /// WebP output), all its frames count together.
     pub max_input_pixels: u64,
     /// Largest width or height of any output (after `dpr`).
     pub max_output_dimension: u32,
     /// Frames (pages) of a source, e.g. an animated GIF or WebP. A source with more is
-    /// refused from its header, never truncated. `max_input_pixels` counts one frame.
+    /// refused from its header, never truncated. A still output (JPEG, PNG, AVIF) decodes
+    /// only the first frame; a kept animation counts every frame's pixels against
+    /// `max_input_pixels`.
     pub max_frames: u32,
 }
 
@@ -253,7 +256,7 @@ impl Default for RabbitSettings {
             queue: "rendition.jobs".into(),
             uploads_exchange: "rendition.uploads".into(),
             events_exchange: "rendition.events".into(),
-            max_attempts: 5,
+            max_attempts: 8,
             retry_base_ms: 1000,
             retry_max_ms: 60_000,
             delivery_limit: 10,

@@ -15,4 +15,5 @@ mod rabbit;
 mod render;
 mod s3;
 mod serve;
+mod sheet;
 mod sqs;

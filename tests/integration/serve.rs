@@ -10,14 +10,14 @@ use crate::harness::*;
 
 const WAIT: Duration = Duration::from_secs(120);
 
-struct Http {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct Http {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Http {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -25,7 +25,8 @@ impl Http {
     }
 }
 
-async fn get(addr: &str, target: &str, extra: &[(&str, &str)]) -> Http {
+/// A plain HTTP/1.1 GET (also used by the contact sheet tests).
+pub(crate) async fn get(addr: &str, target: &str, extra: &[(&str, &str)]) -> Http {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut req = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in extra {
@@ -94,14 +95,16 @@ fn url_of(
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-struct Server {
-    app: Running,
-    addr: String,
-    bucket: std::path::PathBuf,
-    tmp: tempfile::TempDir,
+pub(crate) struct Server {
+    pub(crate) app: Running,
+    pub(crate) addr: String,
+    pub(crate) bucket: std::path::PathBuf,
+    pub(crate) tmp: tempfile::TempDir,
 }
 
-async fn start(env: &[(&str, &str)]) -> Server {
+/// `rendition serve` on a free loopback port over an empty folder bucket (also used by
+/// the contact sheet tests).
+pub(crate) async fn start(env: &[(&str, &str)]) -> Server {
     let tmp = tempfile::tempdir().unwrap();
     let bucket = tmp.path().join("bucket");
     std::fs::create_dir_all(bucket.join("originals")).unwrap();

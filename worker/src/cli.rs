@@ -62,14 +62,14 @@ pub enum Command {
         #[arg(long, value_enum)]
         queue: crate::app::QueueKind,
     },
-    /// Serve derivatives on demand from a folder bucket (the local twin of CDN + Lambda).
+    /// Serve derivatives on demand from a folder bucket or S3 (the local twin of CDN + Lambda).
     #[command(
-        after_help = "Example:\n  rendition serve --local ./bucket\n  curl -O \"http://127.0.0.1:8080$(rendition url originals/cat.jpg --preset thumb --local ./bucket)\""
+        after_help = "Examples:\n  rendition serve --local ./bucket\n  curl -O \"http://127.0.0.1:8080$(rendition url originals/cat.jpg --preset thumb --local ./bucket)\"\n  RENDITION__S3__BUCKET=photos rendition serve   # S3 (s3.endpoint for MinIO or moto)\n\nGET /sheet/{source key} shows a source's contact sheet."
     )]
     Serve {
-        /// The folder used as the bucket.
+        /// The folder used as the bucket; without it, the S3 bucket of the configuration.
         #[arg(long, value_name = "DIR")]
-        local: PathBuf,
+        local: Option<PathBuf>,
         /// Listen address (default: serve.addr, 127.0.0.1:8080).
         #[arg(long, value_name = "ADDR")]
         addr: Option<String>,
@@ -89,6 +89,20 @@ pub enum Command {
         /// Look the source up in this folder bucket instead of S3.
         #[arg(long, value_name = "DIR")]
         local: Option<PathBuf>,
+    },
+    /// Write an HTML contact sheet of a source and every variant in its manifest.
+    #[command(
+        after_help = "Examples:\n  rendition sheet originals/cat.jpg --local ./bucket -o cat.html   # then open cat.html\n  rendition sheet originals/cat.jpg > cat.html                     # the S3 bucket of the configuration\n\nEach image shows its name, spec, width×height, bytes and format; every image is embedded\n(data: URIs), so the page is one self-contained file. `rendition serve` has the same page\nat /sheet/SOURCE. Fails when the source has no manifest yet."
+    )]
+    Sheet {
+        /// The source's key, e.g. originals/cat.jpg.
+        source: String,
+        /// Look the source up in this folder bucket instead of S3.
+        #[arg(long, value_name = "DIR")]
+        local: Option<PathBuf>,
+        /// Write the page here instead of to stdout.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Measure images/s and peak RSS against sharp and vipsthumbnail on a folder of photos.
     #[command(

@@ -15,10 +15,13 @@
 //! - [`handler`]: one queue message → parsed events → eager jobs / removals, with the
 //!   retryable-or-permanent verdict the consumers act on.
 //! - [`serve`]: `serve --local DIR`: on-demand HTTP with request coalescing and a source cache.
+//! - [`sheet`]: `sheet SOURCE` and `serve`'s `/sheet/{source}`: an HTML contact sheet of a
+//!   source and every variant in its manifest, self-checking in a (headless) browser.
 //! - [`urlcmd`]: `url SOURCE --preset|--spec`: a derivative's URL from the one generator.
 //! - [`sqs`]: the SQS consumer (long polling, heartbeats, batch deletes, dead-lettering).
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`memory`]: freed memory back to the OS after each render (glibc `malloc_trim`).
 //! - [`bench`]: `bench DIR`: images/s and peak RSS against sharp and vipsthumbnail, with the
 //!   ratios, each case in its own measured process.
 
@@ -29,10 +32,12 @@ pub mod cli;
 pub mod handler;
 pub mod http;
 pub mod local;
+pub mod memory;
 pub mod metrics;
 pub mod oneoff;
 pub mod rabbit;
 pub mod serve;
+pub mod sheet;
 pub mod shutdown;
 pub mod sqs;
 pub mod telemetry;

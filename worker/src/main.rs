@@ -8,7 +8,7 @@ use rendition_core::ondemand::OnDemand;
 use rendition_core::store::{BlobStore, CachedStore, FsStore, S3Store};
 use rendition_worker::cli::{Cli, Command};
 use rendition_worker::{
-    app, backfill, bench, local, oneoff, rabbit, serve, shutdown, sqs, telemetry, urlcmd,
+    app, backfill, bench, local, oneoff, rabbit, serve, sheet, shutdown, sqs, telemetry, urlcmd,
 };
 
 fn main() -> anyhow::Result<()> {
@@ -59,18 +59,34 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(async {
                 let addr = addr.unwrap_or_else(|| settings.serve.addr.clone());
                 let wait = std::time::Duration::from_secs(settings.serve.wait_timeout_secs);
-                let fs =
-                    FsStore::new(&dir).with_context(|| format!("opening {}", dir.display()))?;
+                let (inner, bucket): (Arc<dyn BlobStore>, String) = match &dir {
+                    Some(dir) => (
+                        Arc::new(
+                            FsStore::new(dir)
+                                .with_context(|| format!("opening {}", dir.display()))?,
+                        ),
+                        "local".to_string(),
+                    ),
+                    None => (
+                        Arc::new(S3Store::from_settings(&settings.s3).await),
+                        settings.s3.bucket.clone(),
+                    ),
+                };
                 let cached = CachedStore::new(
-                    Arc::new(fs),
+                    inner,
                     settings.storage.source_prefix.clone(),
                     settings.serve.source_cache_bytes,
                 );
-                let ondemand = OnDemand::new(Arc::new(cached), Arc::new(settings), "local");
+                let store: Arc<dyn BlobStore> = Arc::new(cached);
+                let settings = Arc::new(settings);
+                let ondemand =
+                    OnDemand::new(Arc::clone(&store), Arc::clone(&settings), bucket.clone());
+                // The same store and bucket, to find manifests for the /sheet/ pages.
+                let engine = Engine::new(store, settings, bucket);
                 let listener = tokio::net::TcpListener::bind(&addr)
                     .await
                     .with_context(|| format!("listening on {addr}"))?;
-                serve::run(listener, ondemand, wait, shutdown::signal()).await?;
+                serve::run(listener, ondemand, engine, wait, shutdown::signal()).await?;
                 anyhow::Ok(())
             })
         }
@@ -105,6 +121,49 @@ fn main() -> anyhow::Result<()> {
                 )
             })?;
             println!("{url}");
+            Ok(())
+        }
+        Command::Sheet {
+            source,
+            local: dir,
+            output,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let built = runtime.block_on(async {
+                let settings = Arc::new(settings);
+                let engine = match &dir {
+                    Some(dir) => {
+                        let store = FsStore::new(dir)
+                            .with_context(|| format!("opening {}", dir.display()))?;
+                        Engine::new(Arc::new(store), settings, "local")
+                    }
+                    None => Engine::new(
+                        Arc::new(S3Store::from_settings(&settings.s3).await),
+                        Arc::clone(&settings),
+                        settings.s3.bucket.clone(),
+                    ),
+                };
+                anyhow::Ok(sheet::build(&engine, &source, sheet::Images::Embedded).await?)
+            })?;
+            match output {
+                None => {
+                    use std::io::Write;
+                    let mut stdout = std::io::stdout().lock();
+                    stdout.write_all(built.html.as_bytes())?;
+                    stdout.flush()?;
+                }
+                Some(path) => {
+                    std::fs::write(&path, built.html.as_bytes())
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    println!(
+                        "sheet: {source} → {} ({} images)",
+                        path.display(),
+                        built.images
+                    );
+                }
+            }
             Ok(())
         }
         Command::Render {

@@ -15,8 +15,11 @@
 //! | `{queue}.dlq` | quorum queue, durable | | dead letters, for a person to inspect and redrive |
 //! | `{events_exchange}` (`rendition.events`) | topic exchange, durable | | completion events, routing key `derivatives.ready` |
 //!
-//! With the defaults (`max_attempts = 5`, `retry_base_ms = 1000`, `retry_max_ms = 60000`)
-//! the retry queues are `.retry.1` … `.retry.4`, holding messages 1 s, 2 s, 4 s and 8 s.
+//! With the defaults (`max_attempts = 8`, `retry_base_ms = 1000`, `retry_max_ms = 60000`)
+//! the retry queues are `.retry.1` … `.retry.7`, holding messages 1, 2, 4, 8, 16, 32 and
+//! 60 s: a job that keeps meeting a storage outage is dead-lettered only after about two
+//! minutes of retries (the earlier default, 5 attempts over 15 s, dead-lettered jobs
+//! whenever an S3 outage outlasted it).
 //! Every queue holds its own fixed delay, so no message waits behind a longer one.
 //!
 //! # What happens to a delivery

@@ -5,7 +5,9 @@
 //!   and all get its bytes, or the same error; a waiter gives up after a timeout while the
 //!   render carries on for the others;
 //! - a bounded source cache, so several variants of one source read it once;
-//! - `ETag` / `If-None-Match` → 304.
+//! - `ETag` / `If-None-Match` → 304;
+//! - `GET /sheet/{source key}`: the contact sheet of a source ([`crate::sheet`]), its
+//!   variants linked by their derivative URLs.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,11 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
 use futures::future::{BoxFuture, FutureExt, Shared};
+use rendition_core::job::Engine;
 use rendition_core::ondemand::{Derivative, OnDemand, OnDemandError};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -66,6 +70,8 @@ impl Coalescer {
 #[derive(Clone)]
 struct AppState {
     ondemand: OnDemand,
+    /// Finds manifests for the contact sheets (same store and bucket as `ondemand`).
+    engine: Engine,
     coalescer: Coalescer,
     wait: Duration,
 }
@@ -76,19 +82,25 @@ fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves. `engine` must use the same store and bucket as
+/// `ondemand`: it finds the manifests of `/sheet/` pages.
 pub async fn run(
     listener: TcpListener,
     ondemand: OnDemand,
+    engine: Engine,
     wait: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let state = AppState {
         ondemand,
+        engine,
         coalescer: Coalescer::default(),
         wait,
     };
-    let app = Router::new().fallback(handle).with_state(state);
+    let app = Router::new()
+        .route("/sheet/{*source}", get(sheet))
+        .fallback(handle)
+        .with_state(state);
     info!(addr = %listener.local_addr()?, "serving derivatives");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -104,6 +116,32 @@ fn error_response(err: &OnDemandError) -> Response {
             .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
     }
     resp
+}
+
+/// `GET /sheet/{source key}`: the contact sheet, or 404 when the source or its manifest
+/// is missing.
+async fn sheet(State(state): State<AppState>, Path(source): Path<String>) -> Response {
+    match crate::sheet::build(&state.engine, &source, crate::sheet::Images::Linked).await {
+        Ok(sheet) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            sheet.html,
+        )
+            .into_response(),
+        Err(e) => {
+            let status =
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            if status.is_server_error() {
+                warn!(source = %source, error = %e, "contact sheet failed");
+            }
+            let body =
+                serde_json::json!({ "error": e.kind(), "message": e.to_string() }).to_string();
+            (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+    }
 }
 
 fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {

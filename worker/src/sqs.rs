@@ -30,7 +30,7 @@ use aws_sdk_sqs::Client;
 use rendition_core::config::SqsSettings;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::handler::{HandleError, Handler};
 use crate::http::Readiness;
@@ -303,7 +303,7 @@ async fn dead_letter(
     err: &HandleError,
 ) {
     let metrics = ctx.handler.metrics();
-    error!(message_id = %id, kind = err.kind(), error = %err, "permanent failure; dead-lettering");
+    warn!(message_id = %id, receives, kind = err.kind(), retryable = err.is_retryable(), error = %err, "job failed; dead-lettering");
     let Some(dlq) = &ctx.dlq else {
         // No DLQ of our own to write to: let the queue's redrive count it out quickly.
         set_visibility(ctx, receipt, 0).await;
