@@ -138,7 +138,8 @@ compose_schema() {
 
 shell_lint() {
     sh -n infra/aws/rendition-env.sh &&
-        "$VENV/bin/shellcheck" infra/aws/rendition-env.sh scripts/lint-infra.sh
+        "$VENV/bin/shellcheck" infra/aws/rendition-env.sh scripts/lint-infra.sh \
+            infra/local/stack.sh scripts/local-recipe.sh scripts/fuzz.sh scripts/chaos.sh scripts/soak.sh
 }
 
 checkov_run() { # framework accepted-check-ids... -- targets...

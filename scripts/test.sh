@@ -17,6 +17,8 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+scripts/local-recipe.sh --bin target/debug/rendition 2>&1 | tee -a "$log"
+recipe_status=${PIPESTATUS[0]}
 # Every fuzz target for a bounded time (FUZZ_SECONDS each, default 60) on its seed corpus;
 # a crash fails the run and leaves its reproducer under fuzz/artifacts/.
 scripts/fuzz.sh "${FUZZ_SECONDS:-60}" 2>&1 | tee -a "$log"
@@ -28,4 +30,5 @@ awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += 
      /^fuzz: [a-z_]+ runs=/ { t += 1; for (i = 1; i <= NF; i++) { if ($i ~ /^runs=/) r += substr($i, 6); if ($i == "crashes=1") c += 1 } }
      END { printf "summary: %d passed, %d failed, %d skipped; fuzz: %d targets, %d runs, %d crashed\n", p, f, s, t, r, c }' "$log"
 if [ "$status" -ne 0 ]; then exit "$status"; fi
+if [ "$recipe_status" -ne 0 ]; then exit "$recipe_status"; fi
 exit "$fuzz_status"

@@ -44,9 +44,6 @@ impl Handler {
             .job_seconds
             .observe(started.elapsed().as_secs_f64());
         if let Ok(h) = &result {
-            if h.rendered > 0 {
-                crate::memory::release_freed();
-            }
             for _ in 0..h.rendered {
                 self.metrics.outcome("rendered");
             }

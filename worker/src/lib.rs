@@ -21,7 +21,6 @@
 //! - [`sqs`]: the SQS consumer (long polling, heartbeats, batch deletes, dead-lettering).
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`metrics`]: the Prometheus registry.
-//! - [`memory`]: freed memory back to the OS after each render (glibc `malloc_trim`).
 //! - [`bench`]: `bench DIR`: images/s and peak RSS against sharp and vipsthumbnail, with the
 //!   ratios, each case in its own measured process.
 
@@ -32,7 +31,6 @@ pub mod cli;
 pub mod handler;
 pub mod http;
 pub mod local;
-pub mod memory;
 pub mod metrics;
 pub mod oneoff;
 pub mod rabbit;

@@ -122,6 +122,9 @@ pub async fn run(
         return Err(SqsError::NoQueue);
     }
     let dlq = dead_letter_queue(&client, &settings.queue_url).await?;
+    // Reading the queue's attributes proved it reachable: ready now, not only after the
+    // first long poll returns (up to `wait_seconds` later on an idle queue).
+    ready.set_broker(true);
     info!(queue = %settings.queue_url, dlq = ?dlq, concurrency, "sqs consumer started");
     let (deletes, delete_rx) = mpsc::unbounded_channel();
     let deleter = tokio::spawn(delete_batches(
