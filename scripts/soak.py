@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Soak run: N renders through ONE `rendition worker --queue rabbitmq` at its normal
-concurrency (production settings: concurrency 2, MALLOC_ARENA_MAX=2, JSON logs, the
+concurrency (production settings: concurrency 2, jemalloc preloaded with the images' MALLOC_CONF
+(--allocator glibc: glibc malloc), MALLOC_ARENA_MAX=2, JSON logs, the
 repo's rendition.toml presets), on RabbitMQ (127.0.0.1:5672, random queue names, deleted
 at the end) and a moto S3 server of its own, loopback only, bounded in time.
 
@@ -40,6 +41,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ops_common as oc  # noqa: E402
 
 
+# What infra/aws/Dockerfile sets in the worker and Lambda images.
+JEMALLOC_CONF = "narenas:2,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"
+
+
+def jemalloc_env() -> dict:
+    """LD_PRELOAD + MALLOC_CONF for Debian's libjemalloc2 (scripts/soak.sh installs it)."""
+    import glob
+    libs = sorted(glob.glob("/usr/lib/*-linux-gnu/libjemalloc.so.2"))
+    if not libs:
+        sys.exit("soak: libjemalloc.so.2 not found (apt-get install libjemalloc2), or use --allocator glibc")
+    return {"LD_PRELOAD": libs[0], "MALLOC_CONF": JEMALLOC_CONF}
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--renders", type=int, default=2000, help="sources to render (default 2000)")
@@ -54,6 +68,9 @@ def parse_args():
     p.add_argument("--rss-tolerance", type=float, default=0.10, help="allowed RSS growth (default 0.10)")
     p.add_argument("--deadline-min", type=float, default=45.0, help="global deadline in minutes (default 45)")
     p.add_argument("--bin", help="the rendition binary (default target/{release,debug}/rendition)")
+    p.add_argument("--allocator", choices=["jemalloc", "glibc"], default="jemalloc",
+                   help="jemalloc (default): preload Debian's libjemalloc2 with the MALLOC_CONF of the "
+                        "production images (infra/aws/Dockerfile); glibc: malloc as linked, MALLOC_ARENA_MAX=2 only")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--rundir", help="logs folder (default target/soak/<run id>)")
     return p.parse_args()
@@ -102,6 +119,8 @@ def main():
         s3.create_bucket(Bucket=bucket)
         env = {k: v for k, v in os.environ.items() if not k.startswith("RENDITION__")}
         env.update(oc.AWS_ENV)
+        if args.allocator == "jemalloc":
+            env.update(jemalloc_env())
         env.update({
             "MALLOC_ARENA_MAX": "2",
             "RENDITION__LOG__FORMAT": "json",
@@ -200,7 +219,7 @@ def main():
         failed = [k for k, v in checks.items() if not v]
         print("soak: ---------------------------------------------------------------")
         print(f"soak: renders               {int(done)}/{n} through one rabbitmq worker, concurrency 2, "
-              f"{' '.join(f'{k}={v}' for k, v in sorted(env.items()) if k.startswith('MALLOC_'))}, "
+              f"{' '.join(f'{k}={v}' for k, v in sorted(env.items()) if k.startswith('MALLOC_') or k == 'LD_PRELOAD')}, "
               f"presets of {Path(args.config).name}; {len(images)} distinct sources "
               f"{args.min_side}-{args.max_side} px wide")
         print(f"soak: samples               {len(samples)} (1/s); first {w} jobs: {len(first)}, last {w} jobs: {len(last_w)}")

@@ -3,6 +3,7 @@
 #
 #   scripts/soak.sh             # 2,000 renders
 #   scripts/soak.sh 300         # a quick check
+#   scripts/soak.sh 2000 --allocator glibc   # glibc's malloc instead of the images' jemalloc
 #   scripts/soak.sh 2000 --help # every option of scripts/soak.py (window, sources, tolerance, ...)
 #
 # Builds the binary (release; RENDITION_PROFILE=debug for a debug build), brings RabbitMQ and
@@ -19,6 +20,12 @@ if [[ ${1-} =~ ^[0-9]+$ ]]; then n=$1; shift; fi
 profile=${RENDITION_PROFILE:-release}
 target=${CARGO_TARGET_DIR:-target}
 scripts/install-deps.sh
+# The production images preload jemalloc (infra/aws/Dockerfile); so does the soak by default.
+if ! ls /usr/lib/*-linux-gnu/libjemalloc.so.2 >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends libjemalloc2 >&2
+fi
 case $profile in
   debug | dev) dir=debug; cargo build -p rendition-worker --bin rendition >&2 ;;
   *) dir=$profile; cargo build --profile "$profile" -p rendition-worker --bin rendition >&2 ;;
