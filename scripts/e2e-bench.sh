@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# e2e-bench.sh: the worker end to end (RabbitMQ + S3 on moto) against the raw render rate
+# (`rendition run --local --once`) at the same parallelism, on the real photos.
+#
+#   scripts/e2e-bench.sh                    # N=100 uploads of JPEGs, then of PNGs; 2 runs per side
+#   scripts/e2e-bench.sh 50 --formats jpeg  # a quicker check
+#   scripts/e2e-bench.sh 100 --help         # every option of scripts/e2e_bench.py
+#
+# Builds the binary (release; RENDITION_PROFILE=debug for a debug build), fetches the photos
+# (scripts/fetch-photos.sh), brings RabbitMQ and the moto venv up with
+# infra/local/services.sh, then runs scripts/e2e_bench.py (the pinned venv of
+# scripts/ops_common.py, its own moto server). Prints a block of `e2e:` lines: N, img/s raw,
+# img/s e2e, the ratio e2e/raw (target >= 0.9), CPU per image, load averages. Exit 0
+# whatever the ratio; non-zero only on errors (missing manifests, a worker crash).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+n=100
+if [[ ${1-} =~ ^[0-9]+$ ]]; then n=$1; shift; fi
+profile=${RENDITION_PROFILE:-release}
+target=${CARGO_TARGET_DIR:-target}
+scripts/install-deps.sh
+# The production images preload jemalloc (infra/aws/Dockerfile); so does this bench by default.
+if ! ls /usr/lib/*-linux-gnu/libjemalloc.so.2 >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends libjemalloc2 >&2
+fi
+case $profile in
+  debug | dev) dir=debug; cargo build -p rendition-worker --bin rendition >&2 ;;
+  *) dir=$profile; cargo build --profile "$profile" -p rendition-worker --bin rendition >&2 ;;
+esac
+photos=$(scripts/fetch-photos.sh | tail -n1)
+# shellcheck disable=SC1090
+. "$(infra/local/services.sh up | tail -n1)"
+exec python3 scripts/e2e_bench.py --bin "$target/$dir/rendition" --photos "$photos" --renders "$n" "$@"

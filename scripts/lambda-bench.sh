@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# lambda-bench.sh: latency of the Lambda's on-demand miss path, warm and cold (p50, p99).
+#
+#   scripts/lambda-bench.sh                        # 50 warm + 20 cold misses per source
+#   scripts/lambda-bench.sh --warm 20 --cold 5     # a quicker check
+#   scripts/lambda-bench.sh --help                 # every option of scripts/lambda_bench.py
+#
+# Builds `rendition` (for `url` and `render`) and `rendition-lambda` (release;
+# RENDITION_PROFILE=debug for debug builds), fetches the photos (scripts/fetch-photos.sh),
+# makes sure the moto venv (infra/local/services.sh up) and cargo-lambda's Runtime API
+# emulator (infra/local/services.sh cargo-lambda) are there, then runs
+# scripts/lambda_bench.py (the pinned venv of scripts/ops_common.py, its own moto server and
+# emulators on loopback). Prints a block of `lambda:` lines. Exit 0 unless something fails
+# (a miss not answered with a WebP, a derivative not stored).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+profile=${RENDITION_PROFILE:-release}
+target=${CARGO_TARGET_DIR:-target}
+scripts/install-deps.sh
+# The production images preload jemalloc (infra/aws/Dockerfile); so does this bench by default.
+if ! ls /usr/lib/*-linux-gnu/libjemalloc.so.2 >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends libjemalloc2 >&2
+fi
+case $profile in
+  debug | dev)
+    dir=debug
+    cargo build -p rendition-worker --bin rendition >&2
+    cargo build -p rendition-lambda >&2
+    ;;
+  *)
+    dir=$profile
+    cargo build --profile "$profile" -p rendition-worker --bin rendition >&2
+    cargo build --profile "$profile" -p rendition-lambda >&2
+    ;;
+esac
+photos=$(scripts/fetch-photos.sh | tail -n1)
+infra/local/services.sh up >/dev/null   # the moto venv (this bench starts its own moto server)
+cargo_lambda=$(infra/local/services.sh cargo-lambda | tail -n1)
+exec python3 scripts/lambda_bench.py --bin "$target/$dir/rendition" --lambda-bin "$target/$dir/rendition-lambda" \
+  --cargo-lambda "$cargo_lambda" --photos "$photos" "$@"
