@@ -46,8 +46,11 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Worker { queue } => {
+            // Renders run on the blocking pool. Keeping its idle threads (default: 10 s)
+            // avoids creating and destroying one per job when the queue is briefly empty.
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .thread_keep_alive(std::time::Duration::from_secs(600))
                 .build()?;
             runtime.block_on(app::run(settings, queue, shutdown::signal()))?;
             Ok(())
