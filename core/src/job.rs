@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::manifest::{Manifest, ManifestSource, ManifestVariant};
 use crate::naming::{self, NameError, SourceId, Variant};
 use crate::render::{self, RenderError, VariantRequest};
-use crate::store::{BlobStore, PutOptions, StoreError, IMMUTABLE};
+use crate::store::{BlobStore, ObjectMeta, PutOptions, StoreError, IMMUTABLE};
 
 /// Why a job failed, classified for the queue: retry or dead-letter.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +73,8 @@ pub const MANIFEST_CACHE_CONTROL: &str = "public, max-age=60";
 /// What a job for one source would have to do.
 #[derive(Debug, Clone)]
 pub struct Pending {
+    /// The GUID of the source version the names below were made for.
+    pub guid: uuid::Uuid,
     pub manifest_key: String,
     /// The manifest stored for this source version, if any.
     pub stored: Option<Manifest>,
@@ -85,6 +87,23 @@ impl Pending {
     pub fn is_done(&self) -> bool {
         self.stored.is_some() && self.missing.is_empty()
     }
+
+    /// [`Outcome::AlreadyDone`] when nothing is left to do, else `self` back.
+    fn next(self) -> Next {
+        match self.stored {
+            Some(manifest) if self.missing.is_empty() => Next::Done(Outcome::AlreadyDone {
+                manifest_key: self.manifest_key,
+                manifest,
+            }),
+            stored => Next::Render(Pending { stored, ..self }),
+        }
+    }
+}
+
+/// What a job does next for a source version.
+enum Next {
+    Done(Outcome),
+    Render(Pending),
 }
 
 /// What a job did.
@@ -186,14 +205,18 @@ impl Engine {
     /// reading the source itself: `rendition backfill` uses it to skip what is done.
     pub async fn pending(&self, key: &str, presets: &[String]) -> Result<Pending, JobError> {
         let wanted = self.wanted(presets)?;
-        let head = self
-            .store
+        let head = self.head_source(key).await?;
+        self.pending_for(key, head.version(), wanted).await
+    }
+
+    /// The source's metadata; [`JobError::MissingSource`] when there is none.
+    async fn head_source(&self, key: &str) -> Result<ObjectMeta, JobError> {
+        self.store
             .head(key)
             .await?
             .ok_or_else(|| JobError::MissingSource {
                 key: key.to_string(),
-            })?;
-        self.pending_for(key, head.version(), wanted).await
+            })
     }
 
     async fn pending_for(
@@ -220,6 +243,7 @@ impl Engine {
             })
             .collect();
         Ok(Pending {
+            guid,
             manifest_key,
             stored,
             missing,
@@ -237,23 +261,18 @@ impl Engine {
         let storage = &self.settings.storage;
         let rel = naming::source_rel(&storage.source_prefix, key)?;
         let wanted = self.wanted(presets)?;
-        let head = self
-            .store
-            .head(key)
-            .await?
-            .ok_or_else(|| JobError::MissingSource {
-                key: key.to_string(),
-            })?;
-        let pending = self
+        let head = self.head_source(key).await?;
+        let pending = match self
             .pending_for(key, head.version(), wanted.clone())
-            .await?;
-        if let (Some(manifest), true) = (&pending.stored, pending.missing.is_empty()) {
-            debug!(key, manifest_key = %pending.manifest_key, "manifest lists every wanted preset, nothing to do");
-            return Ok(Outcome::AlreadyDone {
-                manifest_key: pending.manifest_key,
-                manifest: manifest.clone(),
-            });
-        }
+            .await?
+            .next()
+        {
+            Next::Done(done) => {
+                debug!(key, "manifest lists every wanted preset, nothing to do");
+                return Ok(done);
+            }
+            Next::Render(pending) => pending,
+        };
 
         let source = match self
             .store
@@ -273,24 +292,17 @@ impl Engine {
         let pending = if version == head.version() {
             pending
         } else {
-            self.pending_for(key, &version, wanted).await?
+            match self.pending_for(key, &version, wanted).await?.next() {
+                Next::Done(done) => return Ok(done),
+                Next::Render(pending) => pending,
+            }
         };
         let Pending {
+            guid,
             manifest_key,
             stored,
             missing: requests,
         } = pending;
-        if let (Some(manifest), true) = (&stored, requests.is_empty()) {
-            return Ok(Outcome::AlreadyDone {
-                manifest_key,
-                manifest: manifest.clone(),
-            });
-        }
-        let guid = naming::source_guid(&SourceId {
-            bucket: self.bucket.clone(),
-            key: key.to_string(),
-            version: version.clone(),
-        });
 
         let body = source.body.clone();
         let limits = self.settings.limits.clone();

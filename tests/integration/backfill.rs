@@ -10,7 +10,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use rendition_core::manifest::Manifest;
 
 use crate::harness::{encode_jpeg, field, quadrants, rendition_bin, Running};
-use crate::rabbit::{eventually, minio_event_in, Broker};
+use crate::rabbit::{as_str_pairs, eventually, minio_event_in, Broker};
 use crate::sqs::{s3_manifests, SqsWorld};
 
 const PRESET: &str = "og";
@@ -92,25 +92,8 @@ async fn backfill_through_rabbitmq_adds_the_preset_to_every_source_once() {
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     let r = &broker.settings;
     let tmp = tempfile::tempdir().unwrap();
-    let vars: Vec<(&str, &str)> = vec![
-        ("RENDITION__S3__BUCKET", &bucket),
-        ("RENDITION__S3__ENDPOINT", &env.endpoint),
-        ("RENDITION__S3__FORCE_PATH_STYLE", "true"),
-        ("RENDITION__S3__REGION", &env.region),
-        ("RENDITION__RABBITMQ__URL", &r.url),
-        ("RENDITION__RABBITMQ__QUEUE", &r.queue),
-        ("RENDITION__RABBITMQ__UPLOADS_EXCHANGE", &r.uploads_exchange),
-        ("RENDITION__RABBITMQ__EVENTS_EXCHANGE", &r.events_exchange),
-        ("RENDITION__RABBITMQ__MAX_ATTEMPTS", "5"),
-        ("RENDITION__RABBITMQ__RETRY_BASE_MS", "200"),
-        ("RENDITION__RABBITMQ__RETRY_MAX_MS", "800"),
-        ("RENDITION__RABBITMQ__DELIVERY_LIMIT", "10"),
-        ("RENDITION__RENDER__CONCURRENCY", "2"),
-        ("RENDITION__WORKER__HTTP_ADDR", "127.0.0.1:0"),
-        ("AWS_ACCESS_KEY_ID", &env.access_key_id),
-        ("AWS_SECRET_ACCESS_KEY", &env.secret_access_key),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ];
+    let owned = broker.s3_worker_vars(&env, &bucket);
+    let vars = as_str_pairs(&owned);
     let spawn = || Running::spawn(tmp.path(), &["worker", "--queue", "rabbitmq"], &vars);
 
     // Three uploads the worker processes as usual (eager presets only)…

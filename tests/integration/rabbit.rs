@@ -138,6 +138,53 @@ impl Broker {
         }
     }
 
+    /// The RENDITION__* and AWS_* variables of a `rendition` process on this broker's
+    /// topology and `bucket` on moto (render concurrency 2, ops endpoint on port 0).
+    pub(crate) fn s3_worker_vars(
+        &self,
+        env: &crate::s3::MotoEnv,
+        bucket: &str,
+    ) -> Vec<(&'static str, String)> {
+        let r = &self.settings;
+        vec![
+            ("RENDITION__S3__BUCKET", bucket.to_string()),
+            ("RENDITION__S3__ENDPOINT", env.endpoint.clone()),
+            ("RENDITION__S3__FORCE_PATH_STYLE", "true".into()),
+            ("RENDITION__S3__REGION", env.region.clone()),
+            ("RENDITION__RABBITMQ__URL", r.url.clone()),
+            ("RENDITION__RABBITMQ__QUEUE", r.queue.clone()),
+            (
+                "RENDITION__RABBITMQ__UPLOADS_EXCHANGE",
+                r.uploads_exchange.clone(),
+            ),
+            (
+                "RENDITION__RABBITMQ__EVENTS_EXCHANGE",
+                r.events_exchange.clone(),
+            ),
+            (
+                "RENDITION__RABBITMQ__MAX_ATTEMPTS",
+                r.max_attempts.to_string(),
+            ),
+            (
+                "RENDITION__RABBITMQ__RETRY_BASE_MS",
+                r.retry_base_ms.to_string(),
+            ),
+            (
+                "RENDITION__RABBITMQ__RETRY_MAX_MS",
+                r.retry_max_ms.to_string(),
+            ),
+            (
+                "RENDITION__RABBITMQ__DELIVERY_LIMIT",
+                r.delivery_limit.to_string(),
+            ),
+            ("RENDITION__RENDER__CONCURRENCY", "2".into()),
+            ("RENDITION__WORKER__HTTP_ADDR", "127.0.0.1:0".into()),
+            ("AWS_ACCESS_KEY_ID", env.access_key_id.clone()),
+            ("AWS_SECRET_ACCESS_KEY", env.secret_access_key.clone()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+
     fn dlq(&self) -> String {
         format!("{}.dlq", self.settings.queue)
     }
@@ -288,6 +335,13 @@ async fn delete_topology(
 /// A MinIO notification (`{"EventName":…,"Key":…,"Records":[…]}`) for bucket `local`.
 fn minio_event(key: &str, size: usize) -> Vec<u8> {
     minio_event_in("local", key, size)
+}
+
+/// Borrowed pairs, as `Running::spawn` and `Command::envs` take them.
+pub(crate) fn as_str_pairs<'a>(
+    owned: &'a [(&'static str, String)],
+) -> Vec<(&'static str, &'a str)> {
+    owned.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 /// A MinIO notification for `bucket`.
@@ -952,33 +1006,9 @@ async fn rabbit_worker_binary_on_s3_loses_nothing_to_sigkill() {
     let s3 = crate::sqs::s3_client(&env);
     let bucket = format!("rendition-{}", uuid::Uuid::new_v4().simple());
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let r = &broker.settings;
-    let (attempts, base, max, limit) = (
-        r.max_attempts.to_string(),
-        r.retry_base_ms.to_string(),
-        r.retry_max_ms.to_string(),
-        r.delivery_limit.to_string(),
-    );
     let tmp = tempfile::tempdir().unwrap();
-    let vars: Vec<(&str, &str)> = vec![
-        ("RENDITION__S3__BUCKET", &bucket),
-        ("RENDITION__S3__ENDPOINT", &env.endpoint),
-        ("RENDITION__S3__FORCE_PATH_STYLE", "true"),
-        ("RENDITION__S3__REGION", &env.region),
-        ("RENDITION__RABBITMQ__URL", &r.url),
-        ("RENDITION__RABBITMQ__QUEUE", &r.queue),
-        ("RENDITION__RABBITMQ__UPLOADS_EXCHANGE", &r.uploads_exchange),
-        ("RENDITION__RABBITMQ__EVENTS_EXCHANGE", &r.events_exchange),
-        ("RENDITION__RABBITMQ__MAX_ATTEMPTS", &attempts),
-        ("RENDITION__RABBITMQ__RETRY_BASE_MS", &base),
-        ("RENDITION__RABBITMQ__RETRY_MAX_MS", &max),
-        ("RENDITION__RABBITMQ__DELIVERY_LIMIT", &limit),
-        ("RENDITION__RENDER__CONCURRENCY", "2"),
-        ("RENDITION__WORKER__HTTP_ADDR", "127.0.0.1:0"),
-        ("AWS_ACCESS_KEY_ID", &env.access_key_id),
-        ("AWS_SECRET_ACCESS_KEY", &env.secret_access_key),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ];
+    let owned = broker.s3_worker_vars(&env, &bucket);
+    let vars = as_str_pairs(&owned);
     let spawn = || Running::spawn(tmp.path(), &["worker", "--queue", "rabbitmq"], &vars);
 
     let (photo, _, _) = photos(".jpg", 4000).into_iter().next().unwrap();

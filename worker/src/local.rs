@@ -261,8 +261,9 @@ fn watch(
     Ok(watcher)
 }
 
-/// Files under `dir`, symbolic links not followed (a linked folder is not descended).
-fn walk_files(dir: &Path) -> Vec<PathBuf> {
+/// Every entry under `dir` with its type, symbolic links not followed (a linked folder
+/// is not descended).
+fn walk(dir: &Path) -> Vec<(PathBuf, std::fs::FileType)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -270,38 +271,36 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
             continue;
         };
         for entry in entries.flatten() {
+            let Ok(t) = entry.file_type() else {
+                continue;
+            };
             let path = entry.path();
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(path),
-                Ok(t) if t.is_file() => out.push(path),
-                _ => {}
+            if t.is_dir() {
+                stack.push(path.clone());
             }
+            out.push((path, t));
         }
     }
     out
+}
+
+/// Files under `dir`, symbolic links not followed.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    walk(dir)
+        .into_iter()
+        .filter_map(|(path, t)| t.is_file().then_some(path))
+        .collect()
 }
 
 /// Says what the start-up scan leaves alone, as the watcher does: files whose names cannot
 /// be keys (control characters, backslashes, over 1024 bytes, reserved names) and
 /// symbolic links (never followed by the scan: one could lead out of the bucket).
 fn report_skipped(store: &FsStore, dir: &Path) {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(path),
-                Ok(t) if t.is_symlink() => {
-                    warn!(path = %path.display(), "ignoring a symbolic link")
-                }
-                Ok(t) if t.is_file() && store.key_of(&path).is_none() => {
-                    warn!(path = %path.display(), "ignoring a file whose name cannot be a key")
-                }
-                _ => {}
-            }
+    for (path, t) in walk(dir) {
+        if t.is_symlink() {
+            warn!(path = %path.display(), "ignoring a symbolic link")
+        } else if t.is_file() && store.key_of(&path).is_none() {
+            warn!(path = %path.display(), "ignoring a file whose name cannot be a key")
         }
     }
 }

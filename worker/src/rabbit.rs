@@ -447,12 +447,7 @@ async fn open_session(
     names: &Names,
     concurrency: usize,
 ) -> Result<Session, RabbitError> {
-    let properties =
-        ConnectionProperties::default().with_connection_name("rendition-worker".into());
-    let connection = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties))
-        .await
-        .map_err(|_| RabbitError::ConnectTimeout(CONNECT_TIMEOUT))?
-        .map_err(RabbitError::Connect)?;
+    let connection = connect(url, "rendition-worker").await?;
     match start_consuming(&connection, names, concurrency).await {
         Ok((channel, consumer)) => Ok(Session {
             connection,
@@ -466,11 +461,17 @@ async fn open_session(
     }
 }
 
-async fn start_consuming(
-    connection: &Connection,
-    names: &Names,
-    concurrency: usize,
-) -> Result<(Channel, lapin::Consumer), RabbitError> {
+/// Connects (TCP + AMQP handshake) within [`CONNECT_TIMEOUT`], naming the connection.
+async fn connect(url: &str, name: &str) -> Result<Connection, RabbitError> {
+    let properties = ConnectionProperties::default().with_connection_name(name.into());
+    tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties))
+        .await
+        .map_err(|_| RabbitError::ConnectTimeout(CONNECT_TIMEOUT))?
+        .map_err(RabbitError::Connect)
+}
+
+/// A new channel in publisher-confirm mode.
+async fn confirming_channel(connection: &Connection) -> Result<Channel, RabbitError> {
     let channel = connection
         .create_channel()
         .await
@@ -479,6 +480,15 @@ async fn start_consuming(
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .map_err(RabbitError::Channel)?;
+    Ok(channel)
+}
+
+async fn start_consuming(
+    connection: &Connection,
+    names: &Names,
+    concurrency: usize,
+) -> Result<(Channel, lapin::Consumer), RabbitError> {
+    let channel = confirming_channel(connection).await?;
     declare(&channel, names).await?;
     let prefetch = u16::try_from(concurrency).unwrap_or(u16::MAX);
     channel
@@ -922,23 +932,8 @@ pub struct JobPublisher {
 impl JobPublisher {
     pub async fn connect(settings: &RabbitSettings) -> Result<JobPublisher, RabbitError> {
         let names = Names::new(settings)?;
-        let properties =
-            ConnectionProperties::default().with_connection_name("rendition-backfill".into());
-        let connection = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            Connection::connect(&settings.url, properties),
-        )
-        .await
-        .map_err(|_| RabbitError::ConnectTimeout(CONNECT_TIMEOUT))?
-        .map_err(RabbitError::Connect)?;
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(RabbitError::Channel)?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(RabbitError::Channel)?;
+        let connection = connect(&settings.url, "rendition-backfill").await?;
+        let channel = confirming_channel(&connection).await?;
         declare(&channel, &names).await?;
         Ok(JobPublisher {
             connection,
