@@ -19,13 +19,8 @@ n=100
 if [[ ${1-} =~ ^[0-9]+$ ]]; then n=$1; shift; fi
 profile=${RENDITION_PROFILE:-release}
 target=${CARGO_TARGET_DIR:-target}
-scripts/install-deps.sh
 # The production images preload jemalloc (infra/aws/Dockerfile); so does this bench by default.
-if ! ls /usr/lib/*-linux-gnu/libjemalloc.so.2 >/dev/null 2>&1; then
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends libjemalloc2 >&2
-fi
+scripts/install-deps.sh --jemalloc
 case $profile in
   debug | dev) dir=debug; cargo build -p rendition-worker --bin rendition >&2 ;;
   *) dir=$profile; cargo build --profile "$profile" -p rendition-worker --bin rendition >&2 ;;

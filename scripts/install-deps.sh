@@ -3,6 +3,10 @@
 # libvips (8.14, with its command-line tools for the tests), pkg-config, python3-venv
 # (for the moto S3/SQS test server), curl, and Debian's chromium (headless, for the contact
 # sheet test). Idempotent; quiet when everything is there.
+#
+#   scripts/install-deps.sh              # build and test
+#   scripts/install-deps.sh --jemalloc   # also Debian's libjemalloc2, which the production
+#                                        # images preload (soak and bench scripts)
 set -euo pipefail
 
 need=()
@@ -14,6 +18,9 @@ command -v cc >/dev/null || need+=(gcc libc6-dev)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v python3 >/dev/null || need+=(python3)
 [ -x /usr/bin/chromium ] || command -v chromium >/dev/null || need+=(chromium)
+if [ "${1-}" = --jemalloc ]; then
+  ls /usr/lib/*-linux-gnu/libjemalloc.so.2 >/dev/null 2>&1 || need+=(libjemalloc2)
+fi
 
 if ((${#need[@]})); then
   echo "install-deps: installing ${need[*]}" >&2
