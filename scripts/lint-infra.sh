@@ -139,7 +139,7 @@ compose_schema() {
 shell_lint() {
     sh -n infra/aws/rendition-env.sh &&
         "$VENV/bin/shellcheck" infra/aws/rendition-env.sh scripts/lint-infra.sh \
-            infra/local/stack.sh scripts/local-recipe.sh scripts/fuzz.sh scripts/chaos.sh scripts/soak.sh \
+            infra/local/lib.sh infra/local/stack.sh scripts/local-recipe.sh scripts/fuzz.sh scripts/chaos.sh scripts/soak.sh \
             scripts/e2e-bench.sh scripts/lambda-bench.sh
 }
 

@@ -81,30 +81,13 @@ xmltodict==1.0.4"
 # Written into the venv last; a venv without a matching stamp is treated as broken/outdated.
 VENV_STAMP="v1 ${MOTO_REQUIREMENTS[*]} $(printf '%s' "$MOTO_CONSTRAINTS" | cksum)"
 
+# shellcheck source=infra/local/lib.sh disable=SC1091 # sourced by path; checked on its own
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-usage() {
-    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
-}
-
 # ---------------------------------------------------------------- small helpers
-
-# Value of KEY in a file of KEY=VALUE / export KEY=VALUE lines (empty if absent).
-read_kv() {
-    local file=$1 key=$2
-    [[ -f $file ]] || return 0
-    sed -n "s/^\(export \)\{0,1\}$key=//p" "$file" | tail -n1
-}
-
-# Set (or, with an empty value, remove) KEY in the state file, atomically.
-set_state() {
-    local key=$1 value=${2-} tmp
-    tmp=$(mktemp "$STATE_FILE.XXXXXX")
-    if [[ -f $STATE_FILE ]]; then grep -v "^$key=" "$STATE_FILE" >"$tmp" || true; fi
-    if [[ -n $value ]]; then printf '%s=%s\n' "$key" "$value" >>"$tmp"; fi
-    mv -f "$tmp" "$STATE_FILE"
-}
 
 lock() {
     mkdir -p "$CACHE_DIR"
@@ -140,10 +123,6 @@ apt_install() {
         as_root "${apt[@]}" update >&2
         as_root "${apt[@]}" install -y --no-install-recommends "$@" >&2 </dev/null
     fi
-}
-
-tcp_listening() { # host port
-    timeout 3 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null
 }
 
 # Does an AMQP 0-9-1 broker answer at host:port? (send the protocol header, expect a method frame)
@@ -280,15 +259,6 @@ ensure_venv() {
         -c "$VENV/constraints.txt" "${MOTO_REQUIREMENTS[@]}" >&2 </dev/null
     printf '%s\n' "$VENV_STAMP" >"$VENV/.rendition-stamp"
     venv_ok || die "moto venv at $VENV is broken right after creation"
-}
-
-free_port() {
-    "$VENV/bin/python" -c '
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
 }
 
 # Sets MOTO_PID / MOTO_PORT.

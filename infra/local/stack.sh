@@ -43,35 +43,19 @@ AMQP_VENV="$CACHE_DIR/stack-amqp-venv"  # pika, for --queue rabbitmq
 PIKA_VERSION=1.4.4
 TIMEOUT="${RENDITION_STACK_TIMEOUT:-60}"
 REGION=us-east-1
-# The SQS worker reports ready only once its first ReceiveMessage returns, which on an empty
-# queue takes the whole long poll (sqs.wait_seconds, 20 s by default): poll for 2 s instead.
+# Short long-polls (sqs.wait_seconds is 20 s by default), so the worker notices SIGTERM
+# and drains quickly on `down`.
 SQS_WAIT=2
 # worker.shutdown_grace_secs is 30 by default: give the drain that long, and a little more.
 STOP_WAIT=40
 
+# shellcheck source=infra/local/lib.sh disable=SC1091 # sourced by path; checked on its own
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-usage() {
-    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
-}
-
 # ---------------------------------------------------------------- small helpers
-
-# Value of KEY in a file of KEY=VALUE / export KEY=VALUE lines (empty if absent).
-read_kv() {
-    local file=$1 key=$2
-    [[ -f $file ]] || return 0
-    sed -n "s/^\(export \)\{0,1\}$key=//p" "$file" | tail -n1
-}
-
-set_state() {
-    local key=$1 value=${2-} tmp
-    tmp=$(mktemp "$STATE_FILE.XXXXXX")
-    if [[ -f $STATE_FILE ]]; then grep -v "^$key=" "$STATE_FILE" >"$tmp" || true; fi
-    if [[ -n $value ]]; then printf '%s=%s\n' "$key" "$value" >>"$tmp"; fi
-    mv -f "$tmp" "$STATE_FILE"
-}
 
 state() { read_kv "$STATE_FILE" "$1"; }
 
@@ -98,20 +82,6 @@ except Exception:
     print("000")
 PY
     fi
-}
-
-tcp_listening() { # host port
-    # shellcheck disable=SC2016 # $0 and $1 belong to the inner bash
-    timeout 3 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null
-}
-
-free_port() {
-    "$VENV/bin/python" -c '
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
 }
 
 # Is PID a live `rendition <kind>` process (guards against pid reuse)?
