@@ -63,6 +63,15 @@ pub struct Limits {
     /// only the first frame; a kept animation counts every frame's pixels against
     /// `max_input_pixels`.
     pub max_frames: u32,
+    /// Width × height × bands × bytes per sample × frames kept, from the header: what the
+    /// decode would have to produce. The pixel limit alone ignores bands and bit depth (a
+    /// 73 MP TIFF with 200 samples per pixel is 14.6 GB). Default 600 MB = 75 MP of
+    /// 16-bit RGBA.
+    pub max_decoded_bytes: u64,
+    /// Scans of a JPEG, counted from its markers before decoding. A progressive decode
+    /// costs about one pass over every block per scan, so repeated scans make a small file
+    /// cost minutes of CPU. Default 100, the most libjpeg's own scan scripts can express.
+    pub max_scans: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -74,6 +83,25 @@ pub struct RenderSettings {
     pub vips_threads: u32,
     /// AVIF encoder effort 0 (fastest) – 9 (smallest).
     pub avif_effort: u8,
+    /// Render in sandboxed helper processes (the same binary, pre-started): decoders run
+    /// with a memory and CPU budget, a wall-clock deadline, `no_new_privs` and a seccomp
+    /// filter, so a crash or a budget exceeded costs one job, not the process. See the
+    /// README's "Security" section. Off: renders run in this process (no budgets beyond
+    /// the limits).
+    pub sandbox: bool,
+    /// Address space of a render helper (RLIMIT_AS), in MiB.
+    pub max_memory_mb: u64,
+    /// CPU time one render may use in its helper (RLIMIT_CPU), in seconds.
+    pub max_cpu_secs: u64,
+    /// Wall-clock time one render may take before its helper is killed, in seconds.
+    pub deadline_secs: u64,
+    /// Render helpers kept running (0 = `concurrency`).
+    pub pool_size: usize,
+    /// A helper is replaced after this many renders…
+    pub recycle_after_jobs: u32,
+    /// …or when its resident memory after a render is above this, in MiB (this also caps
+    /// allocator fragmentation).
+    pub recycle_above_rss_mb: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -225,6 +253,19 @@ pub struct ServeSettings {
     pub wait_timeout_secs: u64,
     /// Memory for recently used sources, so several variants of one source read it once.
     pub source_cache_bytes: u64,
+    /// Renders (misses) at once (0 = number of CPUs). Misses of one derivative share a
+    /// render.
+    pub max_renders: usize,
+    /// How long a miss may wait for a render slot before it is answered
+    /// `503 Service Unavailable` with `Retry-After`, in milliseconds.
+    pub render_queue_ms: u64,
+    /// Open connections at most; past it new connections are closed at once.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this many seconds of the connection (or of
+    /// the previous response), else the connection is closed.
+    pub header_read_timeout_secs: u64,
+    /// A connection with no request in progress is closed after this many seconds.
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for ServeSettings {
@@ -233,6 +274,11 @@ impl Default for ServeSettings {
             addr: "127.0.0.1:8080".into(),
             wait_timeout_secs: 30,
             source_cache_bytes: 256 * 1024 * 1024,
+            max_renders: 0,
+            render_queue_ms: 2000,
+            max_connections: 512,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
         }
     }
 }
@@ -315,6 +361,8 @@ impl Default for Limits {
             max_input_pixels: 75_000_000,
             max_output_dimension: 8192,
             max_frames: 100,
+            max_decoded_bytes: 600_000_000,
+            max_scans: 100,
         }
     }
 }
@@ -325,6 +373,13 @@ impl Default for RenderSettings {
             concurrency: 0,
             vips_threads: 1,
             avif_effort: 2,
+            sandbox: true,
+            max_memory_mb: 1024,
+            max_cpu_secs: 8,
+            deadline_secs: 20,
+            pool_size: 0,
+            recycle_after_jobs: 500,
+            recycle_above_rss_mb: 512,
         }
     }
 }
@@ -463,6 +518,8 @@ impl Settings {
             || self.limits.max_input_pixels == 0
             || self.limits.max_output_dimension == 0
             || self.limits.max_frames == 0
+            || self.limits.max_decoded_bytes == 0
+            || self.limits.max_scans == 0
         {
             return rule("limits must be greater than zero".into());
         }
@@ -495,6 +552,29 @@ impl Settings {
         }
         if self.render.vips_threads == 0 {
             return rule("render.vips_threads must be at least 1".into());
+        }
+        let r = &self.render;
+        if r.max_memory_mb < 128 || r.max_cpu_secs == 0 || r.deadline_secs == 0 {
+            return rule(
+                "render: max_memory_mb must be at least 128, max_cpu_secs and deadline_secs at least 1"
+                    .into(),
+            );
+        }
+        if r.recycle_after_jobs == 0 {
+            return rule("render.recycle_after_jobs must be at least 1".into());
+        }
+        let v = &self.serve;
+        if v.wait_timeout_secs <= r.deadline_secs {
+            return rule(format!(
+                "serve.wait_timeout_secs ({}) must be longer than render.deadline_secs ({}): a render over its budget is answered with its error, not a timeout",
+                v.wait_timeout_secs, r.deadline_secs
+            ));
+        }
+        if v.max_connections == 0 || v.header_read_timeout_secs == 0 || v.idle_timeout_secs == 0 {
+            return rule(
+                "serve: max_connections, header_read_timeout_secs and idle_timeout_secs must be at least 1"
+                    .into(),
+            );
         }
         let u = &self.urls;
         if u.scheme != "https" && u.scheme != "http" {
@@ -542,6 +622,22 @@ impl Settings {
     /// Sources rendered at once: the configured value, or the number of CPUs.
     pub fn concurrency(&self) -> usize {
         match self.render.concurrency {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// Render helpers in the sandbox pool: the configured value, or `concurrency`.
+    pub fn pool_size(&self) -> usize {
+        match self.render.pool_size {
+            0 => self.concurrency(),
+            n => n,
+        }
+    }
+
+    /// Renders `serve` runs at once: the configured value, or the number of CPUs.
+    pub fn serve_max_renders(&self) -> usize {
+        match self.serve.max_renders {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         }

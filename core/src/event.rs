@@ -200,6 +200,10 @@ pub enum EventError {
     InvalidField { field: &'static str, reason: String },
     #[error("key {key:?} does not decode to UTF-8")]
     InvalidKeyEncoding { key: String },
+    /// A key no store accepts (over S3's 1,024 bytes, control characters, path tricks):
+    /// refused before anything else, so no later step handles it. `key` is cut short.
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
 }
 
 impl EventError {
@@ -222,6 +226,7 @@ impl EventError {
             EventError::MissingField { .. } => "missing_field",
             EventError::InvalidField { .. } => "invalid_field",
             EventError::InvalidKeyEncoding { .. } => "invalid_key_encoding",
+            EventError::InvalidKey { .. } => "invalid_key",
         }
     }
 }
@@ -490,6 +495,14 @@ impl Parser<'_> {
             KeyEncoding::Form => decode_form(raw_key)?,
             KeyEncoding::Verbatim => raw_key.to_string(),
         };
+        // S3 keys are at most 1,024 bytes: a longer one is forged or malformed, and would
+        // otherwise travel on to a store and into error messages.
+        if key.len() > crate::naming::MAX_KEY_BYTES {
+            return Err(EventError::InvalidKey {
+                key: crate::text::truncate(&key, 256).into_owned(),
+                reason: "longer than 1024 bytes",
+            });
+        }
         match ignore_reason(&key, self.storage) {
             Some(reason) => self.ignore(key, reason),
             None => self.out.jobs.push(Job { key, ..job }),
@@ -704,6 +717,23 @@ mod tests {
             "s3": {"bucket": {"name": "b"}, "object": {"key": key, "size": 1, "eTag": "e"}},
         }]})
         .to_string()
+    }
+
+    #[test]
+    fn keys_over_s3s_limit_are_invalid_before_anything_else() {
+        // 10 + 1,020 bytes of two-byte characters: byte 1,024 falls inside one.
+        let key = format!("originals/{}", "é".repeat(510));
+        let e = err(&s3_body("ObjectCreated:Put", &form_encode(&key)));
+        assert_eq!(e.kind(), "invalid_key");
+        assert!(!e.is_retryable());
+        assert!(e.to_string().len() < 400, "{}", e.to_string().len());
+        // 1,024 bytes exactly is a key S3 allows.
+        let key = format!("originals/{}", "é".repeat(507));
+        assert_eq!(key.len(), 1024);
+        assert_eq!(
+            one_job(&s3_body("ObjectCreated:Put", &form_encode(&key))).key,
+            key
+        );
     }
 
     fn sns_wrap(inner: &str) -> String {

@@ -21,7 +21,7 @@
 
 use crate::spec::{Fit, FocalPoint, Gravity, VariantSpec};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Size {
     pub width: u32,
     pub height: u32,

@@ -16,7 +16,8 @@ use tracing::{debug, info};
 use crate::config::Settings;
 use crate::manifest::{Manifest, ManifestSource, ManifestVariant};
 use crate::naming::{self, NameError, SourceId, Variant};
-use crate::render::{self, RenderError, VariantRequest};
+use crate::render::{RenderError, VariantRequest};
+use crate::renderer::Renderer;
 use crate::store::{BlobStore, ObjectMeta, PutOptions, StoreError, IMMUTABLE};
 
 /// Why a job failed, classified for the queue: retry or dead-letter.
@@ -41,11 +42,11 @@ impl JobError {
     pub fn is_retryable(&self) -> bool {
         match self {
             JobError::Store(e) => e.is_retryable(),
+            JobError::Render(e) => e.is_retryable(),
             JobError::Crashed(_) => true,
-            JobError::MissingSource { .. }
-            | JobError::Name(_)
-            | JobError::Render(_)
-            | JobError::UnknownPreset(_) => false,
+            JobError::MissingSource { .. } | JobError::Name(_) | JobError::UnknownPreset(_) => {
+                false
+            }
         }
     }
 
@@ -129,6 +130,7 @@ pub struct Engine {
     store: Arc<dyn BlobStore>,
     settings: Arc<Settings>,
     bucket: String,
+    renderer: Renderer,
 }
 
 impl Engine {
@@ -136,12 +138,18 @@ impl Engine {
         store: Arc<dyn BlobStore>,
         settings: Arc<Settings>,
         bucket: impl Into<String>,
+        renderer: Renderer,
     ) -> Engine {
         Engine {
             store,
             settings,
             bucket: bucket.into(),
+            renderer,
         }
+    }
+
+    pub fn renderer(&self) -> &Renderer {
+        &self.renderer
     }
 
     pub fn store(&self) -> &Arc<dyn BlobStore> {
@@ -304,15 +312,11 @@ impl Engine {
             missing: requests,
         } = pending;
 
-        let body = source.body.clone();
-        let limits = self.settings.limits.clone();
-        let render_settings = self.settings.render.clone();
         let started = std::time::Instant::now();
-        let output = tokio::task::spawn_blocking(move || {
-            render::render(&body, &requests, &limits, &render_settings)
-        })
-        .await
-        .map_err(|e| JobError::Crashed(e.to_string()))??;
+        let output = self
+            .renderer
+            .render(key, source.body.clone(), requests)
+            .await?;
         let render_ms = started.elapsed().as_millis();
 
         let mut entries = Vec::with_capacity(output.variants.len());

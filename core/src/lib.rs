@@ -7,6 +7,7 @@
 //! - [`naming`]: immutable, GUID-based derivative keys, and parsing them back.
 //! - [`config`]: typed settings (defaults → `rendition.toml` → `RENDITION__*`), presets.
 //! - [`sniff`]: source format from magic bytes, with an allow-list.
+//! - [`container`]: scans, frames and pages counted from container markers, before decoding.
 //! - [`vips`]: a small safe layer over the libvips 8.14 C API (own FFI; see there why).
 //! - [`render`]: the pipeline as ordered named steps; one decode, many variants.
 //! - [`ondemand`]: a request for a derivative that may not exist yet: verify, find, render, store.
@@ -17,8 +18,12 @@
 //! - [`job`]: the idempotent eager job and its retryable/permanent error classification.
 //! - [`schema`]: JSON Schemas of the config, manifest, failure record and event job.
 //! - [`url`]: derivative URLs (path = `/` + derived key), signed specs, host sharding.
+//! - [`sandbox`]: render helper processes with memory, CPU and time budgets and a seccomp
+//!   filter; [`renderer`]: one way to render, in a helper or in process.
+//! - [`text`]: safe truncation for messages that go on queues, headers and logs.
 
 pub mod config;
+pub mod container;
 pub mod event;
 pub mod geometry;
 pub mod job;
@@ -27,9 +32,12 @@ pub mod message;
 pub mod naming;
 pub mod ondemand;
 pub mod render;
+pub mod renderer;
+pub mod sandbox;
 pub mod schema;
 pub mod sniff;
 pub mod spec;
 pub mod store;
+pub mod text;
 pub mod url;
 pub mod vips;

@@ -16,7 +16,8 @@ use tracing::info;
 
 use crate::config::Settings;
 use crate::naming::{self, SourceId, Variant};
-use crate::render::{self, RenderError, VariantRequest};
+use crate::render::{RenderError, VariantRequest};
+use crate::renderer::Renderer;
 use crate::spec::Format;
 use crate::store::{BlobStore, Object, PutOptions, PutOutcome, StoreError, IMMUTABLE};
 use crate::url::{self, UrlError};
@@ -48,6 +49,9 @@ pub enum OnDemandError {
     Store(#[from] StoreError),
     #[error("render task failed: {0}")]
     Crashed(String),
+    /// Every render slot stayed taken for the whole bounded wait.
+    #[error("busy: {in_flight} renders in progress; try again shortly")]
+    Busy { in_flight: usize },
 }
 
 impl OnDemandError {
@@ -59,8 +63,8 @@ impl OnDemandError {
             OnDemandError::SourceMissing { .. }
             | OnDemandError::Stale { .. }
             | OnDemandError::WrongExtension { .. } => 404,
-            OnDemandError::Render(RenderError::Init(_)) => 500,
-            OnDemandError::Render(_) => 422,
+            OnDemandError::Render(e) => e.status(),
+            OnDemandError::Busy { .. } => 503,
             OnDemandError::Store(StoreError::TooLarge { .. }) => 422,
             OnDemandError::Store(StoreError::NotFound { .. }) => 404,
             OnDemandError::Store(StoreError::InvalidKey { .. }) => 400,
@@ -95,15 +99,18 @@ impl OnDemandError {
                 StoreError::Other(_) => "storage_error",
             },
             OnDemandError::Crashed(_) => "crashed",
+            OnDemandError::Busy { .. } => "busy",
         }
     }
 
     /// Whether retrying the same request later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            OnDemandError::Store(StoreError::Unavailable(_)) | OnDemandError::Crashed(_)
-        )
+        match self {
+            OnDemandError::Store(e) => e.is_retryable(),
+            OnDemandError::Render(e) => e.is_retryable(),
+            OnDemandError::Crashed(_) | OnDemandError::Busy { .. } => true,
+            _ => false,
+        }
     }
 }
 
@@ -113,6 +120,16 @@ pub struct OnDemand {
     store: Arc<dyn BlobStore>,
     settings: Arc<Settings>,
     bucket: String,
+    renderer: Renderer,
+    slots: Option<RenderSlots>,
+}
+
+/// A bound on renders at once, with a bounded wait for a slot (`rendition serve`).
+#[derive(Clone)]
+struct RenderSlots {
+    semaphore: Arc<tokio::sync::Semaphore>,
+    max: usize,
+    wait: std::time::Duration,
 }
 
 fn content_type_of(obj: &Object, key: &str) -> String {
@@ -128,12 +145,26 @@ impl OnDemand {
         store: Arc<dyn BlobStore>,
         settings: Arc<Settings>,
         bucket: impl Into<String>,
+        renderer: Renderer,
     ) -> OnDemand {
         OnDemand {
             store,
             settings,
             bucket: bucket.into(),
+            renderer,
+            slots: None,
         }
+    }
+
+    /// At most `max` misses fetch and render at once; one that waits longer than `wait`
+    /// for a slot gets [`OnDemandError::Busy`] (503 + `Retry-After`) instead of memory.
+    pub fn with_render_slots(mut self, max: usize, wait: std::time::Duration) -> OnDemand {
+        self.slots = Some(RenderSlots {
+            semaphore: Arc::new(tokio::sync::Semaphore::new(max.max(1))),
+            max: max.max(1),
+            wait,
+        });
+        self
     }
 
     pub fn settings(&self) -> &Settings {
@@ -188,6 +219,23 @@ impl OnDemand {
     }
 
     async fn render(&self, verified: &url::Verified) -> Result<Derivative, OnDemandError> {
+        // The slot is held from the source fetch to the store: what it bounds is memory.
+        let _slot = match &self.slots {
+            None => None,
+            Some(slots) => {
+                let acquired =
+                    tokio::time::timeout(slots.wait, Arc::clone(&slots.semaphore).acquire_owned())
+                        .await;
+                match acquired {
+                    Ok(Ok(permit)) => Some(permit),
+                    Ok(Err(_)) | Err(_) => {
+                        return Err(OnDemandError::Busy {
+                            in_flight: slots.max,
+                        })
+                    }
+                }
+            }
+        };
         let parsed = &verified.parsed;
         let storage = &self.settings.storage;
         let source_key = format!("{}{}", storage.source_prefix, parsed.source_rel);
@@ -231,14 +279,10 @@ impl OnDemand {
             }
         }
         let request = VariantRequest { name, spec };
-        let (limits, render_settings) =
-            (self.settings.limits.clone(), self.settings.render.clone());
-        let body = source.body.clone();
-        let out = tokio::task::spawn_blocking(move || {
-            render::render(&body, &[request], &limits, &render_settings)
-        })
-        .await
-        .map_err(|e| OnDemandError::Crashed(e.to_string()))??;
+        let out = self
+            .renderer
+            .render(&verified.key, source.body.clone(), vec![request])
+            .await?;
         let variant = out
             .variants
             .into_iter()

@@ -21,15 +21,21 @@
 //! header, and with all frames' pixels together within `limits.max_input_pixels`, else
 //! [`RenderError::AnimationTooLarge`]); JPEG, PNG and AVIF outputs take the first frame.
 
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
 use crate::config::{Limits, RenderSettings};
 use crate::geometry::{self, Plan, Request, Size};
 use crate::sniff::{sniff, SniffError, SourceFormat};
 use crate::spec::{Format, Gravity, Rgb, VariantSpec};
 use crate::vips::{self, Header, Image, Interesting, SaveFormat, VipsError};
 
-/// Why a source could not be rendered. All of these are properties of the input or the
-/// configuration: retrying the same bytes gives the same answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a source could not be rendered. All but [`RenderError::Unavailable`] are
+/// properties of the input or the configuration: retrying the same bytes gives the same
+/// answer. Serializable, because a render helper (see [`crate::sandbox`]) sends it back
+/// to the process that asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum RenderError {
     /// The source or a variant of it is not something Rendition makes.
     #[error("{0}")]
@@ -66,15 +72,44 @@ pub enum RenderError {
         height: u32,
         limit: u32,
     },
+    /// What the header says the decode would produce (width × height × bands × bytes per
+    /// sample × frames kept) is over `limits.max_decoded_bytes`.
+    #[error(
+        "source would decode to {width}×{height} × {bands} bands × {sample_bytes} bytes × \
+         {frames} frame(s) = {bytes} bytes, over the limit of {limit}"
+    )]
+    DecodedTooLarge {
+        width: u32,
+        height: u32,
+        bands: u32,
+        sample_bytes: u32,
+        frames: u32,
+        bytes: u64,
+        limit: u64,
+    },
+    /// A JPEG with more scans than `limits.max_scans` (counted from its markers).
+    #[error("JPEG has {scans} scans, over the limit of {limit}")]
+    TooManyScans { scans: u32, limit: u32 },
+    /// The render helper died (a crash in a decoder, or killed from outside).
+    #[error("decoder crashed: {reason}")]
+    DecoderCrashed { reason: String },
+    /// The render needed more memory than `render.max_memory_mb`.
+    #[error("over the memory budget of {limit_mb} MiB: {reason}")]
+    OverMemoryBudget { limit_mb: u64, reason: String },
+    /// The render used more CPU than `render.max_cpu_secs` or took longer than
+    /// `render.deadline_secs`.
+    #[error("over the time budget: {reason}")]
+    OverTimeBudget { reason: String },
+    /// No render helper could be started or talked to: our failure, not the input's, and
+    /// worth retrying.
+    #[error("renderer unavailable: {0}")]
+    Unavailable(String),
     #[error("corrupt image header: {0}")]
     Header(VipsError),
     #[error("corrupt or truncated image: {0}")]
     Decode(VipsError),
-    #[error("cannot encode {format}: {source}")]
-    Encode {
-        format: &'static str,
-        source: VipsError,
-    },
+    #[error("cannot encode {}: {source}", .format.as_str())]
+    Encode { format: Format, source: VipsError },
     #[error("image library unavailable: {0}")]
     Init(VipsError),
 }
@@ -94,12 +129,35 @@ impl RenderError {
             RenderError::Header(_) | RenderError::Decode(_) => "corrupt_image",
             RenderError::Encode { .. } => "encode_failed",
             RenderError::Init(_) => "vips_init",
+            RenderError::DecodedTooLarge { .. } => "decoded_too_large",
+            RenderError::TooManyScans { .. } => "too_many_scans",
+            RenderError::DecoderCrashed { .. } => "decoder_crashed",
+            RenderError::OverMemoryBudget { .. } => "over_memory_budget",
+            RenderError::OverTimeBudget { .. } => "over_time_budget",
+            RenderError::Unavailable(_) => "renderer_unavailable",
+        }
+    }
+
+    /// Worth trying again later: only when no renderer could be had. Everything else is
+    /// the same answer for the same bytes.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, RenderError::Unavailable(_))
+    }
+
+    /// HTTP status of the on-demand path: 422 for anything about the source (its bytes,
+    /// its limits and budgets), 503 when no renderer was available, 500 when libvips
+    /// itself could not start.
+    pub fn status(&self) -> u16 {
+        match self {
+            RenderError::Init(_) => 500,
+            RenderError::Unavailable(_) => 503,
+            _ => 422,
         }
     }
 }
 
 /// What [`RenderError::Unsupported`] refuses.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum Unsupported {
     /// Not an allowed image format (by magic bytes).
     #[error(transparent)]
@@ -113,7 +171,7 @@ pub enum Unsupported {
     #[error("variant {variant:?}: {reason}")]
     Variant {
         variant: String,
-        reason: &'static str,
+        reason: Cow<'static, str>,
     },
 }
 
@@ -124,7 +182,7 @@ impl From<SniffError> for RenderError {
 }
 
 /// What was learnt about the source.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceInfo {
     pub format: SourceFormat,
     /// Size after EXIF orientation (of one frame, for an animation).
@@ -136,7 +194,7 @@ pub struct SourceInfo {
 }
 
 /// One requested variant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VariantRequest {
     pub name: String,
     pub spec: VariantSpec,
@@ -184,7 +242,7 @@ pub fn render(
 ) -> Result<RenderOutput, RenderError> {
     vips::init(settings.vips_threads).map_err(RenderError::Init)?;
     let (info, header) = inspect(source, limits)?;
-    let plans = plan_variants(&info, variants, limits)?;
+    let plans = plan_variants(&info, &header, variants, limits)?;
     if plans.is_empty() {
         return Ok(RenderOutput {
             source: info,
@@ -235,7 +293,27 @@ pub fn inspect(source: &[u8], limits: &Limits) -> Result<(SourceInfo, Header), R
         });
     }
     let format = sniff(source)?;
-    let header = Image::open(source).map_err(RenderError::Header)?.header();
+    // Counted from the container before libvips parses anything: a progressive JPEG's
+    // decode costs a pass over every block per scan.
+    if format == SourceFormat::Jpeg {
+        let scans = crate::container::jpeg_scans(source).unwrap_or(0);
+        if scans > limits.max_scans {
+            return Err(RenderError::TooManyScans {
+                scans,
+                limit: limits.max_scans,
+            });
+        }
+    }
+    let mut header = Image::open(source).map_err(RenderError::Header)?.header();
+    // Frames as the container counts them, when that is more than the loader said: a
+    // frame count that saturates must not let frames be dropped silently.
+    let counted = match format {
+        SourceFormat::Gif => crate::container::gif_frames(source),
+        SourceFormat::Webp => crate::container::webp_frames(source),
+        SourceFormat::Tiff => crate::container::tiff_pages(source),
+        _ => None,
+    };
+    header.pages = header.pages.max(counted.unwrap_or(1));
     let pixels = u64::from(header.width) * u64::from(header.height);
     if pixels > limits.max_input_pixels {
         return Err(RenderError::TooManyPixels {
@@ -252,6 +330,7 @@ pub fn inspect(source: &[u8], limits: &Limits) -> Result<(SourceInfo, Header), R
         }
         .into());
     }
+    check_decoded(&header, 1, limits)?;
     let size = if header.orientation >= 5 {
         Size::new(header.height, header.width)
     } else {
@@ -267,6 +346,28 @@ pub fn inspect(source: &[u8], limits: &Limits) -> Result<(SourceInfo, Header), R
         },
         header,
     ))
+}
+
+/// The decoded-size budget: width × height × bands × bytes per sample × `frames`, from
+/// the header, against `limits.max_decoded_bytes`.
+fn check_decoded(header: &Header, frames: u32, limits: &Limits) -> Result<(), RenderError> {
+    let bytes = u64::from(header.width)
+        .saturating_mul(u64::from(header.height))
+        .saturating_mul(u64::from(header.bands))
+        .saturating_mul(u64::from(header.sample_bytes))
+        .saturating_mul(u64::from(frames));
+    if bytes > limits.max_decoded_bytes {
+        return Err(RenderError::DecodedTooLarge {
+            width: header.width,
+            height: header.height,
+            bands: header.bands,
+            sample_bytes: header.sample_bytes,
+            frames,
+            bytes,
+            limit: limits.max_decoded_bytes,
+        });
+    }
+    Ok(())
 }
 
 struct Planned<'r> {
@@ -295,6 +396,7 @@ fn interesting(gravity: Gravity) -> Option<Interesting> {
 /// Step 2: geometry per variant (box × `dpr`), the output-size limit, animation.
 fn plan_variants<'r>(
     info: &SourceInfo,
+    header: &Header,
     variants: &'r [VariantRequest],
     limits: &Limits,
 ) -> Result<Vec<Planned<'r>>, RenderError> {
@@ -330,11 +432,16 @@ fn plan_variants<'r>(
                     limit: limits.max_input_pixels,
                 });
             }
+            if animated {
+                check_decoded(header, info.frames, limits)?;
+            }
             if animated && spec.gravity.is_smart() {
                 return Err(Unsupported::Variant {
                     variant: request.name.clone(),
-                    reason: "smart crop (g=attention|entropy) of an animation; use a \
-                             compass gravity or a focal point, or a still format",
+                    reason: Cow::Borrowed(
+                        "smart crop (g=attention|entropy) of an animation; use a compass \
+                         gravity or a focal point, or a still format",
+                    ),
                 }
                 .into());
             }
@@ -387,10 +494,10 @@ fn decode(
     };
     let image = lazy.materialize().map_err(RenderError::Decode)?;
     if all_pages && image.pages_loaded() != info.frames {
-        return Err(RenderError::Decode(VipsError {
-            op: "load",
-            message: format!("decoded {} of {} frames", image.pages_loaded(), info.frames),
-        }));
+        return Err(RenderError::Decode(VipsError::new(
+            "load",
+            format!("decoded {} of {} frames", image.pages_loaded(), info.frames),
+        )));
     }
     Ok(image)
 }
@@ -451,9 +558,9 @@ fn scale(
         .resize_to(want.width, want.height)
         .map_err(RenderError::Decode)?;
     if frame_size(&resized) != want || resized.pages_loaded() != source.pages_loaded() {
-        return Err(RenderError::Decode(VipsError {
-            op: "resize",
-            message: format!(
+        return Err(RenderError::Decode(VipsError::new(
+            "resize",
+            format!(
                 "expected {} frame(s) of {}×{}, got {} of {}×{}",
                 source.pages_loaded(),
                 want.width,
@@ -462,7 +569,7 @@ fn scale(
                 resized.width(),
                 resized.page_height()
             ),
-        }));
+        )));
     }
     if more_to_come && plan.is_uniform() {
         let kept = resized.materialize().map_err(RenderError::Decode)?;
@@ -593,8 +700,7 @@ fn encode(
         Format::Gif => SaveFormat::Gif,
         Format::Original => unreachable!("resolved by output_format"),
     };
-    image.save(save).map_err(|source| RenderError::Encode {
-        format: format.as_str(),
-        source,
-    })
+    image
+        .save(save)
+        .map_err(|source| RenderError::Encode { format, source })
 }

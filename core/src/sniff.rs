@@ -1,6 +1,8 @@
 //! Decides what a source is from its first bytes, never from its name, and refuses
 //! anything outside the allow-list before libvips sees it.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 /// Source formats Rendition will decode.
@@ -31,12 +33,20 @@ impl SourceFormat {
 }
 
 /// What the first bytes were, when they are not an allowed image.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum SniffError {
     #[error("empty file (zero bytes)")]
     Empty,
+    /// What it looks like instead (a name, e.g. "SVG").
     #[error("not a supported image ({0}); allowed: JPEG, PNG, WebP, GIF, AVIF/HEIF, TIFF")]
-    Unsupported(&'static str),
+    Unsupported(Cow<'static, str>),
+}
+
+impl SniffError {
+    /// Refused as `what` (e.g. "SVG").
+    pub const fn unsupported(what: &'static str) -> SniffError {
+        SniffError::Unsupported(Cow::Borrowed(what))
+    }
 }
 
 /// Identifies the format from magic bytes.
@@ -66,7 +76,7 @@ pub fn sniff(bytes: &[u8]) -> Result<SourceFormat, SniffError> {
             b"heic" | b"heix" | b"hevc" | b"hevx" | b"heim" | b"heis" | b"mif1" | b"msf1" => {
                 Ok(SourceFormat::Heif)
             }
-            _ => Err(SniffError::Unsupported(
+            _ => Err(SniffError::unsupported(
                 "ISO media that is not HEIF or AVIF",
             )),
         };
@@ -75,24 +85,24 @@ pub fn sniff(bytes: &[u8]) -> Result<SourceFormat, SniffError> {
     let text = String::from_utf8_lossy(head).to_ascii_lowercase();
     let trimmed = text.trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n']);
     if trimmed.starts_with("<svg") || (trimmed.starts_with("<?xml") && text.contains("<svg")) {
-        return Err(SniffError::Unsupported("SVG"));
+        return Err(SniffError::unsupported("SVG"));
     }
     if bytes.starts_with(b"%PDF") {
-        return Err(SniffError::Unsupported("PDF"));
+        return Err(SniffError::unsupported("PDF"));
     }
     if trimmed.starts_with("<!doctype html") || trimmed.starts_with("<html") {
-        return Err(SniffError::Unsupported("HTML"));
+        return Err(SniffError::unsupported("HTML"));
     }
     if bytes.starts_with(b"BM") {
-        return Err(SniffError::Unsupported("BMP"));
+        return Err(SniffError::unsupported("BMP"));
     }
     if bytes.starts_with(&[0xFF, 0x0A]) || bytes.starts_with(b"\0\0\0\x0cJXL ") {
-        return Err(SniffError::Unsupported("JPEG XL"));
+        return Err(SniffError::unsupported("JPEG XL"));
     }
     if std::str::from_utf8(head).is_ok() {
-        return Err(SniffError::Unsupported("text"));
+        return Err(SniffError::unsupported("text"));
     }
-    Err(SniffError::Unsupported("unknown binary data"))
+    Err(SniffError::unsupported("unknown binary data"))
 }
 
 #[cfg(test)]
@@ -115,24 +125,24 @@ mod tests {
         assert_eq!(sniff(b""), Err(SniffError::Empty));
         assert_eq!(
             sniff(b"<svg xmlns='x'/>"),
-            Err(SniffError::Unsupported("SVG"))
+            Err(SniffError::unsupported("SVG"))
         );
         assert_eq!(
             sniff(b"<?xml version='1.0'?><svg/>"),
-            Err(SniffError::Unsupported("SVG"))
+            Err(SniffError::unsupported("SVG"))
         );
-        assert_eq!(sniff(b"%PDF-1.7"), Err(SniffError::Unsupported("PDF")));
+        assert_eq!(sniff(b"%PDF-1.7"), Err(SniffError::unsupported("PDF")));
         assert_eq!(
             sniff(b"<!DOCTYPE html><p>hi"),
-            Err(SniffError::Unsupported("HTML"))
+            Err(SniffError::unsupported("HTML"))
         );
         assert_eq!(
             sniff(b"hello, I am a text file"),
-            Err(SniffError::Unsupported("text"))
+            Err(SniffError::unsupported("text"))
         );
         assert_eq!(
             sniff(&[0x00, 0x9F, 0x92, 0x96]),
-            Err(SniffError::Unsupported("unknown binary data"))
+            Err(SniffError::unsupported("unknown binary data"))
         );
         assert!(sniff(b"\0\0\0\x18ftypmp42\0\0\0\0").is_err());
     }

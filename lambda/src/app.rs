@@ -5,6 +5,8 @@ use std::sync::Arc;
 use rendition_core::config::Settings;
 use rendition_core::job::Engine;
 use rendition_core::ondemand::OnDemand;
+use rendition_core::render::RenderError;
+use rendition_core::renderer::Renderer;
 use rendition_core::store::{BlobStore, S3Store};
 use rendition_core::url::UrlGenerator;
 
@@ -21,22 +23,40 @@ pub struct App {
 
 impl App {
     /// An app over any store; `bucket` names it in source GUIDs.
-    pub fn new(settings: Settings, store: Arc<dyn BlobStore>, bucket: impl Into<String>) -> App {
+    pub fn new(
+        settings: Settings,
+        store: Arc<dyn BlobStore>,
+        bucket: impl Into<String>,
+        renderer: Renderer,
+    ) -> App {
         let bucket = bucket.into();
         let settings = Arc::new(settings);
         App {
-            ondemand: OnDemand::new(Arc::clone(&store), Arc::clone(&settings), bucket.clone()),
-            engine: Engine::new(store, Arc::clone(&settings), bucket),
+            ondemand: OnDemand::new(
+                Arc::clone(&store),
+                Arc::clone(&settings),
+                bucket.clone(),
+                renderer.clone(),
+            ),
+            engine: Engine::new(store, Arc::clone(&settings), bucket, renderer),
             urls: UrlGenerator::new(&settings),
             settings,
         }
     }
 
     /// The production app: S3 as configured in `settings.s3` (credentials from the
-    /// standard AWS chain, i.e. the function's execution role).
-    pub async fn from_settings(settings: Settings) -> App {
+    /// standard AWS chain, i.e. the function's execution role), rendering in the sandbox
+    /// as configured. One invocation runs at a time per execution environment, so the
+    /// pool is one helper: the function's memory size bounds the environment, and the
+    /// helper's budgets bound one render inside it, so a decoder crash or a bomb is a
+    /// typed failure of that invocation instead of a dead runtime and a retried event.
+    pub async fn from_settings(mut settings: Settings) -> Result<App, RenderError> {
+        if settings.render.pool_size == 0 {
+            settings.render.pool_size = 1;
+        }
+        let renderer = Renderer::from_settings(&settings).await?;
         let store = S3Store::from_settings(&settings.s3).await;
         let bucket = settings.s3.bucket.clone();
-        App::new(settings, Arc::new(store), bucket)
+        Ok(App::new(settings, Arc::new(store), bucket, renderer))
     }
 }

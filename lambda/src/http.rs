@@ -132,6 +132,13 @@ pub enum ReplyBody {
 
 impl Reply {
     fn to_value(&self, source: Source) -> Value {
+        // Every response leaves through here: browsers must not guess another type than
+        // `Content-Type` (an error body sniffed as HTML would run on this origin).
+        let mut headers = self.headers.clone();
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
         let (body, b64) = match &self.body {
             ReplyBody::None => (None, false),
             ReplyBody::Json(text) => (Some(Body::Text(text.clone())), false),
@@ -141,7 +148,7 @@ impl Reply {
             Source::FunctionUrl => {
                 let mut r = LambdaFunctionUrlResponse::default();
                 r.status_code = i64::from(self.status);
-                r.headers = self.headers.clone();
+                r.headers = headers;
                 r.is_base64_encoded = b64;
                 r.body = match &self.body {
                     ReplyBody::None => None,
@@ -153,7 +160,7 @@ impl Reply {
             Source::ApiGateway => {
                 let mut r = ApiGatewayV2httpResponse::default();
                 r.status_code = i64::from(self.status);
-                r.headers = self.headers.clone();
+                r.headers = headers;
                 r.is_base64_encoded = b64;
                 r.body = body;
                 serde_json::to_value(r)
@@ -161,7 +168,11 @@ impl Reply {
         };
         out.unwrap_or_else(|e| {
             error!(error = %e, "response did not serialize");
-            json!({"statusCode": 500, "body": "{\"error\":\"crashed\"}"})
+            json!({
+                "statusCode": 500,
+                "headers": {"x-content-type-options": "nosniff"},
+                "body": "{\"error\":\"crashed\"}"
+            })
         })
     }
 }
@@ -359,10 +370,13 @@ mod tests {
     const GUID: &str = "984c96da-5462-511e-9377-0079ce0a525e";
 
     fn app(dir: &std::path::Path) -> App {
+        let settings = Settings::default();
+        let renderer = rendition_core::renderer::Renderer::in_process(&settings);
         App::new(
-            Settings::default(),
+            settings,
             Arc::new(FsStore::new(dir).unwrap()),
             "local",
+            renderer,
         )
     }
 
@@ -426,6 +440,7 @@ mod tests {
         let post = handle(&app, function_url("POST", "/derived/a.jpg", ""), 0).await;
         assert_eq!(status(&post), 405);
         assert_eq!(post["headers"]["allow"], "GET, HEAD");
+        assert_eq!(post["headers"]["x-content-type-options"], "nosniff");
         assert_eq!(body(&post)["error"], "method_not_allowed");
 
         let bad = handle(&app, function_url("GET", "/derived/a.jpg/x", ""), 0).await;
@@ -445,5 +460,8 @@ mod tests {
         let broken = json!({"requestContext": {"http": {"method": "GET"}, "domainName": "x.lambda-url.a.on.aws"}});
         let broken = handle(&app, broken, 0).await;
         assert_eq!(status(&broken), 400, "{broken}");
+        for reply in [&bad, &missing, &unsigned, &broken] {
+            assert_eq!(reply["headers"]["x-content-type-options"], "nosniff");
+        }
     }
 }

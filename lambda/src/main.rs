@@ -25,14 +25,30 @@ fn init_tracing(filter: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // A render helper of the sandbox: this same binary, started by the pool.
+    let mut args = std::env::args();
+    if args.nth(1).as_deref() == Some(rendition_core::sandbox::HELPER_ARG) {
+        let threads = args.next().and_then(|t| t.parse().ok()).unwrap_or(1);
+        std::process::exit(rendition_core::sandbox::helper::main(threads));
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     // Defaults → rendition.toml in the task root (the working directory) → RENDITION__*.
     let settings = Settings::load(None, std::env::vars()).context("loading configuration")?;
     init_tracing(&settings.log.filter)?;
     rendition_core::vips::init(settings.render.vips_threads).context("starting libvips")?;
-    let app = Arc::new(App::from_settings(settings).await);
+    let app = Arc::new(
+        App::from_settings(settings)
+            .await
+            .context("starting the renderer")?,
+    );
     let init_ms = started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(
         init_ms,

@@ -4,6 +4,7 @@
 mod harness;
 
 mod backfill;
+mod bombs;
 mod config;
 mod conformance;
 mod fidelity;

@@ -410,7 +410,10 @@ impl Worker {
             rabbitmq: rabbit.clone(),
             ..Settings::default()
         };
-        let engine = Engine::new(store, Arc::new(settings), "local");
+        // In-process rendering: this worker runs inside the test binary, which is not a
+        // render helper (the binaries' own tests cover the sandbox).
+        let renderer = rendition_core::renderer::Renderer::in_process(&settings);
+        let engine = Engine::new(store, Arc::new(settings), "local", renderer);
         let metrics = Metrics::new();
         let handler = Handler::new(engine, true, metrics.clone());
         let ready = Readiness::default();

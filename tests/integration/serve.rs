@@ -5,6 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::harness::*;
 
@@ -27,20 +29,31 @@ impl Http {
 
 /// A plain HTTP/1.1 GET (also used by the contact sheet tests).
 pub(crate) async fn get(addr: &str, target: &str, extra: &[(&str, &str)]) -> Http {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    request(addr, "GET", target, extra)
+        .await
+        .expect("a response before the connection closed")
+}
+
+/// One request on a new connection (`Connection: close`); `None` when the server closes
+/// the connection without a response.
+async fn request(addr: &str, method: &str, target: &str, extra: &[(&str, &str)]) -> Option<Http> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in extra {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).await.unwrap();
+    stream.write_all(req.as_bytes()).await.ok()?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("end of headers");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    stream.read_to_end(&mut raw).await.ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let mut http = parse_head(&raw[..split]);
+    http.body = raw[split + 4..].to_vec();
+    Some(http)
+}
+
+fn parse_head(head: &[u8]) -> Http {
+    let head = String::from_utf8_lossy(head).to_string();
     let mut lines = head.lines();
     let status = lines
         .next()
@@ -57,7 +70,7 @@ pub(crate) async fn get(addr: &str, target: &str, extra: &[(&str, &str)]) -> Htt
     Http {
         status,
         headers,
-        body: raw[split + 4..].to_vec(),
+        body: Vec::new(),
     }
 }
 
@@ -330,4 +343,284 @@ async fn signatures_presets_and_errors() {
         &old_only,
     ));
     assert_eq!(get(&s.addr, &by_old, &[]).await.status, 200);
+}
+
+/// Reads from `stream` until the server closes it (EOF or an error; bytes before that are
+/// ignored): how long after `since` that was, or `None` if it was still open at `deadline`.
+async fn closed_by(stream: &mut TcpStream, since: Instant, deadline: Instant) -> Option<Duration> {
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(since.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// One response on a kept-alive connection (the body is `Content-Length` long).
+async fn read_response(stream: &mut TcpStream) -> Http {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    let split = loop {
+        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break split;
+        }
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "connection closed before the response head");
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let mut http = parse_head(&raw[..split]);
+    let len: usize = http
+        .header("content-length")
+        .map_or(0, |v| v.parse().unwrap());
+    let mut body = raw[split + 4..].to_vec();
+    while body.len() < len {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "connection closed in the response body");
+        body.extend_from_slice(&buf[..n]);
+    }
+    http.body = body;
+    http
+}
+
+fn path_of(url: &str) -> String {
+    url.strip_prefix("http://")
+        .map_or(url.to_string(), |u| u[u.find('/').unwrap()..].to_string())
+}
+
+/// A small source and the path of its `thumb` derivative.
+fn card_thumb(s: &Server, env: &[(&str, &str)]) -> String {
+    std::fs::write(
+        s.bucket.join("originals/card.jpg"),
+        encode_jpeg(&quadrants(800, 600), 90),
+    )
+    .unwrap();
+    path_of(&url_of(
+        s.tmp.path(),
+        &s.bucket,
+        "originals/card.jpg",
+        &["--preset", "thumb"],
+        env,
+    ))
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_do_not_block_requests() {
+    let env = [
+        ("RENDITION__SERVE__HEADER_READ_TIMEOUT_SECS", "1"),
+        ("RENDITION__SERVE__IDLE_TIMEOUT_SECS", "2"),
+    ];
+    let s = start(&env).await;
+    // The open-file soft limit was raised to the hard limit before listening.
+    let limit = s
+        .app
+        .seen
+        .iter()
+        .find(|v| field(v, "message") == Some("open-file limit"))
+        .expect("the open-file limit is logged");
+    assert_eq!(limit["soft"], limit["hard"], "{limit}");
+
+    let opened = Instant::now();
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(TcpStream::connect(&s.addr).await.unwrap());
+    }
+    // 200 silent sockets do not keep a real request out.
+    let answered = get(&s.addr, "/derived/nothing/here", &[]).await;
+    assert_eq!(answered.status, 400);
+
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let closed =
+        futures::future::join_all(idle.iter_mut().map(|c| closed_by(c, opened, deadline))).await;
+    for (i, after) in closed.iter().enumerate() {
+        let after = after.unwrap_or_else(|| panic!("idle connection {i} still open after 6 s"));
+        assert!(
+            after >= Duration::from_millis(900),
+            "idle connection {i} closed after {after:?}, before the header-read timeout"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_request_line_is_closed_after_the_header_timeout() {
+    let env = [
+        ("RENDITION__SERVE__HEADER_READ_TIMEOUT_SECS", "1"),
+        ("RENDITION__SERVE__IDLE_TIMEOUT_SECS", "30"),
+    ];
+    let s = start(&env).await;
+    let mut slow = TcpStream::connect(&s.addr).await.unwrap();
+    let since = Instant::now();
+    slow.write_all(b"GET /derived/originals/ca").await.unwrap();
+    let after = closed_by(&mut slow, since, since + Duration::from_secs(5))
+        .await
+        .expect("a half request line is closed by the header-read timeout");
+    assert!(
+        after >= Duration::from_millis(900),
+        "closed after {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn kept_alive_connections_are_closed_when_idle() {
+    // The header-read timeout (10 s) is far off: only the idle timeout can close it soon.
+    let mut env = env_keys();
+    env.extend([
+        ("RENDITION__SERVE__HEADER_READ_TIMEOUT_SECS", "10"),
+        ("RENDITION__SERVE__IDLE_TIMEOUT_SECS", "1"),
+    ]);
+    let s = start(&env).await;
+    let thumb = card_thumb(&s, &env);
+    let mut conn = TcpStream::connect(&s.addr).await.unwrap();
+    let req = format!("GET {thumb} HTTP/1.1\r\nHost: {}\r\n\r\n", s.addr);
+    // A render (a miss) is a request in progress, however long it takes.
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let first = read_response(&mut conn).await;
+    assert_eq!(
+        first.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    // Kept alive: a second request on the same connection.
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let second = read_response(&mut conn).await;
+    assert_eq!(second.status, 200);
+    assert_eq!(second.body, first.body);
+
+    let since = Instant::now();
+    let after = closed_by(&mut conn, since, since + Duration::from_secs(5))
+        .await
+        .expect("an idle kept-alive connection is closed by the idle timeout");
+    assert!(
+        after >= Duration::from_millis(900),
+        "closed after {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_are_closed_at_once() {
+    let env = [
+        ("RENDITION__SERVE__MAX_CONNECTIONS", "10"),
+        ("RENDITION__SERVE__HEADER_READ_TIMEOUT_SECS", "3"),
+        ("RENDITION__SERVE__IDLE_TIMEOUT_SECS", "3"),
+    ];
+    let s = start(&env).await;
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        held.push(TcpStream::connect(&s.addr).await.unwrap());
+    }
+    // Accepted in order: the 11th finds every slot taken.
+    let mut over = TcpStream::connect(&s.addr).await.unwrap();
+    let since = Instant::now();
+    closed_by(&mut over, since, since + Duration::from_secs(1))
+        .await
+        .expect("the 11th connection is closed at once");
+    // …while the 10 are still open (their header-read timeout is 3 s).
+    let probe = Instant::now() + Duration::from_millis(100);
+    let still_open =
+        futures::future::join_all(held.iter_mut().map(|c| closed_by(c, since, probe))).await;
+    assert!(still_open.iter().all(Option::is_none), "{still_open:?}");
+
+    // Once the idle ones are closed, requests are answered again.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let closed =
+        futures::future::join_all(held.iter_mut().map(|c| closed_by(c, since, deadline))).await;
+    assert!(closed.iter().all(Option::is_some), "{closed:?}");
+    // The server frees a slot just after the socket is closed: a few tries at most.
+    let mut answer = None;
+    for _ in 0..50 {
+        answer = request(&s.addr, "GET", "/derived/nothing/here", &[]).await;
+        if answer.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        answer.expect("answered once the slots are free").status,
+        400
+    );
+}
+
+#[tokio::test]
+async fn every_response_says_nosniff() {
+    let env = env_keys();
+    let s = start(&env).await;
+    let thumb = card_thumb(&s, &env);
+    let ok = get(&s.addr, &thumb, &[]).await;
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    let etag = ok.header("etag").unwrap().to_string();
+    let not_modified = get(&s.addr, &thumb, &[("If-None-Match", &etag)]).await;
+    assert_eq!(not_modified.status, 304);
+    let unknown = get(&s.addr, &thumb.replace("/thumb.webp", "/nope.webp"), &[]).await;
+    assert_eq!(unknown.status, 404);
+    let bad = get(&s.addr, "/derived/nothing/here", &[]).await;
+    assert_eq!(bad.status, 400);
+    let no_sheet = get(&s.addr, "/sheet/originals/none.jpg", &[]).await;
+    assert_eq!(no_sheet.status, 404);
+    let post = request(&s.addr, "POST", &thumb, &[("Content-Length", "0")])
+        .await
+        .unwrap();
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+    for (what, r) in [
+        ("200", &ok),
+        ("304", &not_modified),
+        ("404", &unknown),
+        ("400", &bad),
+        ("sheet 404", &no_sheet),
+        ("405", &post),
+    ] {
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{what}: {:?}",
+            r.headers
+        );
+    }
+}
+
+#[tokio::test]
+async fn shutdown_waits_at_most_the_grace_period() {
+    let env = [
+        ("RENDITION__WORKER__SHUTDOWN_GRACE_SECS", "1"),
+        ("RENDITION__SERVE__HEADER_READ_TIMEOUT_SECS", "30"),
+        ("RENDITION__SERVE__IDLE_TIMEOUT_SECS", "30"),
+    ];
+    let mut s = start(&env).await;
+    let mut idle = TcpStream::connect(&s.addr).await.unwrap();
+    // Half a request: graceful shutdown cannot finish it; only the grace period ends it.
+    let mut stalled = TcpStream::connect(&s.addr).await.unwrap();
+    stalled
+        .write_all(b"GET /derived/x HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Answered, so both connections before it have been accepted.
+    assert_eq!(get(&s.addr, "/derived/nothing/here", &[]).await.status, 400);
+
+    let since = Instant::now();
+    s.app.terminate();
+    let idle_closed = closed_by(&mut idle, since, since + Duration::from_secs(1)).await;
+    assert!(idle_closed.is_some(), "an idle connection closes at once");
+    let status = tokio::time::timeout(Duration::from_secs(5), s.app.child.wait())
+        .await
+        .expect("the server exits within the grace period and a margin")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let exited = since.elapsed();
+    assert!(
+        closed_by(&mut stalled, since, Instant::now() + Duration::from_secs(1))
+            .await
+            .is_some(),
+        "the stalled connection is closed when the server exits"
+    );
+    s.app
+        .wait_for(Duration::from_secs(5), "the end of the grace period", |v| {
+            field(v, "message") == Some("grace period over: closing connections in flight")
+        })
+        .await;
+    assert!(
+        exited >= Duration::from_millis(900),
+        "exited after {exited:?}"
+    );
 }

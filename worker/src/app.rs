@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rendition_core::config::Settings;
 use rendition_core::job::Engine;
+use rendition_core::renderer::Renderer;
 use rendition_core::store::{BlobStore, S3Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -35,6 +36,8 @@ pub enum WorkerError {
     Rabbit(#[from] crate::rabbit::RabbitError),
     #[error(transparent)]
     Sqs(#[from] crate::sqs::SqsError),
+    #[error("cannot start the renderer: {0}")]
+    Renderer(#[from] rendition_core::render::RenderError),
 }
 
 /// Runs the worker until `shutdown` resolves, then drains for at most the grace period.
@@ -46,10 +49,12 @@ pub async fn run(
     let settings = Arc::new(settings);
     let store = S3Store::from_settings(&settings.s3).await;
     let store: Arc<dyn BlobStore> = Arc::new(store);
+    let renderer = Renderer::from_settings(&settings).await?;
     let engine = Engine::new(
         Arc::clone(&store),
         Arc::clone(&settings),
         settings.s3.bucket.clone(),
+        renderer,
     );
     let metrics = Metrics::new();
     let handler = Handler::new(engine, settings.worker.delete_on_remove, metrics.clone());

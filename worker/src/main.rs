@@ -5,6 +5,8 @@ use clap::Parser;
 use rendition_core::config::Settings;
 use rendition_core::job::Engine;
 use rendition_core::ondemand::OnDemand;
+use rendition_core::renderer::Renderer;
+use rendition_core::sandbox;
 use rendition_core::store::{BlobStore, CachedStore, FsStore, S3Store};
 use rendition_worker::cli::{Cli, Command};
 use rendition_worker::{
@@ -12,6 +14,12 @@ use rendition_worker::{
 };
 
 fn main() -> anyhow::Result<()> {
+    // A render helper of the sandbox: this same binary, started by the pool.
+    let mut args = std::env::args();
+    if args.nth(1).as_deref() == Some(sandbox::HELPER_ARG) {
+        let threads = args.next().and_then(|t| t.parse().ok()).unwrap_or(1);
+        std::process::exit(sandbox::helper::main(threads));
+    }
     let cli = Cli::parse();
     let settings =
         Settings::load(cli.config.as_deref(), std::env::vars()).context("loading configuration")?;
@@ -24,14 +32,22 @@ fn main() -> anyhow::Result<()> {
             let summary = runtime.block_on(async {
                 let store =
                     FsStore::new(&dir).with_context(|| format!("opening {}", dir.display()))?;
-                let engine = Engine::new(Arc::new(store.clone()), Arc::new(settings), "local");
+                let renderer = Renderer::from_settings(&settings).await?;
+                let engine = Engine::new(
+                    Arc::new(store.clone()),
+                    Arc::new(settings),
+                    "local",
+                    renderer.clone(),
+                );
                 let summary = local::run(
                     store,
                     engine,
                     local::RunOptions { once },
                     shutdown::signal(),
                 )
-                .await?;
+                .await;
+                renderer.shutdown().await;
+                let summary = summary?;
                 anyhow::Ok(summary)
             })?;
             if once {
@@ -81,15 +97,31 @@ fn main() -> anyhow::Result<()> {
                     settings.serve.source_cache_bytes,
                 );
                 let store: Arc<dyn BlobStore> = Arc::new(cached);
+                let renderer = Renderer::from_settings(&settings).await?;
                 let settings = Arc::new(settings);
-                let ondemand =
-                    OnDemand::new(Arc::clone(&store), Arc::clone(&settings), bucket.clone());
+                let ondemand = OnDemand::new(
+                    Arc::clone(&store),
+                    Arc::clone(&settings),
+                    bucket.clone(),
+                    renderer.clone(),
+                )
+                .with_render_slots(
+                    settings.serve_max_renders(),
+                    std::time::Duration::from_millis(settings.serve.render_queue_ms),
+                );
                 // The same store and bucket, to find manifests for the /sheet/ pages.
-                let engine = Engine::new(store, settings, bucket);
+                let engine = Engine::new(store, Arc::clone(&settings), bucket, renderer.clone());
                 let listener = tokio::net::TcpListener::bind(&addr)
                     .await
                     .with_context(|| format!("listening on {addr}"))?;
-                serve::run(listener, ondemand, engine, wait, shutdown::signal()).await?;
+                let options = serve::ServeOptions {
+                    wait,
+                    ..serve::ServeOptions::from_settings(engine.settings())
+                };
+                let served =
+                    serve::run(listener, ondemand, engine, options, shutdown::signal()).await;
+                renderer.shutdown().await;
+                served?;
                 anyhow::Ok(())
             })
         }
@@ -135,17 +167,20 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             let built = runtime.block_on(async {
+                // The sheet reads manifests and derivatives; it renders nothing.
+                let renderer = Renderer::in_process(&settings);
                 let settings = Arc::new(settings);
                 let engine = match &dir {
                     Some(dir) => {
                         let store = FsStore::new(dir)
                             .with_context(|| format!("opening {}", dir.display()))?;
-                        Engine::new(Arc::new(store), settings, "local")
+                        Engine::new(Arc::new(store), settings, "local", renderer)
                     }
                     None => Engine::new(
                         Arc::new(S3Store::from_settings(&settings.s3).await),
                         Arc::clone(&settings),
                         settings.s3.bucket.clone(),
+                        renderer,
                     ),
                 };
                 anyhow::Ok(sheet::build(&engine, &source, sheet::Images::Embedded).await?)
@@ -180,7 +215,15 @@ fn main() -> anyhow::Result<()> {
                 (None, Some(spec)) => oneoff::Which::Spec(spec),
                 (None, None) => unreachable!("clap requires one of --preset and --spec"),
             };
-            let out = oneoff::render_file(&settings, &input, which, &output)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let out = runtime.block_on(async {
+                let renderer = Renderer::from_settings(&settings).await?;
+                let out = oneoff::render_file(&settings, &renderer, &input, which, &output).await;
+                renderer.shutdown().await;
+                anyhow::Ok(out?)
+            })?;
             let v = &out.variants[0];
             println!(
                 "{} → {} ({}×{}, {}, {} bytes)",
@@ -236,17 +279,23 @@ fn main() -> anyhow::Result<()> {
                 progress: true,
             };
             let (summary, line) = runtime.block_on(async {
+                // Only a folder bucket renders in place; a queue's workers render.
+                let renderer = match &dir {
+                    Some(_) if !dry_run => Renderer::from_settings(&settings).await?,
+                    _ => Renderer::in_process(&settings),
+                };
                 let settings = Arc::new(settings);
                 let engine = match &dir {
                     Some(dir) => {
                         let store = FsStore::new(dir)
                             .with_context(|| format!("opening {}", dir.display()))?;
-                        Engine::new(Arc::new(store), Arc::clone(&settings), "local")
+                        Engine::new(Arc::new(store), Arc::clone(&settings), "local", renderer)
                     }
                     None => Engine::new(
                         Arc::new(S3Store::from_settings(&settings.s3).await),
                         Arc::clone(&settings),
                         settings.s3.bucket.clone(),
+                        renderer,
                     ),
                 };
                 let sink = match (dry_run, queue, &dir) {

@@ -1,9 +1,11 @@
 //! `rendition render IN (--preset NAME | --spec S) -o OUT`: one variant of one file.
 
+use std::io::Read;
 use std::path::Path;
 
 use rendition_core::config::Settings;
-use rendition_core::render::{self, RenderError, RenderOutput, VariantRequest};
+use rendition_core::render::{RenderError, RenderOutput, VariantRequest};
+use rendition_core::renderer::Renderer;
 use rendition_core::spec::{Format, SpecError, VariantSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,10 +36,49 @@ pub enum Which<'a> {
     Spec(&'a str),
 }
 
-/// Renders `input` to `output`. With no `fm` in the spec, the output file's extension
-/// picks the format (as vipsthumbnail does); otherwise the two must agree.
-pub fn render_file(
+/// Reads `input`, refusing it from its size alone when that is over `max_bytes`, and
+/// never reading more than `max_bytes` + 1 bytes (a file may grow while it is read, and
+/// a pipe or device has no size). Opened without blocking: a FIFO with no writer is read
+/// as empty rather than waited on.
+fn read_capped(input: &Path, max_bytes: u64) -> Result<Vec<u8>, OneOffError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let read_err = |source| OneOffError::Read {
+        path: input.display().to_string(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(input)
+        .map_err(read_err)?;
+    let md = file.metadata().map_err(read_err)?;
+    if md.is_file() && md.len() > max_bytes {
+        return Err(RenderError::InputTooLarge {
+            bytes: md.len(),
+            limit: max_bytes,
+        }
+        .into());
+    }
+    let mut bytes = Vec::with_capacity(md.len().min(max_bytes) as usize);
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(RenderError::InputTooLarge {
+            bytes: bytes.len() as u64,
+            limit: max_bytes,
+        }
+        .into());
+    }
+    Ok(bytes)
+}
+
+/// Renders `input` to `output` with `renderer`. With no `fm` in the spec, the output
+/// file's extension picks the format (as vipsthumbnail does); otherwise the two must
+/// agree.
+pub async fn render_file(
     settings: &Settings,
+    renderer: &Renderer,
     input: &Path,
     which: Which<'_>,
     output: &Path,
@@ -78,16 +119,11 @@ pub fn render_file(
         }
         _ => {}
     }
-    let bytes = std::fs::read(input).map_err(|source| OneOffError::Read {
-        path: input.display().to_string(),
-        source,
-    })?;
-    let out = render::render(
-        &bytes,
-        &[VariantRequest { name, spec }],
-        &settings.limits,
-        &settings.render,
-    )?;
+    let bytes = read_capped(input, settings.limits.max_input_bytes)?;
+    let key = input.display().to_string();
+    let out = renderer
+        .render(&key, bytes.into(), vec![VariantRequest { name, spec }])
+        .await?;
     let write_err = |source| OneOffError::Write {
         path: output.display().to_string(),
         source,

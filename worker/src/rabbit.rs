@@ -804,7 +804,10 @@ fn failure_headers(props: &BasicProperties, err: &HandleError, attempt: u32) -> 
     headers.insert(ERROR_KIND_HEADER.into(), long_string(err.kind()));
     headers.insert(
         ERROR_HEADER.into(),
-        long_string(&truncate(&err.to_string(), MAX_ERROR_BYTES)),
+        long_string(&rendition_core::text::truncate(
+            &err.to_string(),
+            MAX_ERROR_BYTES,
+        )),
     );
     headers.insert(
         ATTEMPTS_HEADER.into(),
@@ -856,18 +859,6 @@ fn republish_properties(original: &BasicProperties, headers: FieldTable) -> Basi
         props = props.with_app_id(v.clone());
     }
     props
-}
-
-/// At most `max` bytes of `s`, cut at a character boundary, with `…` when cut.
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max.saturating_sub('…'.len_utf8());
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 /// The shutdown future, pollable again after it fired.
@@ -1024,15 +1015,6 @@ mod tests {
         assert_eq!(attempt_of(&with(AMQPValue::LongLongInt(-5))), 1);
         assert_eq!(attempt_of(&with(AMQPValue::LongLongInt(0))), 1);
         assert_eq!(attempt_of(&with(AMQPValue::Boolean(true))), 1);
-    }
-
-    #[test]
-    fn error_text_is_truncated_on_a_char_boundary() {
-        assert_eq!(truncate("short", 10), "short");
-        let long = "é".repeat(1000);
-        let cut = truncate(&long, MAX_ERROR_BYTES);
-        assert!(cut.len() <= MAX_ERROR_BYTES, "{}", cut.len());
-        assert!(cut.ends_with('…'));
     }
 
     #[test]

@@ -8,10 +8,19 @@
 //! - `ETag` / `If-None-Match` → 304;
 //! - `GET /sheet/{source key}`: the contact sheet of a source ([`crate::sheet`]), its
 //!   variants linked by their derivative URLs.
+//! - bounded load: at most `serve.max_connections` open connections (past it a new one is
+//!   closed at once), request headers within `serve.header_read_timeout_secs`, idle
+//!   connections closed after `serve.idle_timeout_secs`, and a shutdown that waits at most
+//!   `worker.shutdown_grace_secs` for the connections in flight;
+//! - `X-Content-Type-Options: nosniff` on every response.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -21,10 +30,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures::future::{BoxFuture, FutureExt, Shared};
+use hyper::server::conn::http1;
+use hyper::service::{service_fn, Service as _};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use rendition_core::config::Settings;
 use rendition_core::job::Engine;
 use rendition_core::ondemand::{Derivative, OnDemand, OnDemandError};
-use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
 
 type Outcome = Result<Arc<Derivative>, Arc<OnDemandError>>;
 
@@ -82,29 +100,384 @@ fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Serves until `shutdown` resolves. `engine` must use the same store and bucket as
-/// `ondemand`: it finds the manifests of `/sheet/` pages.
+/// Connection limits and timeouts of `rendition serve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// How long a request waits for a render (the render carries on for the others).
+    pub wait: Duration,
+    /// Open connections at most; past it a new connection is closed at once.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this long of the connection or of the
+    /// previous response.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in progress and no bytes moving for this long is
+    /// closed.
+    pub idle_timeout: Duration,
+    /// After `shutdown`, how long connections may take to finish before `run` returns.
+    pub grace: Duration,
+}
+
+impl ServeOptions {
+    /// `serve.*` and `worker.shutdown_grace_secs`.
+    pub fn from_settings(s: &Settings) -> Self {
+        ServeOptions {
+            wait: Duration::from_secs(s.serve.wait_timeout_secs),
+            max_connections: s.serve.max_connections,
+            header_read_timeout: Duration::from_secs(s.serve.header_read_timeout_secs),
+            idle_timeout: Duration::from_secs(s.serve.idle_timeout_secs),
+            grace: Duration::from_secs(s.worker.shutdown_grace_secs),
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves, then lets open connections finish for at most
+/// `options.grace` and returns (what is still in flight then is dropped). `engine` must
+/// use the same store and bucket as `ondemand`: it finds the manifests of `/sheet/` pages.
 pub async fn run(
     listener: TcpListener,
     ondemand: OnDemand,
     engine: Engine,
-    wait: Duration,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> io::Result<()> {
+    raise_open_file_limit(options.max_connections);
     let state = AppState {
         ondemand,
         engine,
         coalescer: Coalescer::default(),
-        wait,
+        wait: options.wait,
     };
     let app = Router::new()
         .route("/sheet/{*source}", get(sheet))
         .fallback(handle)
-        .with_state(state);
-    info!(addr = %listener.local_addr()?, "serving derivatives");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+        .with_state(state)
+        // A layer (not `route_layer`), so the fallback's responses get it too.
+        .layer(axum::middleware::map_response(nosniff));
+
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
+    let http = Arc::new(http);
+    // One permit per open connection: the task holds it until its socket is closed.
+    let slots = Arc::new(Semaphore::new(options.max_connections));
+    let (stop, stopped) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    let mut rejected: u64 = 0;
+    info!(
+        addr = %listener.local_addr()?,
+        max_connections = options.max_connections,
+        header_read_timeout_secs = options.header_read_timeout.as_secs(),
+        idle_timeout_secs = options.idle_timeout.as_secs(),
+        "serving derivatives"
+    );
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            // Reap finished connections, so the set only holds open ones.
+            Some(done) = conns.join_next(), if !conns.is_empty() => {
+                if let Err(e) = done {
+                    if e.is_panic() {
+                        warn!(error = %e, "connection task panicked");
+                    }
+                }
+            }
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) if is_connection_error(&e) => continue,
+                    Err(e) => {
+                        // EMFILE and the like: the pending connection stays queued, so
+                        // retrying at once would spin.
+                        warn!(error = %e, "accept failed; retrying shortly");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                    rejected += 1;
+                    debug!(
+                        peer = %peer,
+                        max_connections = options.max_connections,
+                        rejected_total = rejected,
+                        "connection over the cap closed"
+                    );
+                    drop(stream);
+                    continue;
+                };
+                conns.spawn(connection(
+                    stream,
+                    Arc::clone(&http),
+                    app.clone(),
+                    options.idle_timeout,
+                    stopped.clone(),
+                    permit,
+                ));
+            }
+        }
+    }
+    drop(listener);
+    stop.send_replace(true);
+    info!(
+        open_connections = conns.len(),
+        grace_secs = options.grace.as_secs(),
+        "shutdown: finishing open connections"
+    );
+    let drained = tokio::time::timeout(options.grace, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            open_connections = conns.len(),
+            "grace period over: closing connections in flight"
+        );
+    }
+    // Aborts what is left (their renders are dropped with them).
+    conns.shutdown().await;
+    Ok(())
+}
+
+/// Errors of one pending connection (it is gone; the listener is fine).
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// File descriptors besides connections: the listener, stdio, the runtime, render helpers'
+/// pipes, sources being read.
+const FD_RESERVE: u64 = 64;
+
+/// Raises the soft open-file limit to the hard limit: every connection holds a descriptor
+/// and the usual soft default (1,024) is too close to `max_connections` plus what renders
+/// need.
+fn raise_open_file_limit(max_connections: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        warn!(error = %io::Error::last_os_error(), "could not read the open-file limit");
+        return;
+    }
+    let previous = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        } else {
+            warn!(error = %io::Error::last_os_error(), "could not raise the open-file limit");
+        }
+    }
+    info!(
+        soft = limit.rlim_cur,
+        hard = limit.rlim_max,
+        previous_soft = previous,
+        "open-file limit"
+    );
+    let needed = (max_connections as u64).saturating_add(FD_RESERVE);
+    if (limit.rlim_cur as u64) < needed {
+        warn!(
+            soft = limit.rlim_cur,
+            max_connections,
+            "open-file limit is below serve.max_connections plus a reserve: accepts may fail with EMFILE"
+        );
+    }
+}
+
+/// Drives one connection until it ends, is idle for `idle`, or (after `stopped`) has
+/// finished its request in flight. Holds `_permit` (its slot under the cap) until then.
+async fn connection(
+    stream: TcpStream,
+    http: Arc<http1::Builder>,
+    app: Router,
+    idle: Duration,
+    mut stopped: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Tracked {
+        inner: stream,
+        activity: Arc::clone(&activity),
+    });
+    let app = TowerToHyperService::new(app);
+    let requests = Arc::clone(&activity);
+    let service = service_fn(move |req| {
+        // Counted from the parsed head to the response, so a long render is never idle.
+        let busy = Busy::enter(&requests);
+        let response = app.call(req);
+        async move {
+            let response = response.await;
+            drop(busy);
+            response
+        }
+    });
+    let conn = http.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = until_true(&mut stopped), if !stopping => {
+                // Closes an idle connection now, or after the response in progress.
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = tokio::time::sleep_until(activity.next_check(idle)) => {
+                if activity.idle_for(idle) {
+                    // No request in progress: nothing is lost by dropping the socket.
+                    debug!("idle connection closed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn until_true(rx: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone, which only happens once `run` is over.
+    let _ = rx.wait_for(|&v| v).await;
+}
+
+/// When a connection last moved bytes or finished a request, and how many requests it
+/// has in progress.
+struct Activity {
+    origin: Instant,
+    last_ms: AtomicU64,
+    in_progress: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            origin: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            in_progress: AtomicUsize::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+
+    /// When the connection could next be idle for `idle`.
+    fn next_check(&self, idle: Duration) -> Instant {
+        if self.in_progress.load(Ordering::Relaxed) > 0 {
+            Instant::now() + idle
+        } else {
+            self.last() + idle
+        }
+    }
+
+    fn idle_for(&self, idle: Duration) -> bool {
+        self.in_progress.load(Ordering::Relaxed) == 0 && Instant::now() >= self.last() + idle
+    }
+}
+
+/// A request in progress on its connection.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn enter(activity: &Arc<Activity>) -> Self {
+        activity.in_progress.fetch_add(1, Ordering::Relaxed);
+        Busy(Arc::clone(activity))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        // The idle time starts when the response is ready, not when the request came.
+        self.0.touch();
+        self.0.in_progress.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The socket, noting each read or write that moves bytes in its [`Activity`].
+struct Tracked {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Browsers must not guess another type than `Content-Type` (a derivative or an error
+/// body rendered as HTML would be a script injection on this origin).
+async fn nosniff(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 fn error_response(err: &OnDemandError) -> Response {

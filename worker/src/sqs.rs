@@ -312,8 +312,8 @@ async fn dead_letter(
         set_visibility(ctx, receipt, 0).await;
         return;
     };
-    let mut reason = err.to_string();
-    reason.truncate(1024);
+    // Multi-byte characters in the reason (a key, libvips' text) must not be cut through.
+    let reason = rendition_core::text::truncate(&err.to_string(), 1024).into_owned();
     let sent = ctx
         .client
         .send_message()

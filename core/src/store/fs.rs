@@ -4,7 +4,13 @@
 //! for only-if-absent, hard-linked, which fails atomically when the name exists), and the
 //! folder is fsynced: a reader never sees half a file, and a written file survives a
 //! crash. Content type and cache control live in a sidecar under `.rendition/meta/`.
-//! The ETag is a SHA-256 of the content, so it changes exactly when the bytes do.
+//! The ETag is a SHA-256 of the content, so it changes exactly when the bytes do; a file
+//! over [`HASH_LIMIT`] (more than any default limit admits) gets one from its size, mtime
+//! and inode instead, so that a HEAD never reads gigabytes.
+//!
+//! Files are opened with `O_NOFOLLOW | O_NONBLOCK` and their type is checked on the open
+//! descriptor: a FIFO, socket or device swapped in under a key is refused (`InvalidKey`),
+//! never waited on.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -24,6 +30,9 @@ use super::{
 };
 
 const META_DIR: &str = ".rendition/meta";
+
+/// Largest file whose ETag is a hash of its content.
+pub const HASH_LIMIT: u64 = 256 * 1024 * 1024;
 const TMP_PREFIX: &str = ".rendition-tmp-";
 
 #[derive(Clone)]
@@ -55,6 +64,49 @@ fn io_err(key: &str, err: std::io::Error) -> StoreError {
 fn etag_of(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     format!("\"{}\"", hex::encode(&digest[..16]))
+}
+
+/// Opens the file behind `key` for reading without following a final symbolic link and
+/// without blocking (a FIFO would otherwise block `open` until a writer comes), then
+/// checks on the descriptor that it is a regular file. A folder is `NotFound` (no object
+/// has that key); anything else that is not a regular file is `InvalidKey`. A key that
+/// is a symbolic link is opened at the file it resolves to when that is inside `root`
+/// (again without following), and refused otherwise.
+fn open_regular(root: &Path, key: &str, path: &Path) -> Result<(File, fs::Metadata), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = |path: &Path| {
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+    };
+    let file = match open(path) {
+        Ok(file) => file,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            let real = fs::canonicalize(path).map_err(|e| io_err(key, e))?;
+            if !real.starts_with(root) {
+                return Err(StoreError::InvalidKey {
+                    key: key.to_string(),
+                    reason: "leads outside the store's root through a symbolic link",
+                });
+            }
+            open(&real).map_err(|e| io_err(key, e))?
+        }
+        Err(e) => return Err(io_err(key, e)),
+    };
+    let md = file.metadata().map_err(|e| io_err(key, e))?;
+    if md.is_dir() {
+        return Err(StoreError::NotFound {
+            key: key.to_string(),
+        });
+    }
+    if !md.is_file() {
+        return Err(StoreError::InvalidKey {
+            key: key.to_string(),
+            reason: "not a regular file",
+        });
+    }
+    Ok((file, md))
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -146,12 +198,7 @@ impl FsStore {
         path: &Path,
         known: Option<&[u8]>,
     ) -> Result<ObjectMeta, StoreError> {
-        let md = fs::metadata(path).map_err(|e| io_err(key, e))?;
-        if !md.is_file() {
-            return Err(StoreError::NotFound {
-                key: key.to_string(),
-            });
-        }
+        let (mut file, md) = open_regular(&self.inner.root, key, path)?;
         let mtime = md.modified().map_err(|e| io_err(key, e))?;
         let size = md.len();
         let cached = {
@@ -164,9 +211,18 @@ impl FsStore {
         let etag = match (cached, known) {
             (Some(etag), _) => etag,
             (None, Some(bytes)) if bytes.len() as u64 == size => etag_of(bytes),
+            (None, _) if size > HASH_LIMIT => {
+                use std::os::unix::fs::MetadataExt;
+                format!(
+                    "\"big-{:x}-{:x}-{:x}-{:x}\"",
+                    size,
+                    md.mtime(),
+                    md.mtime_nsec(),
+                    md.ino()
+                )
+            }
             (None, _) => {
                 let mut hasher = Sha256::new();
-                let mut file = File::open(path).map_err(|e| io_err(key, e))?;
                 let mut buf = vec![0u8; 1 << 16];
                 loop {
                     let n = file.read(&mut buf).map_err(|e| io_err(key, e))?;
@@ -198,13 +254,7 @@ impl FsStore {
 
     fn get_sync(&self, key: &str, max_bytes: u64) -> Result<Object, StoreError> {
         let path = self.path_of(key)?;
-        let mut file = File::open(&path).map_err(|e| io_err(key, e))?;
-        let md = file.metadata().map_err(|e| io_err(key, e))?;
-        if !md.is_file() {
-            return Err(StoreError::NotFound {
-                key: key.to_string(),
-            });
-        }
+        let (mut file, md) = open_regular(&self.inner.root, key, &path)?;
         if md.len() > max_bytes {
             return Err(StoreError::TooLarge {
                 key: key.to_string(),

@@ -12,6 +12,7 @@
 
 pub mod ffi;
 
+use std::borrow::Cow;
 use std::ffi::{CStr, CString};
 use std::marker::PhantomData;
 use std::os::raw::{c_char, c_int, c_void};
@@ -19,17 +20,32 @@ use std::ptr;
 use std::sync::OnceLock;
 
 /// A libvips call failed; `message` is libvips' own error text.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("libvips {op}: {message}")]
 pub struct VipsError {
-    pub op: &'static str,
+    pub op: Cow<'static, str>,
     pub message: String,
 }
 
+impl VipsError {
+    pub fn new(op: &'static str, message: impl Into<String>) -> VipsError {
+        VipsError {
+            op: Cow::Borrowed(op),
+            message: message.into(),
+        }
+    }
+}
+
+/// libvips' error text, then cleared: libvips keeps one buffer per process and appends
+/// to it, so without clearing a failure would carry the messages of earlier ones. In a
+/// render helper (one render at a time) the text is this job's alone; in-process renders
+/// running at once may still see each other's lines.
 fn last_error(op: &'static str) -> VipsError {
-    // SAFETY: vips_error_buffer_copy returns a g_malloc'd NUL-terminated copy (or NULL).
+    // SAFETY: vips_error_buffer_copy returns a g_malloc'd NUL-terminated copy (or NULL);
+    // vips_error_clear empties the buffer.
     let message = unsafe {
         let raw = ffi::vips_error_buffer_copy();
+        ffi::vips_error_clear();
         if raw.is_null() {
             String::new()
         } else {
@@ -39,7 +55,7 @@ fn last_error(op: &'static str) -> VipsError {
         }
     };
     VipsError {
-        op,
+        op: Cow::Borrowed(op),
         message: if message.is_empty() {
             "unknown error".into()
         } else {
@@ -145,6 +161,10 @@ pub struct Header {
     pub width: u32,
     pub height: u32,
     pub bands: u32,
+    /// Bytes per sample of one band (1 for 8-bit, 2 for 16-bit, 4 for float, …).
+    pub sample_bytes: u32,
+    /// Frames (pages) as the loader counted them: the raw `n-pages` field, since
+    /// `vips_image_get_n_pages` answers 1 for 10,000 pages or more.
     pub pages: u32,
     /// EXIF orientation 1–8 (1 when absent or out of range).
     pub orientation: u8,
@@ -211,6 +231,18 @@ impl<'a> Image<'a> {
     pub fn pages_loaded(&self) -> u32 {
         (self.height() / self.page_height().max(1)).max(1)
     }
+    /// Bytes per sample of one band, from the band format.
+    pub fn sample_bytes(&self) -> u32 {
+        // SAFETY: valid image.
+        match unsafe { ffi::vips_image_get_format(self.raw) } {
+            0 | 1 => 1, // uchar, char
+            2 | 3 => 2, // ushort, short
+            4..=6 => 4, // uint, int, float
+            7 | 8 => 8, // complex, double
+            _ => 16,    // dpcomplex
+        }
+    }
+
     /// Whether each sample is an 8-bit unsigned value.
     pub fn is_uchar(&self) -> bool {
         // SAFETY: valid image.
@@ -241,8 +273,11 @@ impl<'a> Image<'a> {
             width: self.width(),
             height: self.height(),
             bands: self.bands(),
-            // SAFETY: valid image.
-            pages: unsafe { ffi::vips_image_get_n_pages(self.raw) }.max(1) as u32,
+            sample_bytes: self.sample_bytes(),
+            pages: match self.int_field("n-pages") {
+                Some(n) if n > 1 => n as u32,
+                Some(_) | None => 1,
+            },
             orientation,
             has_icc: self.has_field("icc-profile-data"),
             // SAFETY: valid image.
