@@ -3,9 +3,11 @@
 //!
 //! Why not ask libvips: its header says too little and sometimes says it wrong. A
 //! progressive JPEG's decode cost grows with its scan count (every scan revisits every
-//! coefficient of the whole image), which no header field reports. libvips reports
-//! `n-pages` = 1 for an animation past 9,999 frames (`vips_image_get_n_pages` treats
-//! anything outside 1–9,999 as 1). So limits are checked against what these walkers count.
+//! coefficient of the whole image), which no header field reports. Page counts are not
+//! the file's either: `vips_image_get_n_pages` answers 1 once the `n-pages` field reaches
+//! 10,000 (a 10,000-page TIFF reads as one page), and libvips 8.14's GIF loader stops at
+//! 4,097 frames ("Excessive number of frames") and reports that many. So limits are
+//! checked against what these walkers count, which is what the file says.
 //!
 //! Every walker is pure, allocates nothing, runs in time linear in the input (each loop
 //! either advances through `bytes` or is capped) and never panics on hostile input: a
@@ -100,8 +102,8 @@ fn be_u16(bytes: &[u8], at: usize) -> Option<u16> {
 /// the walk stops at the trailer (0x3B), an unknown block or the end of the data.
 /// `None` when `bytes` does not start with a GIF signature.
 ///
-/// GIF frames are why this exists: libvips reports `n-pages` = 1 past 9,999 frames, yet
-/// with `n=-1` it still decodes every one of them.
+/// libvips 8.14 reports at most 4,097 frames for a GIF (and decodes no more), so a GIF
+/// of 10,000 frames is one whose page count libvips understates; this counts them all.
 pub fn gif_frames(bytes: &[u8]) -> Option<u32> {
     if !(bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a")) {
         return None;

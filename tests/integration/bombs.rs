@@ -296,10 +296,11 @@ fn zlib_stored(data: &[u8]) -> Vec<u8> {
 
 /// A 1×1 animated GIF89a with `frames` frames (NETSCAPE2.0 loop extension, a graphic
 /// control extension per frame, a 2-colour global table, each frame a valid one-pixel
-/// LZW image), 23 bytes a frame. It is hostile because every frame is decoded and
-/// composited at the full canvas size by a loader asked for all pages, and because
-/// libvips reports `n-pages` = 1 once there are 10,000 frames or more, so a limit on
-/// libvips' page count does not see them.
+/// LZW image), 23 bytes a frame. It is hostile because a loader asked for all pages
+/// decodes and composites every frame at the full canvas size, and because the page count
+/// libvips reports is not the file's: libvips 8.14's GIF loader stops at 4,097 frames
+/// (warning "Excessive number of frames") and says `n-pages` = 4097 for 10,000, so only
+/// a count taken from the file itself sees them all.
 pub fn many_frames_gif(frames: u32) -> Vec<u8> {
     let mut gif = b"GIF89a".to_vec();
     // Logical screen 1×1; global colour table of 2 entries; background 0; no aspect.

@@ -1512,3 +1512,283 @@ async fn store_refuses_every_key_that_would_leave_its_root() {
         "nothing written in the root either"
     );
 }
+
+// ---- work budgets: limits that count work, the render sandbox ------------------------------
+//
+// Each class of the render-sandbox issue, generated deterministically (tests/integration/
+// bombs.rs), through `render`, `run --local`, `serve` and the SQS worker, with the default
+// limits and budgets: the typed kind, and what the process (and the helpers it reaped) used,
+// from wait4.
+
+/// What a finished process used, itself and every child it waited for (its render helpers).
+#[derive(Debug)]
+struct Usage {
+    success: bool,
+    cpu: Duration,
+    max_rss_bytes: u64,
+}
+
+/// Waits for our child `pid` with wait4, blocking: the CPU and peak RSS it reports cover the
+/// process and its reaped descendants.
+fn wait_usage(pid: u32) -> Usage {
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value to be overwritten.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child with valid out-pointers.
+    let rc = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut ru) };
+    assert_eq!(
+        rc,
+        pid as libc::pid_t,
+        "wait4: {}",
+        std::io::Error::last_os_error()
+    );
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Usage {
+        success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
+        max_rss_bytes: ru.ru_maxrss as u64 * 1024,
+    }
+}
+
+/// The bounds every hostile job must stay within, with the default budgets
+/// (render.max_cpu_secs = 8, render.max_memory_mb = 1024).
+const MAX_CPU: Duration = Duration::from_secs(10);
+const MAX_RSS: u64 = 1 << 30;
+
+fn assert_bounded(what: &str, u: &Usage) {
+    eprintln!(
+        "{what}: cpu {:.2} s, peak rss {} MiB",
+        u.cpu.as_secs_f64(),
+        u.max_rss_bytes >> 20
+    );
+    assert!(u.cpu <= MAX_CPU, "{what}: {:?} of CPU", u.cpu);
+    assert!(
+        u.max_rss_bytes <= MAX_RSS,
+        "{what}: {} MiB",
+        u.max_rss_bytes >> 20
+    );
+}
+
+/// The work bombs: name (under originals/), bytes, expected kind. The 8 GB sparse file is
+/// written separately (`sparse.jpg`).
+fn work_bombs() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    vec![
+        // 3,000 legal extra scans: minutes of CPU for libjpeg, refused from the markers.
+        (
+            "scans.jpg",
+            crate::bombs::repeated_scans_jpeg(1024, 1024, 3000),
+            "too_many_scans",
+        ),
+        // 72 MP (under the pixel limit) × 200 samples: 14.4 GB decoded.
+        (
+            "deep.tif",
+            crate::bombs::deep_tiff(8000, 9000, 200),
+            "decoded_too_large",
+        ),
+        // 10,000 frames: libvips' n-pages says 1 past 9,999.
+        (
+            "frames.gif",
+            crate::bombs::many_frames_gif(10_000),
+            "too_many_frames",
+        ),
+    ]
+}
+
+const SPARSE_LEN: u64 = 8 << 30;
+
+/// A folder bucket holding the work bombs and an 8 GB sparse file that starts like a JPEG.
+fn bucket_with_bombs() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    std::fs::create_dir_all(bucket.join("originals")).unwrap();
+    for (name, bytes, _) in work_bombs() {
+        std::fs::write(bucket.join("originals").join(name), bytes).unwrap();
+    }
+    crate::bombs::sparse_file(
+        &bucket.join("originals/sparse.jpg"),
+        SPARSE_LEN,
+        &good_jpeg()[..64],
+    );
+    (tmp, bucket)
+}
+
+fn expected_kinds() -> Vec<(&'static str, &'static str)> {
+    let mut kinds: Vec<_> = work_bombs()
+        .into_iter()
+        .map(|(name, _, kind)| (name, kind))
+        .collect();
+    kinds.push(("sparse.jpg", "input_too_large"));
+    kinds
+}
+
+/// Runs `rendition ARGS` with JSON logs, waiting with wait4: (usage, stderr).
+async fn run_measured(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (Usage, String) {
+    let mut cmd = std::process::Command::new(rendition_bin());
+    cmd.current_dir(cwd)
+        .args(args)
+        .env("RENDITION__LOG__FORMAT", "json")
+        .env("RENDITION__LOG__FILTER", "info")
+        .env_remove("RUST_BACKTRACE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let pid = child.id();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut err = String::new();
+        let mut out = String::new();
+        let reader = std::thread::spawn(move || {
+            stdout.read_to_string(&mut out).ok();
+            out
+        });
+        stderr.read_to_string(&mut err).ok();
+        let out = reader.join().unwrap();
+        let usage = wait_usage(pid);
+        // The std Child must not wait again: forget it.
+        std::mem::forget(child);
+        (usage, format!("{out}{err}"))
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn work_bombs_are_refused_by_render_within_bounds() {
+    let (tmp, bucket) = bucket_with_bombs();
+    for (name, kind) in expected_kinds() {
+        let input = bucket.join("originals").join(name);
+        let out = tmp.path().join(format!("{name}.webp"));
+        let (usage, said) = run_measured(
+            tmp.path(),
+            &[
+                "render",
+                input.to_str().unwrap(),
+                "--preset",
+                "thumb",
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .await;
+        assert!(!usage.success, "{name}: {said}");
+        assert!(said.contains(&format!("({kind})")), "{name}: {said}");
+        assert!(!out.exists(), "{name}");
+        assert_bounded(&format!("render {name}"), &usage);
+    }
+}
+
+#[tokio::test]
+async fn work_bombs_fail_their_job_alone_in_a_local_run_within_bounds() {
+    let (tmp, bucket) = bucket_with_bombs();
+    std::fs::write(bucket.join("originals/good.jpg"), good_jpeg()).unwrap();
+    let (usage, said) = run_measured(
+        tmp.path(),
+        &["run", "--local", bucket.to_str().unwrap(), "--once"],
+        &[],
+    )
+    .await;
+    assert!(usage.success, "{said}");
+    for (name, kind) in expected_kinds() {
+        let record = bucket.join("failed").join(format!("{name}.json"));
+        let record: FailureRecord = serde_json::from_slice(
+            &std::fs::read(&record)
+                .unwrap_or_else(|e| panic!("{name}: no failure record ({e}): {said}")),
+        )
+        .unwrap();
+        assert_eq!(record.kind, kind, "{name}: {}", record.message);
+    }
+    let store = FsStore::new(&bucket).unwrap();
+    let manifests = store.list("derived/").await.unwrap();
+    assert!(
+        manifests
+            .iter()
+            .any(|m| m.key.starts_with("derived/good.jpg/") && m.key.ends_with("manifest.json")),
+        "the good source is rendered: {manifests:?}"
+    );
+    assert_bounded("run --local over the bombs", &usage);
+}
+
+#[tokio::test]
+async fn work_bombs_get_422_from_serve_within_bounds() {
+    let (tmp, bucket) = bucket_with_bombs();
+    let mut app = Running::spawn(
+        tmp.path(),
+        &[
+            "serve",
+            "--local",
+            bucket.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let started = app
+        .wait_for(WAIT, "the listening address", |v| {
+            field(v, "message") == Some("serving derivatives")
+        })
+        .await;
+    let addr = field(&started, "addr").unwrap().to_string();
+    let urls = UrlGenerator::new(&Settings::default());
+    let store = FsStore::new(&bucket).unwrap();
+    for (name, kind) in expected_kinds() {
+        let source = format!("originals/{name}");
+        let key = derived_key(&store, &source, Variant::Preset("thumb".into()), "webp").await;
+        let r = get(&addr, urls.for_key(&key, now_unix()).unwrap().as_bytes()).await;
+        assert_eq!((r.status, r.error_kind().as_str()), (422, kind), "{name}");
+    }
+    app.terminate();
+    let pid = app.child.id().unwrap();
+    let usage = tokio::task::spawn_blocking(move || wait_usage(pid))
+        .await
+        .unwrap();
+    assert!(usage.success, "serve exits 0 on SIGTERM");
+    assert_bounded("serve over the bombs", &usage);
+}
+
+#[tokio::test]
+async fn a_fifo_in_the_bucket_is_refused_never_waited_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    std::fs::create_dir_all(bucket.join("originals")).unwrap();
+    let fifo = bucket.join("originals/pipe.jpg");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let store = FsStore::new(&bucket).unwrap();
+    // Nobody writes to the FIFO: opening it for reading would block forever.
+    let got = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.get("originals/pipe.jpg", 1 << 20),
+    )
+    .await
+    .expect("get answers without waiting on the FIFO");
+    assert!(matches!(got, Err(StoreError::InvalidKey { .. })), "{got:?}");
+    let head = tokio::time::timeout(Duration::from_secs(10), store.head("originals/pipe.jpg"))
+        .await
+        .expect("head answers without waiting on the FIFO");
+    assert!(
+        matches!(head, Err(StoreError::InvalidKey { .. })),
+        "{head:?}"
+    );
+    // `render` on a FIFO: read without blocking, so it is an empty file, not a hang.
+    let out = tmp.path().join("out.webp");
+    let args = [
+        "render",
+        fifo.to_str().unwrap(),
+        "--preset",
+        "thumb",
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    let run = run_measured(tmp.path(), &args, &[]);
+    let (usage, said) = tokio::time::timeout(WAIT, run).await.expect("render ends");
+    assert!(!usage.success);
+    assert!(said.contains("(unsupported_format)"), "{said}");
+}

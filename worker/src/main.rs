@@ -219,7 +219,10 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             let out = runtime.block_on(async {
-                let renderer = Renderer::from_settings(&settings).await?;
+                // One render: one helper.
+                let mut one = settings.clone();
+                one.render.pool_size = 1;
+                let renderer = Renderer::from_settings(&one).await?;
                 let out = oneoff::render_file(&settings, &renderer, &input, which, &output).await;
                 renderer.shutdown().await;
                 anyhow::Ok(out?)

@@ -26,7 +26,8 @@ pub enum OneOffError {
     },
     #[error("the spec asks for {spec} but the output file name ends in .{ext}")]
     FormatMismatch { spec: &'static str, ext: String },
-    #[error(transparent)]
+    /// Printed with its stable kind, e.g. `… (too_many_scans)`.
+    #[error("{0} ({kind})", kind = .0.kind())]
     Render(#[from] RenderError),
 }
 

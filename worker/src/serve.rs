@@ -250,7 +250,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 
 /// File descriptors besides connections: the listener, stdio, the runtime, render helpers'
 /// pipes, sources being read.
-const FD_RESERVE: u64 = 64;
+const FD_RESERVE: libc::rlim_t = 64;
 
 /// Raises the soft open-file limit to the hard limit: every connection holds a descriptor
 /// and the usual soft default (1,024) is too close to `max_connections` plus what renders
@@ -284,8 +284,8 @@ fn raise_open_file_limit(max_connections: usize) {
         previous_soft = previous,
         "open-file limit"
     );
-    let needed = (max_connections as u64).saturating_add(FD_RESERVE);
-    if (limit.rlim_cur as u64) < needed {
+    let needed = (max_connections as libc::rlim_t).saturating_add(FD_RESERVE);
+    if limit.rlim_cur < needed {
         warn!(
             soft = limit.rlim_cur,
             max_connections,
