@@ -1792,3 +1792,150 @@ async fn a_fifo_in_the_bucket_is_refused_never_waited_on() {
     assert!(!usage.success);
     assert!(said.contains("(unsupported_format)"), "{said}");
 }
+
+/// Polls for `bucket/failed/{name}.json` (bounded) and returns it.
+async fn failure_record(bucket: &Path, name: &str) -> FailureRecord {
+    let path = bucket.join("failed").join(format!("{name}.json"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(bytes) = std::fs::read(&path) {
+            if let Ok(record) = serde_json::from_slice(&bytes) {
+                return record;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no failure record for {name}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The pid of the render helper that took the job for `key` (from the log).
+async fn helper_of(app: &mut Running, key: &str) -> i32 {
+    let line = app
+        .wait_for(WAIT, "a helper taking the job", |v| {
+            field(v, "message") == Some("rendering in sandbox") && field(v, "key") == Some(key)
+        })
+        .await;
+    line.get("helper")
+        .and_then(|p| p.as_i64())
+        .expect("helper pid") as i32
+}
+
+/// Waits until `key` is rendered (its manifest written).
+async fn rendered_in(app: &mut Running, key: &str) {
+    app.wait_for(WAIT, "the next job rendered", |v| {
+        field(v, "message") == Some("rendered") && field(v, "key") == Some(key)
+    })
+    .await;
+}
+
+/// A source libjpeg takes ~17 s of CPU to decode (30,000 legal extra scans), admitted by
+/// raising `limits.max_scans`: the slow input the budgets must stop.
+fn slow_jpeg() -> Vec<u8> {
+    crate::bombs::repeated_scans_jpeg(2000, 2000, 30_000)
+}
+
+fn start_watching(tmp: &Path, bucket: &Path, env: &[(&str, &str)]) -> Running {
+    let mut all = vec![
+        ("RENDITION__LIMITS__MAX_SCANS", "100000"),
+        ("RENDITION__RENDER__CONCURRENCY", "1"),
+    ];
+    all.extend_from_slice(env);
+    Running::spawn(tmp, &["run", "--local", bucket.to_str().unwrap()], &all)
+}
+
+async fn stop(app: Running) {
+    app.terminate();
+    let mut app = app;
+    let status = tokio::time::timeout(WAIT, app.child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_renderer_killed_mid_job_costs_that_job_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    std::fs::create_dir_all(bucket.join("originals")).unwrap();
+    let mut app = start_watching(tmp.path(), &bucket, &[]);
+    let slow = slow_jpeg();
+    for (name, signal) in [("segv", libc::SIGSEGV), ("kill", libc::SIGKILL)] {
+        let file = format!("slow-{name}.jpg");
+        std::fs::write(bucket.join("originals").join(&file), &slow).unwrap();
+        let pid = helper_of(&mut app, &format!("originals/{file}")).await;
+        // SAFETY: signalling the render helper (a child of our child) by its pid.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        let record = failure_record(&bucket, &file).await;
+        assert_eq!(record.kind, "decoder_crashed", "{}", record.message);
+        assert!(!record.retryable);
+        // The worker carries on with a new helper.
+        let good = format!("good-{name}.jpg");
+        std::fs::write(bucket.join("originals").join(&good), good_jpeg()).unwrap();
+        rendered_in(&mut app, &format!("originals/{good}")).await;
+    }
+    stop(app).await;
+}
+
+#[tokio::test]
+async fn a_render_over_its_time_budgets_costs_that_job_alone() {
+    let slow = slow_jpeg();
+    for (budget, env) in [
+        ("deadline", ("RENDITION__RENDER__DEADLINE_SECS", "1")),
+        ("cpu", ("RENDITION__RENDER__MAX_CPU_SECS", "1")),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let bucket = tmp.path().join("bucket");
+        std::fs::create_dir_all(bucket.join("originals")).unwrap();
+        let mut app = start_watching(tmp.path(), &bucket, &[env]);
+        let started = std::time::Instant::now();
+        std::fs::write(bucket.join("originals/slow.jpg"), &slow).unwrap();
+        let record = failure_record(&bucket, "slow.jpg").await;
+        assert_eq!(
+            record.kind, "over_time_budget",
+            "{budget}: {}",
+            record.message
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{budget}: stopped after {:?}",
+            started.elapsed()
+        );
+        std::fs::write(bucket.join("originals/good.jpg"), good_jpeg()).unwrap();
+        rendered_in(&mut app, "originals/good.jpg").await;
+        stop(app).await;
+    }
+}
+
+#[tokio::test]
+async fn a_render_over_its_memory_budget_costs_that_job_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    std::fs::create_dir_all(bucket.join("originals")).unwrap();
+    // One eager preset that holds a 6000×6000 frame in memory (smart crop) and encodes it.
+    let mut app = start_watching(
+        tmp.path(),
+        &bucket,
+        &[
+            ("RENDITION__RENDER__MAX_MEMORY_MB", "450"),
+            (
+                "RENDITION__PRESETS__HUGE__SPEC",
+                "w=6000,h=6000,fit=cover,g=attention,fm=webp",
+            ),
+            ("RENDITION__PRESETS__HUGE__EAGER", "true"),
+        ],
+    );
+    std::fs::write(
+        bucket.join("originals/big.jpg"),
+        encode_jpeg(&quadrants(6000, 6000), 80),
+    )
+    .unwrap();
+    let record = failure_record(&bucket, "big.jpg").await;
+    assert_eq!(record.kind, "over_memory_budget", "{}", record.message);
+    std::fs::write(bucket.join("originals/good.jpg"), good_jpeg()).unwrap();
+    rendered_in(&mut app, "originals/good.jpg").await;
+    stop(app).await;
+}

@@ -54,6 +54,13 @@ fn warm_up() -> Result<(), vips::VipsError> {
 
 /// Runs the helper; the process' exit code. `vips_threads`: libvips threads per image.
 pub fn main(vips_threads: u32) -> i32 {
+    // Rust's runtime catches SIGSEGV and SIGBUS to report stack overflows; in a helper a
+    // fault of any kind must end the process at once, whoever raised it.
+    // SAFETY: restoring the default disposition of two signals.
+    unsafe {
+        libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+        libc::signal(libc::SIGBUS, libc::SIG_DFL);
+    }
     // The protocol gets its own descriptor; fd 1 then points at stderr, so that nothing a
     // C library prints can corrupt a frame.
     // SAFETY: dup/dup2 on the standard descriptors this process was started with.
