@@ -1939,3 +1939,69 @@ async fn a_render_over_its_memory_budget_costs_that_job_alone() {
     rendered_in(&mut app, "originals/good.jpg").await;
     stop(app).await;
 }
+
+#[tokio::test]
+async fn the_sqs_worker_dead_letters_bombs_and_forged_keys_and_stays_up() {
+    let world = crate::sqs::SqsWorld::new().await;
+    let mut worker = world.worker(&[]);
+    // A forged event: a key a little over S3's 1,024 bytes, in two-byte characters, so a
+    // byte index at 1,024 falls inside one (it made `String::truncate` panic).
+    let long = format!("originals/{}", "é".repeat(510));
+    let event = serde_json::json!({"Records": [{
+        "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": world.bucket}, "object": {"key": long}}
+    }]});
+    world
+        .sqs
+        .send_message()
+        .queue_url(&world.queue_url)
+        .message_body(event.to_string())
+        .send()
+        .await
+        .unwrap();
+    for (name, bytes, _) in work_bombs() {
+        world.upload(&format!("originals/{name}"), bytes).await;
+    }
+    let mut kinds = BTreeMap::new();
+    for _ in 0..4 {
+        let (body, attrs) = world.dlq_message().await;
+        let name = ["scans.jpg", "deep.tif", "frames.gif"]
+            .into_iter()
+            .find(|n| body.contains(n))
+            .unwrap_or("long key");
+        let kind = attrs.get("rendition-error-kind").cloned().unwrap_or_default();
+        assert!(
+            attrs
+                .get("rendition-error")
+                .is_some_and(|reason| reason.len() <= 1024),
+            "{attrs:?}"
+        );
+        kinds.insert(name, kind);
+    }
+    let expected: BTreeMap<&str, String> = work_bombs()
+        .into_iter()
+        .map(|(name, _, kind)| (name, kind.to_string()))
+        .chain([("long key", "invalid_key".to_string())])
+        .collect();
+    assert_eq!(kinds, expected);
+    // Still consuming, with a renderer: a good upload completes.
+    world
+        .upload("originals/fine.jpg", encode_jpeg(&quadrants(640, 480), 90))
+        .await;
+    worker
+        .wait_for(WAIT, "the good upload", |v| {
+            field(v, "message") == Some("rendered") && field(v, "key") == Some("originals/fine.jpg")
+        })
+        .await;
+    assert!(
+        !worker.seen.iter().any(|v| v.to_string().contains("panicked")),
+        "no task panicked"
+    );
+    worker.terminate();
+    let pid = worker.child.id().unwrap();
+    let usage = tokio::task::spawn_blocking(move || wait_usage(pid))
+        .await
+        .unwrap();
+    assert!(usage.success, "the worker exits 0 on SIGTERM");
+    assert_bounded("sqs worker over the bombs", &usage);
+}

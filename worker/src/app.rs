@@ -54,7 +54,7 @@ pub async fn run(
         Arc::clone(&store),
         Arc::clone(&settings),
         settings.s3.bucket.clone(),
-        renderer,
+        renderer.clone(),
     );
     let metrics = Metrics::new();
     let handler = Handler::new(engine, settings.worker.delete_on_remove, metrics.clone());
@@ -122,6 +122,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = http_task.await;
     let _ = probe_task.await;
+    renderer.shutdown().await;
     result
 }
 
