@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# bench.sh: Rendition against sharp and vipsthumbnail on real photos, ratios measured in
-# the same run. The table goes to stdout, the full report to target/bench.json.
+# bench.sh: Rendition against sharp and vipsthumbnail on real photos, and Rendition's
+# render sandbox on against off, ratios measured in the same run (`rendition-bench`, the
+# benchmark/ crate). The table goes to stdout, the full report to target/bench.json.
 #
-#   ./scripts/bench.sh                    # 3 timed passes per case (median), ~15-25 min on 2 cores
-#   ./scripts/bench.sh --iterations 5     # any further `rendition bench` options
+#   ./scripts/bench.sh                    # 3 timed passes per case (median), ~20-30 min on 2 cores
+#   ./scripts/bench.sh --iterations 5     # any further `rendition-bench` options
 #
 # Installs the build prerequisites (scripts/install-deps.sh), fetches the photos
-# (scripts/fetch-photos.sh, cached outside git), builds the release binary and, when node
+# (scripts/fetch-photos.sh, cached outside git), builds rendition-bench and, when node
 # is present, installs sharp with npm into ${RENDITION_CACHE:-$HOME/.cache/rendition}/sharp.
 # Rendition runs with MALLOC_ARENA_MAX=2 (glibc otherwise makes up to 8 malloc arenas per
 # core, which keeps freed image buffers resident); the bench also measures it once with
@@ -23,7 +24,7 @@ log() { printf 'bench: %s\n' "$*" >&2; }
 
 scripts/install-deps.sh
 dir=$(scripts/fetch-photos.sh | tail -n1)
-cargo build --release --bin rendition
+cargo build --release -p rendition-bench --bin rendition-bench
 
 sharp_dir=$CACHE/sharp
 if command -v node >/dev/null 2>&1; then
@@ -44,6 +45,6 @@ fi
 
 log "load before: $(uptime)"
 log "Rendition runs with MALLOC_ARENA_MAX=2 (and once more with glibc's default, for comparison)"
-MALLOC_ARENA_MAX=2 "$TARGET/release/rendition" bench "$dir" \
+MALLOC_ARENA_MAX=2 "$TARGET/release/rendition-bench" "$dir" \
   --sharp-dir "$sharp_dir" --json "$TARGET/bench.json" "$@"
 log "load after: $(uptime)"

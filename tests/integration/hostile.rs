@@ -997,6 +997,8 @@ async fn corpus_local_run_records_each_failure_and_writes_nothing_outside() {
 
 struct Http {
     status: u16,
+    /// The status line and headers.
+    head: String,
     body: Vec<u8>,
 }
 
@@ -1040,6 +1042,7 @@ async fn get(addr: &str, target: &[u8]) -> Http {
         .unwrap_or_else(|| panic!("{what}: bad status line {head:?}"));
     Http {
         status,
+        head,
         body: raw[split + 4..].to_vec(),
     }
 }
@@ -1969,7 +1972,10 @@ async fn the_sqs_worker_dead_letters_bombs_and_forged_keys_and_stays_up() {
             .into_iter()
             .find(|n| body.contains(n))
             .unwrap_or("long key");
-        let kind = attrs.get("rendition-error-kind").cloned().unwrap_or_default();
+        let kind = attrs
+            .get("rendition-error-kind")
+            .cloned()
+            .unwrap_or_default();
         assert!(
             attrs
                 .get("rendition-error")
@@ -1994,7 +2000,10 @@ async fn the_sqs_worker_dead_letters_bombs_and_forged_keys_and_stays_up() {
         })
         .await;
     assert!(
-        !worker.seen.iter().any(|v| v.to_string().contains("panicked")),
+        !worker
+            .seen
+            .iter()
+            .any(|v| v.to_string().contains("panicked")),
         "no task panicked"
     );
     worker.terminate();
@@ -2004,4 +2013,228 @@ async fn the_sqs_worker_dead_letters_bombs_and_forged_keys_and_stays_up() {
         .unwrap();
     assert!(usage.success, "the worker exits 0 on SIGTERM");
     assert_bounded("sqs worker over the bombs", &usage);
+}
+
+/// A key's peak resident memory (VmHWM) while it runs, from /proc.
+fn vm_hwm_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Pids of the render helpers started by `parent`.
+fn helper_pids(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = s.rsplit_once(") ")?.1;
+                    rest.split(' ').nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+fn spawn_serve(tmp: &Path, bucket: &Path, env: &[(&str, &str)]) -> Running {
+    let mut all = vec![
+        (
+            "RENDITION__URLS__SIGNING_KEYS",
+            "[\"hostile-corpus-signing-key-0123456789abcdef\"]",
+        ),
+        ("RENDITION__URLS__SCHEME", "http"),
+    ];
+    all.extend_from_slice(env);
+    Running::spawn(
+        tmp,
+        &[
+            "serve",
+            "--local",
+            bucket.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ],
+        &all,
+    )
+}
+
+async fn serve_addr(app: &mut Running) -> String {
+    let started = app
+        .wait_for(WAIT, "the listening address", |v| {
+            field(v, "message") == Some("serving derivatives")
+        })
+        .await;
+    field(&started, "addr").unwrap().to_string()
+}
+
+fn signing_settings() -> Settings {
+    let mut s = Settings::default();
+    s.urls.signing_keys = vec![SIGNING_KEY.to_string()];
+    s.urls.scheme = "http".into();
+    s
+}
+
+#[tokio::test]
+async fn serve_bounds_concurrent_misses_with_503_and_retry_after() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    std::fs::create_dir_all(bucket.join("originals")).unwrap();
+    // Five 6 MP sources, ten distinct signed specs each: 50 distinct misses at once.
+    for i in 0..5 {
+        std::fs::write(
+            bucket.join(format!("originals/p{i}.jpg")),
+            encode_jpeg(&noise(3000, 2000, i + 1), 85),
+        )
+        .unwrap();
+    }
+    let mut app = spawn_serve(
+        tmp.path(),
+        &bucket,
+        &[
+            ("RENDITION__SERVE__MAX_RENDERS", "2"),
+            ("RENDITION__SERVE__RENDER_QUEUE_MS", "500"),
+        ],
+    );
+    let addr = serve_addr(&mut app).await;
+    let serve_pid = app.child.id().unwrap();
+    let urls = UrlGenerator::new(&signing_settings());
+    let store = FsStore::new(&bucket).unwrap();
+    let mut targets = Vec::new();
+    for i in 0..5 {
+        for w in 0..10 {
+            let spec = format!("w={},fm=webp", 200 + w).parse().unwrap();
+            let key = derived_key(
+                &store,
+                &format!("originals/p{i}.jpg"),
+                Variant::Spec(spec),
+                "webp",
+            )
+            .await;
+            targets.push(urls.for_key(&key, now_unix()).unwrap());
+        }
+    }
+    let answers = futures::future::join_all(targets.iter().map(|t| get(&addr, t.as_bytes()))).await;
+    let ok = answers.iter().filter(|r| r.status == 200).count();
+    let busy: Vec<&Http> = answers.iter().filter(|r| r.status == 503).collect();
+    eprintln!("50 concurrent misses: {ok} rendered, {} busy", busy.len());
+    assert_eq!(ok + busy.len(), 50, "only 200 or 503");
+    assert!(ok >= 2, "renders went through");
+    assert!(
+        !busy.is_empty(),
+        "the excess is refused, not queued without bound"
+    );
+    for r in &busy {
+        assert!(
+            r.head.to_ascii_lowercase().contains("retry-after:"),
+            "{}",
+            r.head
+        );
+        assert_eq!(r.error_kind(), "busy");
+    }
+    let serve_peak = vm_hwm_bytes(serve_pid);
+    let helpers = helper_pids(serve_pid);
+    assert_eq!(helpers.len(), 2, "one helper per render slot (pool = CPUs)");
+    let helper_peak = helpers.iter().map(|p| vm_hwm_bytes(*p)).max().unwrap_or(0);
+    eprintln!(
+        "serve peak rss {} MiB, largest helper {} MiB",
+        serve_peak >> 20,
+        helper_peak >> 20
+    );
+    assert!(serve_peak < 512 << 20, "serve: {} MiB", serve_peak >> 20);
+    assert!(helper_peak < MAX_RSS, "helper: {} MiB", helper_peak >> 20);
+    // Asked again one at a time, every refused one renders.
+    for (t, r) in targets.iter().zip(&answers) {
+        if r.status == 503 {
+            let again = get(&addr, t.as_bytes()).await;
+            assert_eq!(
+                again.status,
+                200,
+                "{}",
+                String::from_utf8_lossy(&again.body)
+            );
+        }
+    }
+    stop(app).await;
+}
+
+#[tokio::test]
+async fn serve_answers_a_render_over_budget_422_and_sigterm_ends_renders_in_flight() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    std::fs::create_dir_all(bucket.join("originals")).unwrap();
+    std::fs::write(bucket.join("originals/slow.jpg"), slow_jpeg()).unwrap();
+    std::fs::write(bucket.join("originals/slow2.jpg"), slow_jpeg()).unwrap();
+    let mut app = spawn_serve(
+        tmp.path(),
+        &bucket,
+        &[
+            ("RENDITION__LIMITS__MAX_SCANS", "100000"),
+            ("RENDITION__RENDER__DEADLINE_SECS", "2"),
+            ("RENDITION__SERVE__WAIT_TIMEOUT_SECS", "5"),
+            ("RENDITION__WORKER__SHUTDOWN_GRACE_SECS", "2"),
+        ],
+    );
+    let addr = serve_addr(&mut app).await;
+    let urls = UrlGenerator::new(&Settings::default());
+    let store = FsStore::new(&bucket).unwrap();
+    let thumb = Variant::Preset("thumb".into());
+    let key = derived_key(&store, "originals/slow.jpg", thumb.clone(), "webp").await;
+    let started = std::time::Instant::now();
+    let r = get(&addr, urls.for_key(&key, now_unix()).unwrap().as_bytes()).await;
+    assert_eq!(
+        (r.status, r.error_kind().as_str()),
+        (422, "over_time_budget")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A render in flight when SIGTERM comes: serve ends within its grace period, and the
+    // helper rendering it is gone.
+    let key = derived_key(&store, "originals/slow2.jpg", thumb, "webp").await;
+    let target = urls.for_key(&key, now_unix()).unwrap();
+    let addr2 = addr.clone();
+    let pending = tokio::spawn(async move {
+        let mut stream = tokio::net::TcpStream::connect(&addr2).await.unwrap();
+        let req = format!("GET {target} HTTP/1.1\r\nHost: {addr2}\r\nConnection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw).await;
+    });
+    let helper = helper_of(&mut app, &key).await;
+    let stopping = std::time::Instant::now();
+    app.terminate();
+    let status = tokio::time::timeout(Duration::from_secs(10), app.child.wait())
+        .await
+        .expect("serve ends within the grace period")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopping.elapsed()
+    );
+    let _ = pending.await;
+    // The helper was killed with its parent's exit (kill on drop, PDEATHSIG); give the
+    // kernel a moment to reap it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // SAFETY: kill with signal 0 only checks whether the pid exists.
+    while unsafe { libc::kill(helper, 0) } == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "helper {helper} outlived serve"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -136,21 +136,15 @@ impl Pool {
         })
     }
 
-    /// Stops the idle helpers: stdin closed (a helper exits at the end of its input), then
-    /// waited for, so they are gone — and reaped — when this returns. Helpers busy with a
-    /// job are killed when their job's future is dropped.
+    /// Stops the idle helpers and waits for them, so they are gone — and reaped — when
+    /// this returns (an idle helper holds nothing worth a graceful exit). Helpers busy with
+    /// a job are killed when their job's future is dropped.
     pub async fn shutdown(&self) {
         self.inner.slots.close();
         let idle: Vec<Helper> = std::mem::take(&mut *self.inner.idle.lock().expect("pool lock"));
         for mut helper in idle {
-            drop(helper.stdin);
-            if tokio::time::timeout(Duration::from_secs(2), helper.child.wait())
-                .await
-                .is_err()
-            {
-                let _ = helper.child.start_kill();
-                let _ = helper.child.wait().await;
-            }
+            let _ = helper.child.start_kill();
+            let _ = helper.child.wait().await;
         }
     }
 
@@ -193,6 +187,8 @@ impl Pool {
         };
         let used = policy::cpu_used_secs(helper.pid).unwrap_or(0);
         if let Err(e) = policy::set_cpu_budget(helper.pid, used, config.cpu_secs) {
+            drop(helper); // killed on drop; a fresh one takes its place
+            self.replace();
             return Err(RenderError::Unavailable(format!(
                 "cannot set the CPU budget of render helper {}: {e}",
                 helper.pid

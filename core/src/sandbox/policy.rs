@@ -32,8 +32,8 @@
 //! binary could raise privileges anyway). At spawn (before `exec`): `RLIMIT_AS` (memory
 //! budget), `RLIMIT_CORE` = 0 (no multi-GB core files of a crashed decoder) and
 //! `PR_SET_PDEATHSIG` = `SIGKILL` (a helper never outlives its parent). The CPU budget
-//! (`RLIMIT_CPU`) is set by the parent per job with `prlimit`, which the helper itself can
-//! no longer change.
+//! (`RLIMIT_CPU`, its soft limit) is moved by the parent before each job with `prlimit`,
+//! which the helper itself can no longer do.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -217,24 +217,26 @@ pub fn limit_child(memory_bytes: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Gives `pid` `budget_secs` more seconds of CPU from now: soft limit (SIGXCPU) at
-/// `used + budget`, hard limit (SIGKILL) a second later.
+/// Gives `pid` `budget_secs` more seconds of CPU from now: its soft limit (SIGXCPU, whose
+/// default action ends the process) moves to `used + budget`. Only the soft limit moves:
+/// raising a hard limit again for the next job would need `CAP_SYS_RESOURCE`. A helper
+/// that ignored SIGXCPU would still meet the wall-clock deadline.
 pub fn set_cpu_budget(pid: u32, used_secs: u64, budget_secs: u64) -> io::Result<()> {
-    let soft = used_secs.saturating_add(budget_secs);
+    let pid = pid as libc::pid_t;
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit on a child we spawned, reading its limit into a valid struct.
+    if unsafe { libc::prlimit(pid, libc::RLIMIT_CPU, std::ptr::null(), &mut old) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
     let lim = libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: soft.saturating_add(1),
+        rlim_cur: used_secs.saturating_add(budget_secs).min(old.rlim_max),
+        rlim_max: old.rlim_max,
     };
     // SAFETY: prlimit on a child we spawned, with a valid struct and no old-limit output.
-    if unsafe {
-        libc::prlimit(
-            pid as libc::pid_t,
-            libc::RLIMIT_CPU,
-            &lim,
-            std::ptr::null_mut(),
-        )
-    } != 0
-    {
+    if unsafe { libc::prlimit(pid, libc::RLIMIT_CPU, &lim, std::ptr::null_mut()) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

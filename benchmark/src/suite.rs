@@ -1,0 +1,210 @@
+//! Every case, in order: per photo kind (JPEG, then PNG), per concurrency (1, 2) and set,
+//! Rendition with the sandbox off then on (back to back, so both see the same load), then
+//! Rendition with the other malloc setting (sandbox off), sharp and vipsthumbnail.
+//!
+//! Rendition runs with the `MALLOC_ARENA_MAX` it was started with (scripts/bench.sh sets
+//! 2) and, unless `--no-arena-compare`, once more with the other setting (unset ↔ 2),
+//! sandbox off: the sandbox's helpers set MALLOC_ARENA_MAX=2 themselves, whatever the case
+//! process has. sharp and vipsthumbnail always run with glibc's default arenas.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use rendition_core::vips;
+
+use crate::cases::{self, Case, CaseOutput, Kind, Set};
+use crate::external::External;
+use crate::measure;
+use crate::report::{self, Group, Machine, Measured, Report, Row, Tools};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub dir: PathBuf,
+    pub iterations: usize,
+    pub json: Option<PathBuf>,
+    /// Where `npm install sharp` was run; default `${RENDITION_CACHE:-~/.cache/rendition}/sharp`.
+    pub sharp_dir: Option<PathBuf>,
+    pub no_sharp: bool,
+    pub no_vipsthumbnail: bool,
+    pub no_arena_compare: bool,
+}
+
+/// Starts Rendition cases: this binary with `--child`.
+struct Rendition<'a> {
+    opts: &'a Options,
+    exe: PathBuf,
+}
+
+impl Rendition<'_> {
+    fn run(&self, case: Case, arena: Option<&str>) -> anyhow::Result<Row> {
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg(&self.opts.dir)
+            .arg("--iterations")
+            .arg(self.opts.iterations.to_string())
+            .arg("--child")
+            .arg(case.to_arg());
+        match arena {
+            Some(v) => cmd.env("MALLOC_ARENA_MAX", v),
+            None => cmd.env_remove("MALLOC_ARENA_MAX"),
+        };
+        let reaped = measure::run_measured(&mut cmd, "rendition-bench case")?;
+        let out: CaseOutput =
+            serde_json::from_str(reaped.stdout.trim()).context("rendition case output")?;
+        let note = case.sandbox.then(|| {
+            format!(
+                "{} helper{}; RSS = max(parent, helpers); CPU incl. helpers",
+                case.concurrency,
+                if case.concurrency == 1 { "" } else { "s" }
+            )
+        });
+        Ok(report::row(
+            Measured {
+                tool: "rendition",
+                env: &report::arena_label(arena),
+                sandbox: Some(case.sandbox),
+                set: case.set,
+                concurrency: case.concurrency,
+                maxrss_kb: reaped.maxrss_kb,
+                cpu_s: reaped.cpu_s,
+                note,
+            },
+            &out,
+        ))
+    }
+}
+
+/// Runs every case and prints the table; writes the JSON report with `--json`.
+pub fn run(opts: &Options) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let load_before = measure::loadavg();
+    vips::init(1).context("starting libvips")?;
+    let external = External::detect(opts)?;
+    let rendition = Rendition {
+        opts,
+        exe: std::env::current_exe().context("locating this binary")?,
+    };
+    let primary = std::env::var("MALLOC_ARENA_MAX").ok();
+    let alternate: Option<Option<&str>> = if opts.no_arena_compare {
+        None
+    } else if primary.is_some() {
+        Some(None)
+    } else {
+        Some(Some("2"))
+    };
+    let primary_env = report::arena_label(primary.as_deref());
+
+    let mut groups = Vec::new();
+    let mut sharp_libvips = None;
+    for kind in [Kind::Jpeg, Kind::Png] {
+        let files = cases::list(&opts.dir, kind)?;
+        if files.is_empty() {
+            continue;
+        }
+        let sources = cases::read_all(&files)?;
+        let pixels: Vec<u64> = sources
+            .iter()
+            .map(|s| {
+                let h = vips::Image::open(s).map(|i| i.header());
+                h.map(|h| u64::from(h.width) * u64::from(h.height))
+                    .unwrap_or(0)
+            })
+            .collect();
+        let bytes = sources.iter().map(|s| s.len() as u64).sum();
+        drop(sources);
+        let mut rows = Vec::new();
+        let mut push = |r: Row| {
+            report::progress(kind, &r);
+            rows.push(r);
+        };
+        for concurrency in [1, 2] {
+            for set in [Set::One, Set::Eager5, Set::Eager10] {
+                let case = |sandbox| Case {
+                    kind,
+                    set,
+                    concurrency,
+                    sandbox,
+                };
+                push(rendition.run(case(false), primary.as_deref())?);
+                push(rendition.run(case(true), primary.as_deref())?);
+                if let Some(alt) = alternate {
+                    push(rendition.run(case(false), alt)?);
+                }
+                if set != Set::Eager5 {
+                    if let Some((r, out)) =
+                        external.sharp(&files, set, concurrency, opts.iterations)?
+                    {
+                        sharp_libvips = out.libvips.clone();
+                        push(r);
+                    }
+                }
+                if set == Set::One {
+                    if let Some(r) =
+                        external.vipsthumbnail(&files, &pixels, concurrency, opts.iterations)?
+                    {
+                        push(r);
+                    }
+                }
+            }
+        }
+        let split_case = Case {
+            kind,
+            set: Set::Eager5Jpeg,
+            concurrency: 1,
+            sandbox: false,
+        };
+        push(rendition.run(split_case, primary.as_deref())?);
+        groups.push(Group {
+            kind,
+            files: files
+                .iter()
+                .map(|f| f.file_name().unwrap_or_default().to_string_lossy().into())
+                .collect(),
+            bytes,
+            megapixels: pixels.iter().sum::<u64>() as f64 / 1e6,
+            ratios: report::ratios(&rows),
+            sandbox: report::sandbox_ratios(&rows),
+            eager10_split: report::split(&rows, &primary_env),
+            rows,
+        });
+    }
+    if groups.is_empty() {
+        bail!("no .jpg, .jpeg or .png files in {}", opts.dir.display());
+    }
+
+    let sandbox: Vec<_> = groups.iter().flat_map(|g| &g.sandbox).collect();
+    let (major, minor, micro) = vips::version();
+    let report = Report {
+        dir: opts.dir.display().to_string(),
+        iterations: opts.iterations,
+        rendition_env: primary_env,
+        sandbox_target: report::TARGET_SANDBOX,
+        sandbox_passed: sandbox.iter().filter(|r| r.pass).count(),
+        sandbox_compared: sandbox.len(),
+        machine: Machine {
+            nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu_model: measure::cpu_model(),
+            mem_total_mib: measure::proc_field("/proc/meminfo", "MemTotal:").unwrap_or(0) / 1024,
+            loadavg_before: load_before,
+            loadavg_after: measure::loadavg(),
+        },
+        tools: Tools {
+            rendition_libvips: format!("{major}.{minor}.{micro}"),
+            vipsthumbnail: external.vipsthumbnail_version.clone(),
+            node: external.node.clone(),
+            sharp: external.sharp_version.clone(),
+            sharp_libvips,
+            skipped: external.skipped.clone(),
+        },
+        groups,
+        wall_s: started.elapsed().as_secs_f64(),
+    };
+    print!("{}", report::render_table(&report));
+    if let Some(path) = &opts.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("JSON report: {}", path.display());
+    }
+    Ok(report)
+}
