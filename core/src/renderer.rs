@@ -35,8 +35,10 @@ impl Renderer {
         Ok(Renderer::sandboxed(pool, settings))
     }
 
-    /// Renders on this process' blocking threads: no budgets beyond the limits.
+    /// Renders on this process' blocking threads: no budgets beyond the limits. libvips'
+    /// warnings then go through `tracing`.
     pub fn in_process(settings: &Settings) -> Renderer {
+        crate::vips::log_to_tracing();
         Renderer {
             limits: settings.limits.clone(),
             settings: settings.render.clone(),
@@ -82,8 +84,11 @@ impl Renderer {
             }
             Exec::InProcess => {
                 let (limits, settings) = (self.limits.clone(), self.settings.clone());
+                let key = key.to_string();
                 tokio::task::spawn_blocking(move || {
-                    render::render(&source, &variants, &limits, &settings)
+                    crate::vips::with_job(&key, || {
+                        render::render(&source, &variants, &limits, &settings)
+                    })
                 })
                 .await
                 .map_err(|e| RenderError::Unavailable(format!("render task failed: {e}")))?

@@ -334,7 +334,10 @@ fn failure(e: &OnDemandError) -> Reply {
     let status = e.status();
     let kind = kind_of(e);
     let message = match status {
-        503 => "storage is unavailable; try again shortly".to_string(),
+        503 if e.kind() == "storage_unavailable" => {
+            "storage is unavailable; try again shortly".to_string()
+        }
+        503 => "temporarily unavailable; try again shortly".to_string(),
         502 => "storage refused the request".to_string(),
         s if s >= 500 => "internal error".to_string(),
         _ => e.to_string(),

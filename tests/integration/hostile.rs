@@ -2238,3 +2238,100 @@ async fn serve_answers_a_render_over_budget_422_and_sigterm_ends_renders_in_flig
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn libvips_warnings_are_log_events_with_the_job_key_not_raw_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("cmyk.jpg");
+    // A CMYK JPEG without a profile: libvips warns while converting it.
+    std::fs::write(&input, cmyk_jpeg_without_profile()).unwrap();
+    let out = tmp.path().join("out.webp");
+    let args = [
+        "render",
+        input.to_str().unwrap(),
+        "--preset",
+        "thumb",
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    for sandbox in ["true", "false"] {
+        let (usage, said) = run_measured(
+            tmp.path(),
+            &args,
+            &[("RENDITION__RENDER__SANDBOX", sandbox)],
+        )
+        .await;
+        assert!(usage.success, "{said}");
+        let mut warned = false;
+        for line in said.lines().filter(|l| !l.contains(" → ")) {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|_| panic!("sandbox={sandbox}: a raw line on stderr: {line}"));
+            if v.to_string().contains("VIPS-WARNING") || field(&v, "domain") == Some("VIPS") {
+                assert_eq!(field(&v, "level"), Some("WARN"), "{v}");
+                assert_eq!(field(&v, "key"), input.to_str(), "{v}");
+                warned = true;
+            }
+        }
+        assert!(
+            warned,
+            "sandbox={sandbox}: no libvips warning logged: {said}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn helpers_are_recycled_after_their_jobs_and_above_their_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bucket = tmp.path().join("bucket");
+    std::fs::create_dir_all(bucket.join("originals")).unwrap();
+    for i in 0..3 {
+        std::fs::write(bucket.join(format!("originals/g{i}.jpg")), good_jpeg()).unwrap();
+    }
+    let pids = |said: &str| -> Vec<i64> {
+        said.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| field(v, "message") == Some("rendering in sandbox"))
+            .filter_map(|v| v.get("helper").and_then(|p| p.as_i64()))
+            .collect()
+    };
+    let args = ["run", "--local", bucket.to_str().unwrap(), "--once"];
+    let one = ("RENDITION__RENDER__CONCURRENCY", "1");
+    // Recycled after every job: three jobs, three helpers.
+    let (usage, said) = run_measured(
+        tmp.path(),
+        &args,
+        &[one, ("RENDITION__RENDER__RECYCLE_AFTER_JOBS", "1")],
+    )
+    .await;
+    assert!(usage.success, "{said}");
+    let used = pids(&said);
+    assert_eq!(used.len(), 3, "{said}");
+    assert_eq!(
+        used.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        3
+    );
+    // Above the RSS threshold (1 MiB: every helper is) after each job: the same.
+    std::fs::remove_dir_all(bucket.join("derived")).unwrap();
+    let (usage, said) = run_measured(
+        tmp.path(),
+        &args,
+        &[one, ("RENDITION__RENDER__RECYCLE_ABOVE_RSS_MB", "1")],
+    )
+    .await;
+    assert!(usage.success, "{said}");
+    let used = pids(&said);
+    assert_eq!(
+        used.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        3
+    );
+    // By default one helper does all three.
+    std::fs::remove_dir_all(bucket.join("derived")).unwrap();
+    let (usage, said) = run_measured(tmp.path(), &args, &[one]).await;
+    assert!(usage.success, "{said}");
+    let used = pids(&said);
+    assert_eq!(used.len(), 3);
+    assert_eq!(
+        used.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        1
+    );
+}

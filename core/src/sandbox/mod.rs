@@ -187,11 +187,11 @@ impl Pool {
         };
         let used = policy::cpu_used_secs(helper.pid).unwrap_or(0);
         if let Err(e) = policy::set_cpu_budget(helper.pid, used, config.cpu_secs) {
+            let pid = helper.pid;
             drop(helper); // killed on drop; a fresh one takes its place
             self.replace();
             return Err(RenderError::Unavailable(format!(
-                "cannot set the CPU budget of render helper {}: {e}",
-                helper.pid
+                "cannot set the CPU budget of render helper {pid}: {e}"
             )));
         }
         helper.log.lock().expect("helper log").job = Some(key.to_string());

@@ -33,6 +33,11 @@ pub const VIPS_INTERPRETATION_SRGB: c_int = 22;
 pub const VIPS_INTERESTING_ENTROPY: c_int = 2;
 pub const VIPS_INTERESTING_ATTENTION: c_int = 3;
 
+/// GLib's log callback: `(domain, level, message, user_data)`.
+pub type GLogFunc = Option<unsafe extern "C" fn(*const c_char, c_int, *const c_char, *mut c_void)>;
+/// `G_LOG_LEVEL_WARNING` and above (error, critical, warning).
+pub const G_LOG_LEVEL_WARNING_OR_WORSE: c_int = (1 << 2) | (1 << 3) | (1 << 4);
+
 extern "C" {
     pub fn vips_init(argv0: *const c_char) -> c_int;
     pub fn vips_version(flag: c_int) -> c_int;
@@ -43,6 +48,8 @@ extern "C" {
 
     pub fn vips_error_buffer_copy() -> *mut c_char;
     pub fn vips_error_clear();
+
+    pub fn g_log_set_default_handler(log_func: GLogFunc, user_data: *mut c_void) -> GLogFunc;
 
     pub fn g_object_unref(object: *mut c_void);
     pub fn g_free(mem: *mut c_void);

@@ -86,6 +86,54 @@ pub fn init(threads: u32) -> Result<(), VipsError> {
     .clone()
 }
 
+thread_local! {
+    /// The job this thread renders, named in libvips' log lines.
+    static JOB: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with `key` named in the libvips log lines this thread emits (see
+/// [`log_to_tracing`]).
+pub fn with_job<T>(key: &str, f: impl FnOnce() -> T) -> T {
+    JOB.with(|job| *job.borrow_mut() = Some(key.to_string()));
+    let out = f();
+    JOB.with(|job| *job.borrow_mut() = None);
+    out
+}
+
+unsafe extern "C" fn log_line(
+    domain: *const c_char,
+    level: c_int,
+    message: *const c_char,
+    _user: *mut c_void,
+) {
+    let text = |p: *const c_char| {
+        if p.is_null() {
+            String::new()
+        } else {
+            // SAFETY: GLib passes NUL-terminated strings valid for this call.
+            unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        }
+    };
+    let (domain, message) = (text(domain), text(message));
+    let key = JOB.with(|job| job.borrow().clone()).unwrap_or_default();
+    if level & ffi::G_LOG_LEVEL_WARNING_OR_WORSE != 0 {
+        tracing::warn!(domain, key, message, "libvips");
+    } else {
+        tracing::debug!(domain, key, message, "libvips");
+    }
+}
+
+/// Sends GLib's (and so libvips') log lines through `tracing`, with the key of the job
+/// when the line comes from a thread inside [`with_job`], instead of raw lines on stderr.
+/// For in-process rendering; a render helper keeps stderr, which its parent logs.
+pub fn log_to_tracing() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: installs a handler that only reads its arguments during the call.
+    ONCE.call_once(|| unsafe {
+        ffi::g_log_set_default_handler(Some(log_line), ptr::null_mut());
+    });
+}
+
 /// libvips' version as `(major, minor, micro)`.
 pub fn version() -> (i32, i32, i32) {
     // SAFETY: plain getters.
