@@ -12,7 +12,8 @@
 //! process starts its render helpers (this binary again, with
 //! [`rendition_core::sandbox::HELPER_ARG`]) and reaps them before it exits, so `wait4`
 //! reports the larger of its own peak and its helpers' (not their sum), and CPU time
-//! that includes theirs.
+//! that includes theirs. The sandbox on/off pair runs with MALLOC_ARENA_MAX=2 on both
+//! sides (the pool sets it for its helpers).
 //!
 //! Each case reads its files into memory first (vipsthumbnail cannot: it reads them from
 //! the page cache), does one untimed warm-up pass over the folder, then `--iterations`
@@ -64,7 +65,8 @@ struct Args {
     #[arg(long)]
     no_vipsthumbnail: bool,
     /// Run Rendition only with the MALLOC_ARENA_MAX it was started with (by default it
-    /// also runs with the other setting: unset ↔ 2).
+    /// also runs with the other setting: unset ↔ 2); the sandbox on/off pair always runs
+    /// with 2.
     #[arg(long)]
     no_arena_compare: bool,
     /// Internal: run one Rendition case in this process (rendition:KIND:SET:C:SANDBOX).

@@ -19,8 +19,8 @@ pub const GLIBC_DEFAULT: &str = "glibc default";
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub tool: &'static str,
-    /// The malloc setting the tool ran with (with the sandbox on: the case process'; the
-    /// helpers always run with MALLOC_ARENA_MAX=2, set by the pool).
+    /// The malloc setting the tool ran with (with the sandbox on, MALLOC_ARENA_MAX=2: the
+    /// pool sets it for its helpers).
     pub env: String,
     /// Rendition only: rendered in sandboxed helpers (true) or in process (false).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,6 +86,9 @@ pub struct SandboxRatio {
     pub off_cpu_ms_per_image: f64,
     /// Case process and helpers.
     pub on_cpu_ms_per_image: f64,
+    /// on / off, CPU per image: what the sandbox costs in CPU, steadier than img/s on a
+    /// loaded machine (above 1: it costs).
+    pub cpu_on_off: f64,
 }
 
 /// Shares of the eager 10-file set's CPU time (Rendition in process, concurrency 1), from
@@ -330,6 +333,7 @@ pub fn sandbox_ratios(rows: &[Row]) -> Vec<SandboxRatio> {
                     on_helpers_peak_rss_mib: on.helpers_peak_rss_mib,
                     off_cpu_ms_per_image: off.cpu_ms_per_image,
                     on_cpu_ms_per_image: on.cpu_ms_per_image,
+                    cpu_on_off: on.cpu_ms_per_image / off.cpu_ms_per_image,
                 });
             }
         }
@@ -470,19 +474,19 @@ pub fn render_table(report: &Report) -> String {
                 s,
                 "\nRender sandbox on / off (Rendition, run back to back; target: on ≥ {TARGET_SANDBOX} × off img/s). \
                  Peak RSS with the sandbox on is wait4's ru_maxrss: the max of the case process and its helpers \
-                 (not their sum), shown as parent / helpers; its CPU includes the helpers'. \
-                 Helpers always run with MALLOC_ARENA_MAX=2 (set by the pool).\n"
+                 (not their sum), shown as parent / helpers; its CPU includes the helpers' (CPU on/off: steadier than img/s under load). \
+                 Both sides run with MALLOC_ARENA_MAX=2, which the pool sets for its helpers.\n"
             );
             let _ = writeln!(
                 s,
-                "| outputs/image | c | malloc | off img/s | on img/s | on/off | ≥ {TARGET_SANDBOX} | off peak RSS MiB | on peak RSS MiB (parent / helpers) | off CPU ms/img | on CPU ms/img |"
+                "| outputs/image | c | malloc | off img/s | on img/s | on/off | ≥ {TARGET_SANDBOX} | off peak RSS MiB | on peak RSS MiB (parent / helpers) | off CPU ms/img | on CPU ms/img | CPU on/off |"
             );
-            let _ = writeln!(s, "|---|--:|---|--:|--:|--:|---|--:|--:|--:|--:|");
+            let _ = writeln!(s, "|---|--:|---|--:|--:|--:|---|--:|--:|--:|--:|--:|");
             for r in &g.sandbox {
                 let part = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {:.2} | {:.2} | {:.3} | {} | {:.0} | {:.0} ({} / {}) | {:.0} | {:.0} |",
+                    "| {} | {} | {} | {:.2} | {:.2} | {:.3} | {} | {:.0} | {:.0} ({} / {}) | {:.0} | {:.0} | {:.3} |",
                     r.set_label,
                     r.concurrency,
                     r.rendition_env,
@@ -495,7 +499,8 @@ pub fn render_table(report: &Report) -> String {
                     part(r.on_parent_peak_rss_mib),
                     part(r.on_helpers_peak_rss_mib),
                     r.off_cpu_ms_per_image,
-                    r.on_cpu_ms_per_image
+                    r.on_cpu_ms_per_image,
+                    r.cpu_on_off
                 );
             }
         }

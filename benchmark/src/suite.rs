@@ -1,11 +1,13 @@
 //! Every case, in order: per photo kind (JPEG, then PNG), per concurrency (1, 2) and set,
-//! Rendition with the sandbox off then on (back to back, so both see the same load), then
-//! Rendition with the other malloc setting (sandbox off), sharp and vipsthumbnail.
+//! Rendition with the sandbox off, then on (right after the off case it is compared with,
+//! so both see about the same load), then sharp and vipsthumbnail.
 //!
 //! Rendition runs with the `MALLOC_ARENA_MAX` it was started with (scripts/bench.sh sets
-//! 2) and, unless `--no-arena-compare`, once more with the other setting (unset ↔ 2),
-//! sandbox off: the sandbox's helpers set MALLOC_ARENA_MAX=2 themselves, whatever the case
-//! process has. sharp and vipsthumbnail always run with glibc's default arenas.
+//! 2) and, unless `--no-arena-compare`, once more with the other setting (unset ↔ 2). The
+//! sandbox pair always runs with MALLOC_ARENA_MAX=2 on both sides, as the pool sets it for
+//! its helpers whatever the case process has: like for like, the on case follows the off
+//! case with 2 (run once more when neither setting above is 2). sharp and vipsthumbnail
+//! always run with glibc's default arenas.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,6 +20,9 @@ use crate::cases::{self, Case, CaseOutput, Kind, Set};
 use crate::external::External;
 use crate::measure;
 use crate::report::{self, Group, Machine, Measured, Report, Row, Tools};
+
+/// MALLOC_ARENA_MAX of the sandbox pair: what the pool gives its helpers.
+const SANDBOX_ARENA: &str = "2";
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -94,6 +99,13 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         Some(Some("2"))
     };
     let primary_env = report::arena_label(primary.as_deref());
+    // The sandbox-off settings, the one the sandbox pair uses last.
+    let mut off_arenas: Vec<Option<&str>> = vec![primary.as_deref()];
+    off_arenas.extend(alternate);
+    if !off_arenas.contains(&Some(SANDBOX_ARENA)) {
+        off_arenas.push(Some(SANDBOX_ARENA));
+    }
+    off_arenas.sort_by_key(|a| *a == Some(SANDBOX_ARENA));
 
     let mut groups = Vec::new();
     let mut sharp_libvips = None;
@@ -126,11 +138,10 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
                     concurrency,
                     sandbox,
                 };
-                push(rendition.run(case(false), primary.as_deref())?);
-                push(rendition.run(case(true), primary.as_deref())?);
-                if let Some(alt) = alternate {
-                    push(rendition.run(case(false), alt)?);
+                for arena in &off_arenas {
+                    push(rendition.run(case(false), *arena)?);
                 }
+                push(rendition.run(case(true), Some(SANDBOX_ARENA))?);
                 if set != Set::Eager5 {
                     if let Some((r, out)) =
                         external.sharp(&files, set, concurrency, opts.iterations)?

@@ -192,6 +192,43 @@ pub fn webp_frames(bytes: &[u8]) -> Option<u32> {
     Some(frames.max(1))
 }
 
+/// The canvas size a RIFF WebP declares in its first chunk (`VP8X` canvas, or the frame
+/// header of a simple lossy `VP8 ` or lossless `VP8L` image). libvips 8.14's WebP loader
+/// allocates the whole canvas while reading the header, so the pixel limit has to be
+/// checked before libvips sees the file. `None` when the first chunk says nothing usable.
+pub fn webp_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WEBP" {
+        return None;
+    }
+    let chunk = bytes.get(12..16)?;
+    let data = bytes.get(20..)?;
+    let u24 = |at: usize| -> Option<u32> {
+        let b = data.get(at..at + 3)?;
+        Some(u32::from(b[0]) | u32::from(b[1]) << 8 | u32::from(b[2]) << 16)
+    };
+    match chunk {
+        b"VP8X" => Some((u24(4)? + 1, u24(7)? + 1)),
+        b"VP8 " => {
+            // 3-byte frame tag, start code 9d 01 2a, then 14-bit width and height.
+            if data.get(3..6)? != [0x9d, 0x01, 0x2a] {
+                return None;
+            }
+            let w = u16::from_le_bytes([*data.get(6)?, *data.get(7)?]) & 0x3fff;
+            let h = u16::from_le_bytes([*data.get(8)?, *data.get(9)?]) & 0x3fff;
+            Some((u32::from(w), u32::from(h)))
+        }
+        b"VP8L" => {
+            // Signature 0x2f, then width - 1 and height - 1 in 14 bits each.
+            if *data.first()? != 0x2f {
+                return None;
+            }
+            let bits = le_u32(data, 1)?;
+            Some(((bits & 0x3fff) + 1, ((bits >> 14) & 0x3fff) + 1))
+        }
+        _ => None,
+    }
+}
+
 fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
     let b = bytes.get(at..at.checked_add(4)?)?;
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -342,6 +379,34 @@ fn ifd_link(bytes: &[u8], order: ByteOrder, offset: u32) -> Link {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // ---- WebP canvas ----
+
+    #[test]
+    fn webp_dimensions_from_every_first_chunk() {
+        // A real lossless (VP8L) file.
+        let mut lossless = Vec::new();
+        image::ImageEncoder::write_image(
+            image::codecs::webp::WebPEncoder::new_lossless(&mut lossless),
+            &[0u8; 7 * 5 * 3],
+            7,
+            5,
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
+        assert_eq!(webp_dimensions(&lossless), Some((7, 5)));
+        // A VP8X header declaring a 16383×16383 canvas.
+        let mut vp8x = b"RIFF\0\0\0\0WEBPVP8X\x0a\0\0\0\0\0\0\0".to_vec();
+        vp8x.extend_from_slice(&[0xfe, 0x3f, 0x00, 0xfe, 0x3f, 0x00]);
+        assert_eq!(webp_dimensions(&vp8x), Some((16383, 16383)));
+        // A lossy frame header: tag, start code, 14-bit sizes.
+        let mut vp8 = b"RIFF\0\0\0\0WEBPVP8 \x10\0\0\0".to_vec();
+        vp8.extend_from_slice(&[0, 0, 0, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00]);
+        assert_eq!(webp_dimensions(&vp8), Some((320, 240)));
+        for bad in [&b"RIFF\0\0\0\0WEBP"[..], b"not a webp", &vp8[..24]] {
+            assert_eq!(webp_dimensions(bad), None, "{bad:?}");
+        }
+    }
 
     // ---- JPEG ----
 

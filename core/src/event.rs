@@ -207,10 +207,14 @@ pub enum EventError {
 }
 
 impl EventError {
-    /// Always false: a body that does not parse now never will. Present so callers can
-    /// treat this like [`JobError`](crate::job::JobError).
+    /// Always false: a body that does not parse now never will.
     pub fn is_retryable(&self) -> bool {
         false
+    }
+
+    /// 400: the request (the message) is bad.
+    pub fn status(&self) -> u16 {
+        400
     }
 
     /// A short stable name for metrics, headers and failure records.

@@ -41,28 +41,35 @@ impl JobError {
     /// Worth another attempt later (storage hiccups), as opposed to a property of the input.
     pub fn is_retryable(&self) -> bool {
         match self {
+            JobError::Name(e) => e.is_retryable(),
             JobError::Store(e) => e.is_retryable(),
             JobError::Render(e) => e.is_retryable(),
             JobError::Crashed(_) => true,
-            JobError::MissingSource { .. } | JobError::Name(_) | JobError::UnknownPreset(_) => {
-                false
-            }
+            JobError::MissingSource { .. } | JobError::UnknownPreset(_) => false,
         }
     }
 
-    /// A short stable name for metrics, headers and failure records.
+    /// A short stable name for metrics, headers and failure records
+    /// ([`crate::kinds::KINDS`]).
     pub fn kind(&self) -> &'static str {
         match self {
-            JobError::MissingSource { .. } => "missing_source",
-            JobError::Name(_) => "invalid_key",
-            JobError::Store(StoreError::TooLarge { .. }) => "input_too_large",
-            JobError::Store(StoreError::InvalidKey { .. }) => "invalid_key",
-            JobError::Store(StoreError::NotFound { .. }) => "missing_source",
-            JobError::Store(StoreError::Unavailable(_)) => "storage_unavailable",
-            JobError::Store(StoreError::Other(_)) => "storage_error",
+            JobError::MissingSource { .. } => crate::kinds::MISSING_SOURCE,
+            JobError::Name(e) => e.kind(),
+            JobError::Store(e) => e.kind(),
             JobError::Render(e) => e.kind(),
             JobError::Crashed(_) => "crashed",
             JobError::UnknownPreset(_) => "unknown_preset",
+        }
+    }
+
+    /// HTTP status, for callers that answer with one (the contact sheet).
+    pub fn status(&self) -> u16 {
+        match self {
+            JobError::MissingSource { .. } | JobError::UnknownPreset(_) => 404,
+            JobError::Name(e) => e.status(),
+            JobError::Store(e) => e.status(),
+            JobError::Render(e) => e.status(),
+            JobError::Crashed(_) => 500,
         }
     }
 }

@@ -11,33 +11,44 @@
 //! - [`vips`]: a small safe layer over the libvips 8.14 C API (own FFI; see there why).
 //! - [`render`]: the pipeline as ordered named steps; one decode, many variants.
 //! - [`ondemand`]: a request for a derivative that may not exist yet: verify, find, render, store.
+//! - [`respond`]: status, headers and body of every on-demand answer, for every front door.
 //! - [`manifest`]: the per-source JSON written after its derivatives.
 //! - [`store`]: the async `BlobStore` port and the filesystem adapter.
 //! - [`event`]: storage notifications (S3, SNS, EventBridge, MinIO) parsed into jobs.
-//! - [`message`]: one queue message → events → eager jobs / removals, retry or dead-letter.
+//! - [`message`]: one queue message → events → eager jobs / removals, or a `MessageError`.
 //! - [`job`]: the idempotent eager job and its retryable/permanent error classification.
+//! - [`kinds`]: every stable error kind in one list, and the `kind()` / `is_retryable()` /
+//!   `status()` trait each error source defines once.
+//! - [`disposition`]: a job's result → done, retry after a delay, or dead-letter, decided
+//!   once; every queue edge, the Lambda triggers and the folder mode only translate it.
 //! - [`schema`]: JSON Schemas of the config, manifest, failure record and event job.
 //! - [`url`]: derivative URLs (path = `/` + derived key), signed specs, host sharding.
 //! - [`sandbox`]: render helper processes with memory, CPU and time budgets and a seccomp
 //!   filter; [`renderer`]: one way to render, in a helper or in process.
 //! - [`text`]: safe truncation for messages that go on queues, headers and logs.
+//! - `telemetry` (feature `telemetry`): the tracing set-up both binaries share.
 
 pub mod config;
 pub mod container;
+pub mod disposition;
 pub mod event;
 pub mod geometry;
 pub mod job;
+pub mod kinds;
 pub mod manifest;
 pub mod message;
 pub mod naming;
 pub mod ondemand;
 pub mod render;
 pub mod renderer;
+pub mod respond;
 pub mod sandbox;
 pub mod schema;
 pub mod sniff;
 pub mod spec;
 pub mod store;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 pub mod text;
 pub mod url;
 pub mod vips;

@@ -1,6 +1,7 @@
 //! One queue message → parsed storage events → eager jobs and removals, with the
-//! retryable-or-permanent verdict every consumer (RabbitMQ, SQS, the Lambda triggers) acts
-//! on. A message is all-or-nothing: if any of its records fails, the whole message is
+//! error every consumer (RabbitMQ, SQS, the Lambda triggers) turns into one
+//! [`Disposition`](crate::disposition::Disposition) with
+//! [`decide`](crate::disposition::decide). A message is all-or-nothing: if any of its records fails, the whole message is
 //! retried or dead-lettered; jobs are idempotent, so redoing the records that did
 //! succeed is safe.
 
@@ -29,22 +30,31 @@ impl MessageError {
     /// Retry later (storage hiccups), or dead-letter now (the message itself is bad).
     pub fn is_retryable(&self) -> bool {
         match self {
-            MessageError::Event(_) | MessageError::WrongBucket { .. } => false,
+            MessageError::Event(e) => e.is_retryable(),
+            MessageError::WrongBucket { .. } => false,
             MessageError::Job { source, .. } => source.is_retryable(),
             MessageError::Remove { source, .. } => source.is_retryable(),
         }
     }
 
-    /// Stable error kind for headers, metrics and logs.
+    /// Stable error kind for headers, metrics and logs ([`crate::kinds::KINDS`]).
     pub fn kind(&self) -> &'static str {
         match self {
             MessageError::Event(e) => e.kind(),
             MessageError::WrongBucket { .. } => "wrong_bucket",
             MessageError::Job { source, .. } => source.kind(),
-            MessageError::Remove { source, .. } => match source {
-                StoreError::Unavailable(_) => "storage_unavailable",
-                _ => "storage_error",
-            },
+            MessageError::Remove { source, .. } => source.kind(),
+        }
+    }
+
+    /// HTTP status, for completeness: 400 for a bad or misdirected message, else its
+    /// source's.
+    pub fn status(&self) -> u16 {
+        match self {
+            MessageError::Event(e) => e.status(),
+            MessageError::WrongBucket { .. } => 400,
+            MessageError::Job { source, .. } => source.status(),
+            MessageError::Remove { source, .. } => source.status(),
         }
     }
 }

@@ -60,6 +60,23 @@ pub enum NameError {
     TooLong { len: usize },
 }
 
+impl NameError {
+    /// `invalid_key`: no derivative or manifest can be named for (or read from) this key.
+    pub fn kind(&self) -> &'static str {
+        "invalid_key"
+    }
+
+    /// Never: the same key gives the same answer.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+
+    /// 400: the key is bad.
+    pub fn status(&self) -> u16 {
+        400
+    }
+}
+
 /// Identity of one version of a source object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceId {

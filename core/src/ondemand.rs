@@ -55,8 +55,8 @@ pub enum OnDemandError {
 }
 
 impl OnDemandError {
-    /// HTTP status: 4xx for anything about the request or its source, 503 when storage is
-    /// down (worth retrying), 500 only for our own failures.
+    /// HTTP status: 4xx for anything about the request or its source, 503 when storage or
+    /// the renderer is down or busy (worth retrying), 500 only for our own failures.
     pub fn status(&self) -> u16 {
         match self {
             OnDemandError::Url(e) => e.status(),
@@ -64,40 +64,22 @@ impl OnDemandError {
             | OnDemandError::Stale { .. }
             | OnDemandError::WrongExtension { .. } => 404,
             OnDemandError::Render(e) => e.status(),
+            OnDemandError::Store(e) => e.status(),
             OnDemandError::Busy { .. } => 503,
-            OnDemandError::Store(StoreError::TooLarge { .. }) => 422,
-            OnDemandError::Store(StoreError::NotFound { .. }) => 404,
-            OnDemandError::Store(StoreError::InvalidKey { .. }) => 400,
-            OnDemandError::Store(StoreError::Unavailable(_)) => 503,
-            OnDemandError::Store(StoreError::Other(_)) => 502,
             OnDemandError::Crashed(_) => 500,
         }
     }
 
-    /// A short stable name (the `error` field of HTTP error bodies, metrics).
+    /// A short stable name (the `error` field of HTTP error bodies, metrics;
+    /// [`crate::kinds::KINDS`]).
     pub fn kind(&self) -> &'static str {
         match self {
-            OnDemandError::Url(u) => match u {
-                UrlError::BadPath(_) => "bad_path",
-                UrlError::BadKey(_) => "bad_key",
-                UrlError::BadQuery(_) | UrlError::ParameterSmuggling(_) => "bad_query",
-                UrlError::UnknownPreset(_) => "unknown_preset",
-                UrlError::SpecsDisabled => "specs_disabled",
-                UrlError::MissingSignature => "missing_signature",
-                UrlError::BadSignature => "bad_signature",
-                UrlError::Expired { .. } => "expired",
-            },
+            OnDemandError::Url(e) => e.kind(),
             OnDemandError::SourceMissing { .. } => "source_missing",
             OnDemandError::Stale { .. } => "stale_url",
             OnDemandError::WrongExtension { .. } => "wrong_extension",
-            OnDemandError::Render(r) => r.kind(),
-            OnDemandError::Store(s) => match s {
-                StoreError::TooLarge { .. } => "input_too_large",
-                StoreError::NotFound { .. } => "not_found",
-                StoreError::InvalidKey { .. } => "invalid_key",
-                StoreError::Unavailable(_) => "storage_unavailable",
-                StoreError::Other(_) => "storage_error",
-            },
+            OnDemandError::Render(e) => e.kind(),
+            OnDemandError::Store(e) => e.kind(),
             OnDemandError::Crashed(_) => "crashed",
             OnDemandError::Busy { .. } => "busy",
         }
@@ -106,10 +88,13 @@ impl OnDemandError {
     /// Whether retrying the same request later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
+            OnDemandError::Url(e) => e.is_retryable(),
             OnDemandError::Store(e) => e.is_retryable(),
             OnDemandError::Render(e) => e.is_retryable(),
             OnDemandError::Crashed(_) | OnDemandError::Busy { .. } => true,
-            _ => false,
+            OnDemandError::SourceMissing { .. }
+            | OnDemandError::Stale { .. }
+            | OnDemandError::WrongExtension { .. } => false,
         }
     }
 }

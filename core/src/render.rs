@@ -304,6 +304,19 @@ pub fn inspect(source: &[u8], limits: &Limits) -> Result<(SourceInfo, Header), R
             });
         }
     }
+    // libvips' WebP loader allocates the whole canvas while reading the header: refuse a
+    // canvas over the pixel limit from the container first.
+    if let Some((width, height)) = crate::container::webp_dimensions(source) {
+        let pixels = u64::from(width) * u64::from(height);
+        if pixels > limits.max_input_pixels {
+            return Err(RenderError::TooManyPixels {
+                width,
+                height,
+                pixels,
+                limit: limits.max_input_pixels,
+            });
+        }
+    }
     let mut header = Image::open(source).map_err(RenderError::Header)?.header();
     // Frames as the container counts them, when that is more than the loader said: a
     // frame count that saturates must not let frames be dropped silently.

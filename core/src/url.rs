@@ -73,14 +73,32 @@ pub enum UrlError {
 }
 
 impl UrlError {
+    /// A short stable name ([`crate::kinds::KINDS`]). A path that is not a derivative key
+    /// is `bad_key`, whatever [`NameError`] says is wrong with it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UrlError::BadPath(_) => "bad_path",
+            UrlError::BadKey(_) => "bad_key",
+            UrlError::BadQuery(_) | UrlError::ParameterSmuggling(_) => "bad_query",
+            UrlError::UnknownPreset(_) => "unknown_preset",
+            UrlError::SpecsDisabled => "specs_disabled",
+            UrlError::MissingSignature => "missing_signature",
+            UrlError::BadSignature => "bad_signature",
+            UrlError::Expired { .. } => "expired",
+        }
+    }
+
+    /// Never: the same URL is refused the same way again.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+
     /// 400 for a malformed path, spec or query; 403 for a missing, bad or expired
     /// signature or disabled specs; 404 for an unknown preset.
     pub fn status(&self) -> u16 {
         match self {
-            UrlError::BadPath(_)
-            | UrlError::BadKey(_)
-            | UrlError::BadQuery(_)
-            | UrlError::ParameterSmuggling(_) => 400,
+            UrlError::BadKey(e) => e.status(),
+            UrlError::BadPath(_) | UrlError::BadQuery(_) | UrlError::ParameterSmuggling(_) => 400,
             UrlError::SpecsDisabled
             | UrlError::MissingSignature
             | UrlError::BadSignature

@@ -7,12 +7,12 @@
 //! | `Records[].eventSource == "aws:sqs"` | SQS event source mapping | `{"batchItemFailures": [...]}` naming the failed records |
 //! | anything else | — | a permanent Lambda error (`Rendition.Permanent.unknown_event`) |
 //!
-//! Lambda error types are `Rendition.Retryable.<kind>` (worth retrying: storage outages)
-//! and `Rendition.Permanent.<kind>` (the event or its source is bad), with the kinds of
-//! [`MessageError::kind`].
+//! Lambda error types are `Rendition.Retryable.<kind>` (the event's disposition was a
+//! retry: storage outages) and `Rendition.Permanent.<kind>` (a dead letter: the event or
+//! its source is bad), with the kinds of [`rendition_core::kinds::KINDS`].
 
 use lambda_runtime::Diagnostic;
-use rendition_core::message::MessageError;
+use rendition_core::disposition::Failure;
 use serde_json::Value;
 
 use crate::app::App;
@@ -21,9 +21,10 @@ use crate::{http, triggers};
 /// Why an invocation failed as a whole (HTTP requests never do: they get a response).
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    /// A storage event that could not be handled.
-    #[error(transparent)]
-    Message(#[from] MessageError),
+    /// A storage event that could not be handled; `retry`: its disposition was a retry
+    /// (another invocation may succeed), else a dead letter.
+    #[error("{}", .failure.reason)]
+    Failed { failure: Failure, retry: bool },
     /// A payload of no trigger this function knows.
     #[error("unrecognised event: {0}")]
     UnknownEvent(String),
@@ -39,7 +40,7 @@ impl HandlerError {
     /// Whether invoking again with the same event may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            HandlerError::Message(e) => e.is_retryable(),
+            HandlerError::Failed { retry, .. } => *retry,
             HandlerError::UnknownEvent(_) | HandlerError::Malformed { .. } => false,
         }
     }
@@ -47,7 +48,7 @@ impl HandlerError {
     /// Stable kind for the error type, logs and alarms.
     pub fn kind(&self) -> &'static str {
         match self {
-            HandlerError::Message(e) => e.kind(),
+            HandlerError::Failed { failure, .. } => failure.kind,
             HandlerError::UnknownEvent(_) => "unknown_event",
             HandlerError::Malformed { .. } => "malformed_event",
         }
@@ -157,6 +158,9 @@ pub async fn handle(ctx: &App, event: Value) -> Result<Value, HandlerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rendition_core::job::JobError;
+    use rendition_core::message::MessageError;
+    use rendition_core::store::StoreError;
     use serde_json::json;
 
     #[test]
@@ -195,14 +199,34 @@ mod tests {
         let unknown = HandlerError::UnknownEvent("x".into());
         let d: Diagnostic = unknown.into();
         assert_eq!(d.error_type, "Rendition.Permanent.unknown_event");
-        let outage = HandlerError::Message(MessageError::Job {
+        let malformed = HandlerError::Malformed {
+            trigger: "SQS",
+            reason: "x".into(),
+        };
+        for kind in [malformed.kind(), "unknown_event"] {
+            assert!(rendition_core::kinds::is_known(kind), "{kind}");
+        }
+        let outage = triggers::outcome(Err(MessageError::Job {
             key: "originals/a.jpg".into(),
-            source: rendition_core::job::JobError::Store(
-                rendition_core::store::StoreError::Unavailable("down".into()),
-            ),
-        });
+            source: JobError::Store(StoreError::Unavailable("down".into())),
+        }))
+        .unwrap_err();
         assert!(outage.is_retryable());
         let d: Diagnostic = outage.into();
         assert_eq!(d.error_type, "Rendition.Retryable.storage_unavailable");
+        assert!(
+            d.error_message.contains("originals/a.jpg"),
+            "{}",
+            d.error_message
+        );
+        let missing = triggers::outcome(Err(MessageError::Job {
+            key: "originals/gone.jpg".into(),
+            source: JobError::MissingSource {
+                key: "originals/gone.jpg".into(),
+            },
+        }))
+        .unwrap_err();
+        let d: Diagnostic = missing.into();
+        assert_eq!(d.error_type, "Rendition.Permanent.missing_source");
     }
 }

@@ -3,30 +3,30 @@
 //!
 //! - `GET`/`HEAD` only (else 405). The URL is the derivative URL: path = `/` + derivative
 //!   key, signature in the query (see `rendition_core::url`).
-//! - 200: the bytes, base64 (`isBase64Encoded: true`), with `Content-Type`,
-//!   `Cache-Control: public, max-age=31536000, immutable` and `ETag`; `If-None-Match`
-//!   with that ETag (or `*`) → 304.
-//! - A response that would not fit Lambda's 6 MB response limit (base64 plus headers,
+//! - Status, headers and body: `rendition_core::respond`, the same answers as
+//!   `rendition serve` (200 with `ETag`, `Content-Type` and `Cache-Control: public,
+//!   max-age=31536000, immutable`; `If-None-Match` → 304 by weak comparison; errors as
+//!   `{"error": kind, "message": …}` with the status of `OnDemandError::status()`, 5xx
+//!   messages generic, 503 with `Retry-After`, never a Lambda error, which a Function URL
+//!   would turn into a bare 502). This file only converts shapes, and sizes:
+//! - a response that would not fit Lambda's 6 MB response limit (base64 plus headers,
 //!   counted conservatively against [`MAX_RESPONSE_BYTES`]) → 302 to the derivative's URL
 //!   from `UrlGenerator::for_key`: the CDN (`urls.hosts`) serves it from the bucket, where
 //!   it is stored by then. Without `urls.hosts` the `Location` is relative, which works
 //!   behind a CDN whose first origin is the bucket (the CDN's host resolves it).
-//! - Errors: the status of `OnDemandError::status()` with `{"error": kind, "message": …}`.
-//!   Bad input is 4xx, never 500; storage outages are 503 responses with `Retry-After`
-//!   (not Lambda errors, which a Function URL would turn into a bare 502).
 //! - API Gateway with a named stage puts the stage in `rawPath` (`/prod/derived/…`); it is
 //!   removed. (Custom-domain base-path mappings are not: map the API at the root.)
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
-use aws_lambda_events::http::{header, HeaderMap, HeaderValue};
+use aws_lambda_events::http::HeaderMap;
 use aws_lambda_events::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
 };
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use rendition_core::ondemand::{Derivative, OnDemandError};
-use rendition_core::store::IMMUTABLE;
+use rendition_core::ondemand::OnDemandError;
+use rendition_core::respond::{self, Body as Content, Outcome, Response};
 use serde_json::{json, Value};
 use tracing::{error, info, warn};
 
@@ -35,9 +35,6 @@ use crate::app::App;
 /// Largest serialized response sent inline. Lambda refuses responses over 6 MB (6,291,456
 /// bytes, the JSON envelope included); this leaves room for the envelope and headers.
 pub const MAX_RESPONSE_BYTES: usize = 5_500_000;
-
-/// Seconds a client should wait after a 503.
-const RETRY_AFTER_SECS: &str = "2";
 
 /// Which front door sent the request (the response shapes differ slightly).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,66 +112,45 @@ fn strip_stage(path: String, stage: Option<&str>) -> String {
     }
 }
 
-/// A response before it is shaped for its front door.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: ReplyBody,
-}
-
-#[derive(Debug)]
-pub enum ReplyBody {
-    None,
-    Json(String),
-    Binary(bytes::Bytes),
-}
-
-impl Reply {
-    fn to_value(&self, source: Source) -> Value {
-        // Every response leaves through here: browsers must not guess another type than
-        // `Content-Type` (an error body sniffed as HTML would run on this origin).
-        let mut headers = self.headers.clone();
-        headers.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        let (body, b64) = match &self.body {
-            ReplyBody::None => (None, false),
-            ReplyBody::Json(text) => (Some(Body::Text(text.clone())), false),
-            ReplyBody::Binary(bytes) => (Some(Body::Binary(bytes.to_vec())), true),
-        };
-        let out = match source {
-            Source::FunctionUrl => {
-                let mut r = LambdaFunctionUrlResponse::default();
-                r.status_code = i64::from(self.status);
-                r.headers = headers;
-                r.is_base64_encoded = b64;
-                r.body = match &self.body {
-                    ReplyBody::None => None,
-                    ReplyBody::Json(text) => Some(text.clone()),
-                    ReplyBody::Binary(bytes) => Some(STANDARD.encode(bytes)),
-                };
-                serde_json::to_value(r)
-            }
-            Source::ApiGateway => {
-                let mut r = ApiGatewayV2httpResponse::default();
-                r.status_code = i64::from(self.status);
-                r.headers = headers;
-                r.is_base64_encoded = b64;
-                r.body = body;
-                serde_json::to_value(r)
-            }
-        };
-        out.unwrap_or_else(|e| {
-            error!(error = %e, "response did not serialize");
-            json!({
-                "statusCode": 500,
-                "headers": {"x-content-type-options": "nosniff"},
-                "body": "{\"error\":\"crashed\"}"
-            })
+/// The responder's answer in the shape of its front door.
+fn to_value(answer: &Response, source: Source) -> Value {
+    let status = i64::from(answer.status.as_u16());
+    let headers = answer.headers.clone();
+    let b64 = matches!(answer.body, Content::Bytes(_));
+    let out = match source {
+        Source::FunctionUrl => {
+            let mut r = LambdaFunctionUrlResponse::default();
+            r.status_code = status;
+            r.headers = headers;
+            r.is_base64_encoded = b64;
+            r.body = match &answer.body {
+                Content::Empty => None,
+                Content::Json(text) => Some(text.clone()),
+                Content::Bytes(bytes) => Some(STANDARD.encode(bytes)),
+            };
+            serde_json::to_value(r)
+        }
+        Source::ApiGateway => {
+            let mut r = ApiGatewayV2httpResponse::default();
+            r.status_code = status;
+            r.headers = headers;
+            r.is_base64_encoded = b64;
+            r.body = match &answer.body {
+                Content::Empty => None,
+                Content::Json(text) => Some(Body::Text(text.clone())),
+                Content::Bytes(bytes) => Some(Body::Binary(bytes.to_vec())),
+            };
+            serde_json::to_value(r)
+        }
+    };
+    out.unwrap_or_else(|e| {
+        error!(error = %e, "response did not serialize");
+        json!({
+            "statusCode": 500,
+            "headers": {"x-content-type-options": "nosniff"},
+            "body": "{\"error\":\"crashed\"}"
         })
-    }
+    })
 }
 
 /// Handles one HTTP request; always a response, never a Lambda error.
@@ -183,83 +159,50 @@ pub async fn handle(app: &App, event: Value, now_unix: u64) -> Value {
         Ok(request) => request,
         Err((source, reason)) => {
             warn!(reason = %reason, "malformed HTTP event");
-            let reply = error_reply(
-                400,
-                "bad_request",
-                format!("malformed HTTP event: {reason}"),
-            );
-            return reply.to_value(source);
+            let response = respond::bad_request(&format!("malformed HTTP event: {reason}"));
+            return to_value(&response, source);
         }
     };
-    let reply = respond(app, &request, now_unix).await;
+    let response = answer(app, &request, now_unix).await;
     info!(
         method = %request.method,
         path = %request.path,
-        status = reply.status,
+        status = response.status.as_u16(),
         "request"
     );
-    reply.to_value(request.source)
+    to_value(&response, request.source)
 }
 
 /// The response to a parsed request.
-pub async fn respond(app: &App, req: &Request, now_unix: u64) -> Reply {
-    let head = req.method == "HEAD";
-    if !head && req.method != "GET" {
-        let mut reply = error_reply(
-            405,
-            "method_not_allowed",
-            format!("{:?} is not allowed: use GET or HEAD", req.method),
-        );
-        reply
-            .headers
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return reply;
+pub async fn answer(app: &App, req: &Request, now_unix: u64) -> Response {
+    let parts =
+        respond::Request::from_headers(&req.method, &req.path, req.query.as_deref(), &req.headers);
+    if let Some(refused) = respond::method_refused(&parts) {
+        return refused;
     }
-    match app
-        .ondemand
-        .get(&req.path, req.query.as_deref(), now_unix)
-        .await
-    {
-        Ok(d) => success(app, req, &d, head, now_unix),
-        Err(e) => failure(&e),
+    let d = match app.ondemand.get(parts.path, parts.query, now_unix).await {
+        Ok(d) => d,
+        Err(e) => return respond::respond(&parts, Outcome::Failed(&e)),
+    };
+    let found = respond::respond(&parts, Outcome::Found(&d));
+    if response_size(found.body.len(), &found.headers) <= MAX_RESPONSE_BYTES {
+        return found;
     }
-}
-
-fn success(app: &App, req: &Request, d: &Derivative, head: bool, now_unix: u64) -> Reply {
-    let mut headers = HeaderMap::new();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
-    if let Some(etag) = HeaderValue::from_str(&d.etag)
-        .ok()
-        .filter(|_| !d.etag.is_empty())
-    {
-        headers.insert(header::ETAG, etag);
-    }
-    if etag_matches(&req.headers, &d.etag) {
-        return Reply {
-            status: 304,
-            headers,
-            body: ReplyBody::None,
-        };
-    }
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(&d.content_type)
-            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
-    );
-    if head {
-        return Reply {
-            status: 200,
-            headers,
-            body: ReplyBody::None,
-        };
-    }
-    if response_size(d.body.len(), &headers) > MAX_RESPONSE_BYTES {
-        return redirect(app, d, now_unix);
-    }
-    Reply {
-        status: 200,
-        headers,
-        body: ReplyBody::Binary(d.body.clone()),
+    // Too large to send from here: it is stored by now, so its URL serves it.
+    match app.urls.for_key(&d.key, now_unix) {
+        Ok(location) => {
+            info!(key = %d.key, bytes = d.body.len(), "over the response limit: redirecting");
+            respond::respond(
+                &parts,
+                Outcome::Redirect {
+                    location: &location,
+                },
+            )
+        }
+        Err(e) => {
+            let e = OnDemandError::Crashed(format!("no URL for oversized {:?}: {e}", d.key));
+            respond::respond(&parts, Outcome::Failed(&e))
+        }
     }
 }
 
@@ -271,95 +214,6 @@ pub fn response_size(body_len: usize, headers: &HeaderMap) -> usize {
         .map(|(k, v)| k.as_str().len() + v.len() + 8)
         .sum();
     base64 + headers + 256
-}
-
-/// 302 to the stored derivative's URL.
-fn redirect(app: &App, d: &Derivative, now_unix: u64) -> Reply {
-    match app.urls.for_key(&d.key, now_unix) {
-        Ok(location) => match HeaderValue::from_str(&location) {
-            Ok(value) => {
-                info!(key = %d.key, bytes = d.body.len(), "over the response limit: redirecting");
-                let mut headers = HeaderMap::new();
-                headers.insert(header::LOCATION, value);
-                // Never cache the redirect: the URL itself will be served from storage.
-                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                Reply {
-                    status: 302,
-                    headers,
-                    body: ReplyBody::None,
-                }
-            }
-            Err(e) => {
-                error!(key = %d.key, error = %e, "derivative URL is not a header value");
-                error_reply(500, "crashed", "internal error".into())
-            }
-        },
-        Err(e) => {
-            error!(key = %d.key, error = %e, "no URL for an oversized derivative");
-            error_reply(500, "crashed", "internal error".into())
-        }
-    }
-}
-
-/// `If-None-Match` holds `*` or the ETag (weak comparison, as RFC 9110 asks for it).
-pub fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
-    if etag.is_empty() {
-        return false;
-    }
-    let strip = |t: &str| t.trim().trim_start_matches("W/").to_string();
-    let ours = strip(etag);
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim() == "*" || strip(t) == ours)
-}
-
-fn error_reply(status: u16, kind: &str, message: String) -> Reply {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Reply {
-        status,
-        headers,
-        body: ReplyBody::Json(json!({ "error": kind, "message": message }).to_string()),
-    }
-}
-
-fn failure(e: &OnDemandError) -> Reply {
-    let status = e.status();
-    let kind = kind_of(e);
-    let message = match status {
-        503 if e.kind() == "storage_unavailable" => {
-            "storage is unavailable; try again shortly".to_string()
-        }
-        503 => "temporarily unavailable; try again shortly".to_string(),
-        502 => "storage refused the request".to_string(),
-        s if s >= 500 => "internal error".to_string(),
-        _ => e.to_string(),
-    };
-    if status >= 500 {
-        error!(status, kind, error = %e, "on-demand request failed");
-    } else {
-        info!(status, kind, error = %e, "request refused");
-    }
-    let mut reply = error_reply(status, kind, message);
-    if status == 503 {
-        reply.headers.insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(RETRY_AFTER_SECS),
-        );
-    }
-    reply
-}
-
-/// Stable error kind of an on-demand failure (the `error` field of error bodies).
-pub fn kind_of(e: &OnDemandError) -> &'static str {
-    e.kind()
 }
 
 #[cfg(test)]
@@ -407,21 +261,6 @@ mod tests {
         assert_eq!(p("/derived/a", None), "/derived/a");
         assert_eq!(p("/production/a", Some("prod")), "/production/a");
         assert_eq!(p("/prod", Some("prod")), "/prod");
-    }
-
-    #[test]
-    fn if_none_match() {
-        let mut h = HeaderMap::new();
-        assert!(!etag_matches(&h, "\"abc\""));
-        h.insert(
-            header::IF_NONE_MATCH,
-            HeaderValue::from_static("\"x\", W/\"abc\""),
-        );
-        assert!(etag_matches(&h, "\"abc\""));
-        assert!(!etag_matches(&h, "\"ab\""));
-        assert!(!etag_matches(&h, ""));
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
-        assert!(etag_matches(&h, "\"anything\""));
     }
 
     #[test]

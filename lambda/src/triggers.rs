@@ -1,15 +1,23 @@
 //! Event triggers: storage events (S3 invoking the function, or SNS / EventBridge carrying
 //! S3 events) and SQS batches, each message through the core's `handle_message`, so the
-//! Lambda path parses, renders, skips and deletes exactly as the queue workers do.
+//! Lambda path parses, renders, skips and deletes exactly as the queue workers do, and its
+//! result through the core's one [`decide`], whose [`Disposition`] each trigger translates.
+
+use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
-use rendition_core::message::{handle_message, Handled};
+use rendition_core::disposition::{decide, Disposition, RetryPolicy};
+use rendition_core::message::{handle_message, Handled, MessageError};
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::app::App;
 use crate::handler::HandlerError;
+
+/// Lambda (asynchronous retries) and SQS (redrive policy) count the attempts and time the
+/// retries themselves: here the disposition only says whether another go may help.
+const POLICY: RetryPolicy = RetryPolicy::uncapped(Duration::ZERO, Duration::ZERO);
 
 fn summary(handled: &Handled) -> Value {
     json!({
@@ -33,22 +41,30 @@ pub async fn storage(app: &App, event: &Value) -> Result<Value, HandlerError> {
         trigger: "storage",
         reason: e.to_string(),
     })?;
-    match handle_message(&app.engine, &body, app.settings.worker.delete_on_remove).await {
-        Ok(handled) => {
-            info!(
-                rendered = handled.rendered,
-                already_done = handled.already_done,
-                removed = handled.removed,
-                ignored = handled.ignored,
-                "storage event handled"
-            );
-            Ok(summary(&handled))
-        }
-        Err(e) => {
-            warn!(kind = e.kind(), retryable = e.is_retryable(), error = %e, "storage event failed");
-            Err(e.into())
-        }
-    }
+    let handled =
+        outcome(handle_message(&app.engine, &body, app.settings.worker.delete_on_remove).await)?;
+    info!(
+        rendered = handled.rendered,
+        already_done = handled.already_done,
+        removed = handled.removed,
+        ignored = handled.ignored,
+        "storage event handled"
+    );
+    Ok(summary(&handled))
+}
+
+/// A storage event's disposition as the invocation's result: `Done` → the counts,
+/// `Retry` → a `Rendition.Retryable.<kind>` error, `DeadLetter` → a
+/// `Rendition.Permanent.<kind>` one (Lambda's asynchronous retries and on-failure
+/// destination apply to both; the type tells an alarm which it is).
+pub(crate) fn outcome(result: Result<Handled, MessageError>) -> Result<Handled, HandlerError> {
+    let (failure, retry) = match decide(result, 1, &POLICY) {
+        Disposition::Done(handled) => return Ok(handled),
+        Disposition::Retry { failure, .. } => (failure, true),
+        Disposition::DeadLetter(failure) => (failure, false),
+    };
+    warn!(kind = failure.kind, retry, error = %failure.reason, "storage event failed");
+    Err(HandlerError::Failed { failure, retry })
 }
 
 /// An SQS batch: each record on its own, several at once; the response names the records
@@ -96,18 +112,25 @@ pub async fn sqs(app: &App, event: Value) -> Result<Value, HandlerError> {
     })
 }
 
-/// One record; `Some(message id)` when it failed.
+/// One record; `Some(message id)` when it failed. Both a retry and a dead letter are
+/// reported as failed: SQS makes the record visible again, and its redrive policy moves
+/// one that keeps failing (a permanent failure fails every time) to the DLQ.
 async fn sqs_record(app: &App, record: SqsMessage) -> Option<String> {
     let id = record.message_id.unwrap_or_default();
     let body = record.body.unwrap_or_default();
-    match handle_message(
+    let receives = record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1);
+    let result = handle_message(
         &app.engine,
         body.as_bytes(),
         app.settings.worker.delete_on_remove,
     )
-    .await
-    {
-        Ok(handled) => {
+    .await;
+    let failure = match decide(result, receives, &POLICY) {
+        Disposition::Done(handled) => {
             info!(
                 message_id = %id,
                 rendered = handled.rendered,
@@ -116,17 +139,17 @@ async fn sqs_record(app: &App, record: SqsMessage) -> Option<String> {
                 ignored = handled.ignored,
                 "message handled"
             );
-            None
+            return None;
         }
-        Err(e) => {
-            warn!(
-                message_id = %id,
-                kind = e.kind(),
-                retryable = e.is_retryable(),
-                error = %e,
-                "message failed"
-            );
-            Some(id)
-        }
-    }
+        Disposition::Retry { failure, .. } | Disposition::DeadLetter(failure) => failure,
+    };
+    warn!(
+        message_id = %id,
+        receives = failure.attempts,
+        kind = failure.kind,
+        retryable = failure.retryable,
+        error = %failure.reason,
+        "message failed"
+    );
+    Some(id)
 }

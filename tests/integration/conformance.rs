@@ -194,3 +194,48 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+/// The cache in front of a store is a store too: the whole suite, with every key cached
+/// (prefix "") and a budget small enough that entries are evicted during it.
+#[tokio::test]
+async fn cached_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = rendition_core::store::FsStore::new(dir.path().join("bucket")).unwrap();
+    let cached = rendition_core::store::CachedStore::new(Arc::new(inner), "", 64 * 1024);
+    suite(Arc::new(cached), "conformance/").await;
+}
+
+/// What the cache adds: a replaced object is never served from the cache, and an object
+/// over the caller's byte limit is refused even when it is cached.
+#[tokio::test]
+async fn cached_store_never_serves_stale_or_oversized_bytes() {
+    use rendition_core::store::{CachedStore, FsStore};
+    let dir = tempfile::tempdir().unwrap();
+    let inner = FsStore::new(dir.path().join("bucket")).unwrap();
+    let cached = CachedStore::new(Arc::new(inner.clone()), "originals/", 1 << 20);
+    let key = "originals/a.jpg";
+    let put = |body: &'static [u8]| {
+        let inner = inner.clone();
+        async move {
+            inner
+                .put(key, Bytes::from_static(body), PutOptions::default())
+                .await
+                .unwrap();
+        }
+    };
+    put(b"first version").await;
+    assert_eq!(
+        &cached.get(key, 1 << 20).await.unwrap().body[..],
+        b"first version"
+    );
+    // Replaced behind the cache's back (another writer): the next read sees it.
+    put(b"second, longer version").await;
+    assert_eq!(
+        &cached.get(key, 1 << 20).await.unwrap().body[..],
+        b"second, longer version"
+    );
+    assert!(matches!(
+        cached.get(key, 4).await,
+        Err(StoreError::TooLarge { .. })
+    ));
+}

@@ -309,6 +309,7 @@ impl Function {
             ("RENDITION__S3__REGION", &world.env.region),
             ("RENDITION__URLS__SIGNING_KEYS", &keys),
             ("RENDITION__LOG__FILTER", "info"),
+            ("RENDITION__LOG__FORMAT", "json"),
         ];
         // The task root: an empty folder, so no rendition.toml is picked up.
         cmd.current_dir(world.tmp.path())

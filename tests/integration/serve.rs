@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use rendition_core::store::IMMUTABLE;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -578,6 +579,64 @@ async fn every_response_says_nosniff() {
             r.headers
         );
     }
+}
+
+/// The answers of `rendition_core::respond`, the same as the Lambda's: `If-None-Match`
+/// compared weakly over every listed tag, `HEAD` without a body, errors as JSON that is
+/// never cached, 405 with a body too.
+#[tokio::test]
+async fn conditional_requests_head_and_errors_answer_as_the_lambda() {
+    let env = env_keys();
+    let s = start(&env).await;
+    let thumb = card_thumb(&s, &env);
+    let ok = get(&s.addr, &thumb, &[]).await;
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    let length = ok.body.len().to_string();
+    assert_eq!(ok.header("content-length"), Some(length.as_str()));
+    let etag = ok.header("etag").unwrap().to_string();
+    for listed in [
+        etag.clone(),
+        format!("W/{etag}"),
+        format!("\"other\", {etag}"),
+        "*".to_string(),
+    ] {
+        let r = get(&s.addr, &thumb, &[("If-None-Match", &listed)]).await;
+        assert_eq!(r.status, 304, "{listed}");
+        assert!(r.body.is_empty(), "{listed}");
+        assert_eq!(r.header("etag"), Some(etag.as_str()), "{listed}");
+        assert_eq!(r.header("cache-control"), Some(IMMUTABLE), "{listed}");
+    }
+    let other = get(&s.addr, &thumb, &[("If-None-Match", "\"other\"")]).await;
+    assert_eq!(other.status, 200);
+    assert_eq!(other.body, ok.body);
+
+    let head = request(&s.addr, "HEAD", &thumb, &[]).await.unwrap();
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(head.header("content-length"), Some(length.as_str()));
+    assert_eq!(head.header("content-type"), Some("image/webp"));
+    assert_eq!(head.header("etag"), Some(etag.as_str()));
+    assert_eq!(head.header("cache-control"), Some(IMMUTABLE));
+
+    let unknown = thumb.replace("/thumb.webp", "/nope.webp");
+    let missing = get(&s.addr, &unknown, &[]).await;
+    let post = request(&s.addr, "POST", &thumb, &[("Content-Length", "0")])
+        .await
+        .unwrap();
+    for (target, r, status, kind) in [
+        (&unknown, missing, 404, "unknown_preset"),
+        (&thumb, post, 405, "method_not_allowed"),
+    ] {
+        assert_eq!(r.status, status, "{target}");
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{target}");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["error"], kind, "{target}: {body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let head_unknown = request(&s.addr, "HEAD", &unknown, &[]).await.unwrap();
+    assert_eq!(head_unknown.status, 404);
+    assert!(head_unknown.body.is_empty());
 }
 
 #[tokio::test]

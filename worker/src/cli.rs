@@ -104,36 +104,6 @@ pub enum Command {
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
     },
-    /// Measure images/s and peak RSS against sharp and vipsthumbnail on a folder of photos.
-    #[command(
-        after_help = "Example:\n  dir=$(scripts/fetch-photos.sh | tail -n1)\n  MALLOC_ARENA_MAX=2 rendition bench \"$dir\" --json target/bench.json\n\nJPEGs and PNGs are measured separately: one variant (w=300 JPEG q80), the eager set\n(2048/1024/640/320/160 px as WebP, and as JPEG + WebP) at concurrency 1 and 2, each case\nin its own process (peak RSS via wait4). sharp runs when node and\n${RENDITION_CACHE:-~/.cache/rendition}/sharp/node_modules/sharp exist (scripts/bench.sh\ninstalls it); vipsthumbnail when on PATH."
-    )]
-    Bench {
-        /// Folder with the .jpg/.jpeg and .png files to measure.
-        dir: PathBuf,
-        /// Timed passes over the folder per case (the median is reported), after one warm-up.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
-        iterations: u32,
-        /// Also write the full report as JSON.
-        #[arg(long, value_name = "OUT")]
-        json: Option<PathBuf>,
-        /// Where sharp is installed with npm (default ${RENDITION_CACHE:-~/.cache/rendition}/sharp).
-        #[arg(long, value_name = "DIR")]
-        sharp_dir: Option<PathBuf>,
-        /// Skip sharp.
-        #[arg(long)]
-        no_sharp: bool,
-        /// Skip vipsthumbnail.
-        #[arg(long)]
-        no_vipsthumbnail: bool,
-        /// Run Rendition only with the MALLOC_ARENA_MAX it was started with (by default it
-        /// also runs with the other setting: unset ↔ 2).
-        #[arg(long)]
-        no_arena_compare: bool,
-        /// Internal: run one Rendition case in this process (rendition:KIND:SET:C).
-        #[arg(long, hide = true, value_name = "CASE")]
-        child: Option<String>,
-    },
     /// Give existing sources the variant of a (new) preset: enqueue a job for each source
     /// whose manifest lacks it.
     #[command(

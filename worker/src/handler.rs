@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use rendition_core::job::Engine;
-pub use rendition_core::message::{Handled, MessageError as HandleError};
+pub use rendition_core::message::{Handled, MessageError};
 
 use crate::metrics::Metrics;
 
@@ -33,7 +33,7 @@ impl Handler {
     }
 
     /// Handles one message body.
-    pub async fn handle(&self, body: &[u8]) -> Result<Handled, HandleError> {
+    pub async fn handle(&self, body: &[u8]) -> Result<Handled, MessageError> {
         let started = Instant::now();
         self.metrics.in_flight.inc();
         let result =

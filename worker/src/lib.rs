@@ -8,7 +8,9 @@
 //! - [`cli`]: the command line (clap), with an example in every command's `--help`.
 //! - [`local`]: `run --local DIR`, a folder as the bucket (scan + inotify + eager jobs).
 //! - [`oneoff`]: `render IN --spec S -o OUT`, one variant of one file.
-//! - [`telemetry`]: tracing setup (pretty or JSON lines).
+//! - [`commands`]: one function per command, called by `main` on one runtime.
+//! - [`compose`]: the composition root: settings → store (folder or S3) → renderer →
+//!   engine / on-demand path.
 //! - [`shutdown`]: the Ctrl-C / SIGTERM future handed to every `run`.
 //! - [`rabbit`]: the RabbitMQ consumer (`worker --queue rabbitmq`): topology, retry queues,
 //!   dead-lettering, publisher confirms, reconnects and draining shutdown.
@@ -21,13 +23,12 @@
 //! - [`sqs`]: the SQS consumer (long polling, heartbeats, batch deletes, dead-lettering).
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`metrics`]: the Prometheus registry.
-//! - [`bench`]: `bench DIR`: images/s and peak RSS against sharp and vipsthumbnail, with the
-//!   ratios, each case in its own measured process.
 
 pub mod app;
 pub mod backfill;
-pub mod bench;
 pub mod cli;
+pub mod commands;
+pub mod compose;
 pub mod handler;
 pub mod http;
 pub mod local;
@@ -38,5 +39,4 @@ pub mod serve;
 pub mod sheet;
 pub mod shutdown;
 pub mod sqs;
-pub mod telemetry;
 pub mod urlcmd;

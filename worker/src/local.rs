@@ -16,7 +16,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
+use rendition_core::disposition::{decide, Disposition, Failure, RetryPolicy};
 use rendition_core::job::{Engine, JobError, Outcome};
+use rendition_core::kinds::MISSING_SOURCE;
 use rendition_core::manifest::FailureRecord;
 use rendition_core::naming;
 use rendition_core::store::{BlobStore, FsStore, PutOptions, StoreError};
@@ -153,7 +155,8 @@ fn failure_key(engine: &Engine, key: &str) -> Option<String> {
     Some(format!("{}{rel}.json", storage.failed_prefix))
 }
 
-/// Logs the outcome and keeps the failed/ records in step with it.
+/// Logs the outcome and keeps the failed/ records in step with it. One attempt per
+/// change of the file ([`RetryPolicy::ONCE`]): a failure is final until the file changes.
 async fn record(
     store: &FsStore,
     engine: &Engine,
@@ -161,12 +164,12 @@ async fn record(
     result: Result<Outcome, JobError>,
     summary: &mut Summary,
 ) {
-    let failure = failure_key(engine, key);
-    match result {
-        Ok(outcome) => {
+    let failure_key = failure_key(engine, key);
+    let failure = match decide(result, 1, &RetryPolicy::ONCE) {
+        Disposition::Done(outcome) => {
             // Clear an old failure record first, so "written" in the log means all done.
-            if let Some(failure) = failure {
-                if let Err(e) = store.delete(&failure).await {
+            if let Some(failure_key) = failure_key {
+                if let Err(e) = store.delete(&failure_key).await {
                     warn!(key, error = %e, "could not remove an old failure record");
                 }
             }
@@ -177,30 +180,39 @@ async fn record(
                 }
                 Outcome::AlreadyDone { .. } => summary.already_done += 1,
             }
+            return;
         }
-        Err(JobError::MissingSource { .. }) => {
-            // Removed before we got to it: nothing to render, nothing to report.
-            info!(key, "source vanished before processing");
-        }
-        Err(err) => {
-            summary.failed += 1;
-            warn!(key, kind = err.kind(), retryable = err.is_retryable(), error = %err, "source failed");
-            let Some(failure) = failure else { return };
-            let body = FailureRecord {
-                source_key: key.to_string(),
-                kind: err.kind().to_string(),
-                message: err.to_string(),
-                retryable: err.is_retryable(),
-            };
-            let body = serde_json::to_vec_pretty(&body).expect("failure record serializes");
-            let opts = PutOptions {
-                content_type: Some("application/json".into()),
-                ..PutOptions::default()
-            };
-            if let Err(e) = store.put(&failure, Bytes::from(body), opts).await {
-                error!(key, error = %e, "could not write the failure record");
-            }
-        }
+        Disposition::Retry { failure, .. } | Disposition::DeadLetter(failure) => failure,
+    };
+    if failure.kind == MISSING_SOURCE {
+        // Removed before we got to it: nothing to render, nothing to report.
+        info!(key, "source vanished before processing");
+        return;
+    }
+    summary.failed += 1;
+    warn!(key, kind = failure.kind, retryable = failure.retryable, error = %failure.reason, "source failed");
+    let Some(failure_key) = failure_key else {
+        return;
+    };
+    let Failure {
+        kind,
+        reason,
+        retryable,
+        ..
+    } = failure;
+    let body = FailureRecord {
+        source_key: key.to_string(),
+        kind: kind.to_string(),
+        message: reason,
+        retryable,
+    };
+    let body = serde_json::to_vec_pretty(&body).expect("failure record serializes");
+    let opts = PutOptions {
+        content_type: Some("application/json".into()),
+        ..PutOptions::default()
+    };
+    if let Err(e) = store.put(&failure_key, Bytes::from(body), opts).await {
+        error!(key, error = %e, "could not write the failure record");
     }
 }
 

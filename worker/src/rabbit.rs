@@ -99,19 +99,20 @@ use lapin::{
     ExchangeKind,
 };
 use rendition_core::config::RabbitSettings;
+use rendition_core::disposition::{decide, Disposition, Failure, Field, RetryPolicy};
 use rendition_core::manifest::Manifest;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
-use crate::handler::{HandleError, Handler};
+use crate::handler::Handler;
 use crate::http::Readiness;
 
 /// Header carrying the attempt number of a retried message (absent on the first).
 pub const ATTEMPT_HEADER: &str = "x-rendition-attempt";
 /// Stable error kind of the last failure (retry and dead-letter copies).
 pub const ERROR_KIND_HEADER: &str = "x-rendition-error-kind";
-/// Error message of the last failure, truncated to about 1 KB.
+/// Error message of the last failure, cut to at most 1,024 bytes.
 pub const ERROR_HEADER: &str = "x-rendition-error";
 /// Attempts made so far.
 pub const ATTEMPTS_HEADER: &str = "x-rendition-attempts";
@@ -120,8 +121,8 @@ pub const RETRYABLE_HEADER: &str = "x-rendition-retryable";
 /// Routing key of completion events on the events exchange.
 pub const READY_ROUTING_KEY: &str = "derivatives.ready";
 
-/// Longest `x-rendition-error` value, in bytes.
-const MAX_ERROR_BYTES: usize = 1024;
+/// The failure headers are [`Failure::fields`] with this prefix.
+const FAILURE_HEADER_PREFIX: &str = "x-rendition-";
 /// Reconnect back-off bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -190,6 +191,8 @@ struct Names {
     /// `{queue}.retry.{n}` and its delay in ms, for n = 1 … max_attempts - 1.
     retries: Vec<(ShortString, u64)>,
     delivery_limit: u32,
+    /// What a failed delivery becomes; its delays are the retry queues' TTLs.
+    policy: RetryPolicy,
 }
 
 impl Names {
@@ -208,6 +211,7 @@ impl Names {
             ));
         }
         let q = &settings.queue;
+        let policy = retry_policy(settings);
         Ok(Names {
             queue: name("queue", q.clone())?,
             dlq: name("queue", format!("{q}.dlq"))?,
@@ -218,11 +222,12 @@ impl Names {
                 .map(|n| {
                     Ok((
                         name("queue", format!("{q}.retry.{n}"))?,
-                        retry_delay_ms(settings, n),
+                        u64::try_from(policy.delay(n).as_millis()).unwrap_or(u64::MAX),
                     ))
                 })
                 .collect::<Result<_, RabbitError>>()?,
             delivery_limit: settings.delivery_limit,
+            policy,
         })
     }
 
@@ -233,13 +238,14 @@ impl Names {
     }
 }
 
-/// Delay before attempt `n + 1`: `min(retry_base_ms · 2^(n-1), retry_max_ms)`.
-pub fn retry_delay_ms(settings: &RabbitSettings, n: u32) -> u64 {
-    let factor = 1u64.checked_shl(n.saturating_sub(1)).unwrap_or(u64::MAX);
-    settings
-        .retry_base_ms
-        .saturating_mul(factor)
-        .min(settings.retry_max_ms)
+/// The retry policy of `rabbitmq.*`: `max_attempts` in all, the delay before attempt
+/// `n + 1` being `min(retry_base_ms · 2^(n-1), retry_max_ms)`.
+pub fn retry_policy(settings: &RabbitSettings) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: Some(settings.max_attempts),
+        base_delay: Duration::from_millis(settings.retry_base_ms),
+        max_delay: Duration::from_millis(settings.retry_max_ms),
+    }
 }
 
 /// Declares the exchanges, queues and binding described in the module documentation.
@@ -607,38 +613,39 @@ async fn process(worker: Worker, channel: Channel, delivery: Delivery) {
         requeue(&delivery, tag).await;
         return;
     };
-    let settled = match handled {
-        Ok(handled) => announce(&channel, names, &handled.manifests)
+    let settled = match decide(handled, attempt, &names.policy) {
+        Disposition::Done(handled) => announce(&channel, names, &handled.manifests)
             .await
             .map(|()| Settled::Done),
-        Err(err) => match names.retry_queue(attempt).filter(|_| err.is_retryable()) {
-            Some(retry) => {
-                warn!(delivery_tag = tag, attempt, kind = err.kind(), error = %err, "job failed; will retry");
-                let headers = failure_headers(&delivery.properties, &err, attempt).with(
-                    ATTEMPT_HEADER,
-                    AMQPValue::LongLongInt(i64::from(attempt) + 1),
-                );
-                let props = republish_properties(&delivery.properties, headers);
-                publish(&channel, &"".into(), retry, &delivery.data, props, true)
-                    .await
-                    .map(|()| Settled::Retry { attempt })
-            }
-            None => {
-                warn!(delivery_tag = tag, attempt, kind = err.kind(), retryable = err.is_retryable(), error = %err, "job failed; dead-lettering");
-                let headers = failure_headers(&delivery.properties, &err, attempt);
-                let props = republish_properties(&delivery.properties, headers);
-                publish(
-                    &channel,
-                    &"".into(),
-                    &names.dlq,
-                    &delivery.data,
-                    props,
-                    true,
-                )
+        Disposition::Retry { failure, .. } => {
+            warn!(delivery_tag = tag, attempt, kind = failure.kind, error = %failure.reason, "job failed; will retry");
+            let retry = names
+                .retry_queue(attempt)
+                .expect("the policy retries only attempts that have a retry queue");
+            let headers = failure_headers(&delivery.properties, &failure).with(
+                ATTEMPT_HEADER,
+                AMQPValue::LongLongInt(i64::from(attempt) + 1),
+            );
+            let props = republish_properties(&delivery.properties, headers);
+            publish(&channel, &"".into(), retry, &delivery.data, props, true)
                 .await
-                .map(|()| Settled::DeadLettered)
-            }
-        },
+                .map(|()| Settled::Retry { attempt })
+        }
+        Disposition::DeadLetter(failure) => {
+            warn!(delivery_tag = tag, attempt, kind = failure.kind, retryable = failure.retryable, error = %failure.reason, "job failed; dead-lettering");
+            let headers = failure_headers(&delivery.properties, &failure);
+            let props = republish_properties(&delivery.properties, headers);
+            publish(
+                &channel,
+                &"".into(),
+                &names.dlq,
+                &delivery.data,
+                props,
+                true,
+            )
+            .await
+            .map(|()| Settled::DeadLettered)
+        }
     };
     let metrics = worker.handler.metrics();
     match settled {
@@ -786,13 +793,13 @@ pub fn header_int(props: &BasicProperties, name: &str) -> Option<i64> {
 }
 
 /// The original headers (less RabbitMQ's dead-letter bookkeeping and our own), plus the
-/// error headers of this failure.
-fn failure_headers(props: &BasicProperties, err: &HandleError, attempt: u32) -> FieldTable {
+/// failure's fields as `x-rendition-*` headers.
+fn failure_headers(props: &BasicProperties, failure: &Failure) -> FieldTable {
     let mut headers = FieldTable::default();
     if let Some(original) = props.headers() {
         for (k, v) in original {
             let k_str = k.as_str();
-            let ours = k_str.starts_with("x-rendition-");
+            let ours = k_str.starts_with(FAILURE_HEADER_PREFIX);
             let broker = k_str == "x-death"
                 || k_str.starts_with("x-first-death-")
                 || k_str.starts_with("x-last-death-");
@@ -801,22 +808,14 @@ fn failure_headers(props: &BasicProperties, err: &HandleError, attempt: u32) -> 
             }
         }
     }
-    headers.insert(ERROR_KIND_HEADER.into(), long_string(err.kind()));
-    headers.insert(
-        ERROR_HEADER.into(),
-        long_string(&rendition_core::text::truncate(
-            &err.to_string(),
-            MAX_ERROR_BYTES,
-        )),
-    );
-    headers.insert(
-        ATTEMPTS_HEADER.into(),
-        AMQPValue::LongLongInt(i64::from(attempt)),
-    );
-    headers.insert(
-        RETRYABLE_HEADER.into(),
-        AMQPValue::Boolean(err.is_retryable()),
-    );
+    for (name, value) in failure.fields() {
+        let value = match value {
+            Field::Text(text) => long_string(text),
+            Field::Count(n) => AMQPValue::LongLongInt(i64::from(n)),
+            Field::Flag(b) => AMQPValue::Boolean(b),
+        };
+        headers.insert(format!("{FAILURE_HEADER_PREFIX}{name}").into(), value);
+    }
     headers
 }
 
@@ -965,10 +964,10 @@ mod tests {
     #[test]
     fn retry_delays_double_up_to_the_cap() {
         let s = settings(6);
-        let delays: Vec<u64> = (1..6).map(|n| retry_delay_ms(&s, n)).collect();
-        assert_eq!(delays, [1000, 2000, 4000, 5000, 5000]);
-        assert_eq!(retry_delay_ms(&s, 200), 5000);
         let names = Names::new(&s).unwrap();
+        let delays: Vec<u64> = names.retries.iter().map(|(_, ms)| *ms).collect();
+        assert_eq!(delays, [1000, 2000, 4000, 5000, 5000]);
+        assert_eq!(names.policy.delay(200), Duration::from_millis(5000));
         let queues: Vec<&str> = names.retries.iter().map(|(q, _)| q.as_str()).collect();
         assert_eq!(
             queues,
@@ -987,6 +986,59 @@ mod tests {
         assert_eq!(names.retry_queue(6), None);
         assert_eq!(names.retry_queue(0), None);
         assert!(Names::new(&settings(1)).unwrap().retries.is_empty());
+    }
+
+    #[test]
+    fn every_attempt_the_policy_retries_has_a_retry_queue() {
+        for max in 1..6 {
+            let names = Names::new(&settings(max)).unwrap();
+            for attempt in 1..max + 2 {
+                let outage: Result<(), _> = Err(rendition_core::store::StoreError::Unavailable(
+                    "down".into(),
+                ));
+                let retried = matches!(
+                    decide(outage, attempt, &names.policy),
+                    Disposition::Retry { .. }
+                );
+                assert_eq!(
+                    retried,
+                    names.retry_queue(attempt).is_some(),
+                    "{max}/{attempt}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn failure_headers_replace_ours_and_keep_the_rest() {
+        let original = FieldTable::default()
+            .with("x-custom", long_string("kept"))
+            .with(ERROR_HEADER, long_string("an older failure"))
+            .with("x-death", AMQPValue::Boolean(true));
+        let props = BasicProperties::default().with_headers(original);
+        let failure = Failure {
+            kind: "corrupt_image",
+            reason: "truncated".into(),
+            attempts: 2,
+            retryable: false,
+        };
+        let headers = failure_headers(&props, &failure);
+        let mut names: Vec<&str> = headers.inner().keys().map(ShortString::as_str).collect();
+        names.sort_unstable();
+        let mut expected = vec![
+            "x-custom",
+            ERROR_KIND_HEADER,
+            ERROR_HEADER,
+            ATTEMPTS_HEADER,
+            RETRYABLE_HEADER,
+        ];
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+        let get = |k: &str| headers.inner().get(k).cloned();
+        assert_eq!(get(ERROR_KIND_HEADER), Some(long_string("corrupt_image")));
+        assert_eq!(get(ERROR_HEADER), Some(long_string("truncated")));
+        assert_eq!(get(ATTEMPTS_HEADER), Some(AMQPValue::LongLongInt(2)));
+        assert_eq!(get(RETRYABLE_HEADER), Some(AMQPValue::Boolean(false)));
     }
 
     #[test]

@@ -5,14 +5,16 @@
 //!   and all get its bytes, or the same error; a waiter gives up after a timeout while the
 //!   render carries on for the others;
 //! - a bounded source cache, so several variants of one source read it once;
-//! - `ETag` / `If-None-Match` → 304;
+//! - status, headers and bodies decided by `rendition_core::respond`, as in the Lambda
+//!   (`If-None-Match` → 304, 405 with `Allow`, JSON errors with 5xx details kept in the log,
+//!   503 with `Retry-After`, 504 for a waiter that gave up);
 //! - `GET /sheet/{source key}`: the contact sheet of a source ([`crate::sheet`]), its
 //!   variants linked by their derivative URLs.
 //! - bounded load: at most `serve.max_connections` open connections (past it a new one is
 //!   closed at once), request headers within `serve.header_read_timeout_secs`, idle
 //!   connections closed after `serve.idle_timeout_secs`, and a shutdown that waits at most
 //!   `worker.shutdown_grace_secs` for the connections in flight;
-//! - `X-Content-Type-Options: nosniff` on every response.
+//! - `X-Content-Type-Options: nosniff` on every response, the contact sheets' included.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -37,6 +39,7 @@ use hyper_util::service::TowerToHyperService;
 use rendition_core::config::Settings;
 use rendition_core::job::Engine;
 use rendition_core::ondemand::{Derivative, OnDemand, OnDemandError};
+use rendition_core::respond::{self, Outcome};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -44,12 +47,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-type Outcome = Result<Arc<Derivative>, Arc<OnDemandError>>;
+type Rendered = Result<Arc<Derivative>, Arc<OnDemandError>>;
 
 /// Concurrent requests for the same key share one in-flight render.
 #[derive(Clone, Default)]
 pub struct Coalescer {
-    inflight: Arc<Mutex<HashMap<String, Shared<BoxFuture<'static, Outcome>>>>>,
+    inflight: Arc<Mutex<HashMap<String, Shared<BoxFuture<'static, Rendered>>>>>,
 }
 
 impl Coalescer {
@@ -59,9 +62,9 @@ impl Coalescer {
         &self,
         key: &str,
         make: impl FnOnce() -> F,
-    ) -> Shared<BoxFuture<'static, Outcome>>
+    ) -> Shared<BoxFuture<'static, Rendered>>
     where
-        F: Future<Output = Outcome> + Send + 'static,
+        F: Future<Output = Rendered> + Send + 'static,
     {
         let mut map = self.inflight.lock().expect("coalescer lock");
         if let Some(existing) = map.get(key) {
@@ -471,7 +474,8 @@ impl AsyncWrite for Tracked {
 }
 
 /// Browsers must not guess another type than `Content-Type` (a derivative or an error
-/// body rendered as HTML would be a script injection on this origin).
+/// body rendered as HTML would be a script injection on this origin). The responder says
+/// so on every derivative answer; this covers `/sheet/` and axum's own rejections.
 async fn nosniff(mut response: Response) -> Response {
     response.headers_mut().insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -480,15 +484,17 @@ async fn nosniff(mut response: Response) -> Response {
     response
 }
 
-fn error_response(err: &OnDemandError) -> Response {
-    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = serde_json::json!({ "error": err.kind(), "message": err.to_string() }).to_string();
-    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-    }
-    resp
+/// The responder's answer as an axum response.
+fn to_response(answer: respond::Response) -> Response {
+    let body = match answer.body {
+        respond::Body::Empty => Body::empty(),
+        respond::Body::Json(text) => Body::from(text),
+        respond::Body::Bytes(bytes) => Body::from(bytes),
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = answer.status;
+    *response.headers_mut() = answer.headers;
+    response
 }
 
 /// `GET /sheet/{source key}`: the contact sheet, or 404 when the source or its manifest
@@ -517,26 +523,15 @@ async fn sheet(State(state): State<AppState>, Path(source): Path<String>) -> Res
     }
 }
 
-fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-}
-
 async fn handle(State(state): State<AppState>, req: Request) -> Response {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return (
-            StatusCode::METHOD_NOT_ALLOWED,
-            [(header::ALLOW, "GET, HEAD")],
-        )
-            .into_response();
+    let (method, uri, headers) = (req.method(), req.uri(), req.headers());
+    let req = respond::Request::from_headers(method.as_str(), uri.path(), uri.query(), headers);
+    if let Some(refused) = respond::method_refused(&req) {
+        return to_response(refused);
     }
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().map(str::to_string);
-    let verified = match state.ondemand.verify(&path, query.as_deref(), now_unix()) {
+    let verified = match state.ondemand.verify(req.path, req.query, now_unix()) {
         Ok(v) => v,
-        Err(e) => return error_response(&e),
+        Err(e) => return to_response(respond::respond(&req, Outcome::Failed(&e))),
     };
     let ondemand = state.ondemand.clone();
     let key = verified.key.clone();
@@ -547,32 +542,13 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
             .map(Arc::new)
             .map_err(Arc::new)
     });
-    let outcome = match tokio::time::timeout(state.wait, shared).await {
-        Ok(outcome) => outcome,
+    let answer = match tokio::time::timeout(state.wait, shared).await {
+        Ok(Ok(d)) => respond::respond(&req, Outcome::Found(&d)),
+        Ok(Err(e)) => respond::respond(&req, Outcome::Failed(&e)),
         Err(_) => {
             warn!(key = %key, "gave up waiting for a render");
-            return (
-                StatusCode::GATEWAY_TIMEOUT,
-                "render still in progress; try again\n",
-            )
-                .into_response();
+            respond::respond(&req, Outcome::GaveUp)
         }
     };
-    match outcome {
-        Ok(d) => {
-            if etag_matches(req.headers(), &d.etag) {
-                return (StatusCode::NOT_MODIFIED, [(header::ETAG, d.etag.clone())])
-                    .into_response();
-            }
-            Response::builder()
-                .status(StatusCode::OK)
-                .header(header::CONTENT_TYPE, &d.content_type)
-                .header(header::CACHE_CONTROL, rendition_core::store::IMMUTABLE)
-                .header(header::ETAG, &d.etag)
-                .header(header::CONTENT_LENGTH, d.body.len())
-                .body(Body::from(d.body.clone()))
-                .expect("valid response")
-        }
-        Err(e) => error_response(&e),
-    }
+    to_response(answer)
 }

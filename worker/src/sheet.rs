@@ -47,34 +47,36 @@ pub enum SheetError {
 
 impl SheetError {
     /// HTTP status for `serve`: 404 when the source or its manifest is missing, 400 for a
-    /// key that cannot be a source, 503 when storage is down.
+    /// key that cannot be a source, else its source's (503 when storage is down).
     pub fn status(&self) -> u16 {
         match self {
             SheetError::NoSource(_) | SheetError::NoManifest { .. } => 404,
-            SheetError::NotASource(_) => 400,
-            SheetError::Store(e) => match e {
-                StoreError::NotFound { .. } => 404,
-                StoreError::InvalidKey { .. } => 400,
-                StoreError::TooLarge { .. } => 422,
-                StoreError::Unavailable(_) => 503,
-                StoreError::Other(_) => 502,
-            },
-            SheetError::Job(_) => 500,
+            SheetError::NotASource(e) => e.status(),
+            SheetError::Store(e) => e.status(),
+            SheetError::Job(e) => e.status(),
         }
     }
 
-    /// A short stable name (the `error` field of `serve`'s error bodies).
+    /// A short stable name (the `error` field of `serve`'s error bodies;
+    /// [`rendition_core::kinds::KINDS`]). A missing source is `source_missing`, as on the
+    /// on-demand path, not the eager job's `missing_source`.
     pub fn kind(&self) -> &'static str {
         match self {
             SheetError::NoSource(_) => "source_missing",
             SheetError::NoManifest { .. } => "manifest_missing",
             SheetError::NotASource(_) => "bad_key",
-            SheetError::Store(StoreError::NotFound { .. }) => "not_found",
-            SheetError::Store(StoreError::InvalidKey { .. }) => "invalid_key",
-            SheetError::Store(StoreError::TooLarge { .. }) => "input_too_large",
-            SheetError::Store(StoreError::Unavailable(_)) => "storage_unavailable",
-            SheetError::Store(StoreError::Other(_)) => "storage_error",
+            SheetError::Store(e) => e.kind(),
             SheetError::Job(e) => e.kind(),
+        }
+    }
+
+    /// Whether asking again later may succeed (storage outages).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SheetError::NoSource(_) | SheetError::NoManifest { .. } => false,
+            SheetError::NotASource(e) => e.is_retryable(),
+            SheetError::Store(e) => e.is_retryable(),
+            SheetError::Job(e) => e.is_retryable(),
         }
     }
 }
@@ -559,5 +561,40 @@ mod tests {
             1,
             "only the page's own script"
         );
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        let cases = [
+            (
+                JobError::MissingSource { key: "k".into() }.into(),
+                "source_missing",
+                404,
+            ),
+            (
+                SheetError::NoManifest {
+                    key: "k".into(),
+                    manifest_key: "m".into(),
+                },
+                "manifest_missing",
+                404,
+            ),
+            (
+                JobError::Name(NameError::TooLong { len: 2000 }).into(),
+                "bad_key",
+                400,
+            ),
+            (
+                JobError::Store(StoreError::Unavailable("down".into())).into(),
+                "storage_unavailable",
+                503,
+            ),
+            (JobError::Crashed("c".into()).into(), "crashed", 500),
+        ];
+        for (err, kind, status) in cases {
+            assert_eq!((err.kind(), err.status()), (kind, status), "{err}");
+            assert!(rendition_core::kinds::is_known(err.kind()), "{kind}");
+            assert_eq!(err.is_retryable(), status == 503 || kind == "crashed");
+        }
     }
 }

@@ -28,11 +28,12 @@ use aws_sdk_sqs::types::{
 };
 use aws_sdk_sqs::Client;
 use rendition_core::config::SqsSettings;
+use rendition_core::disposition::{decide, Disposition, Failure, RetryPolicy};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::handler::{HandleError, Handler};
+use crate::handler::Handler;
 use crate::http::Readiness;
 
 #[derive(Debug, thiserror::Error)]
@@ -101,9 +102,21 @@ async fn dead_letter_queue(client: &Client, queue_url: &str) -> Result<Option<St
     Ok(url.queue_url().map(str::to_string))
 }
 
+/// The retry policy of an SQS queue: a retryable failure is visible again after 2 s,
+/// doubling with the receive count up to 1,024 s or the visibility timeout; no cap of our
+/// own, the queue's redrive policy counts the receives out.
+pub fn retry_policy(settings: &SqsSettings) -> RetryPolicy {
+    let visibility = u64::try_from(settings.visibility_timeout_secs).unwrap_or(0);
+    RetryPolicy::uncapped(
+        Duration::from_secs(2),
+        Duration::from_secs(visibility.min(1024)),
+    )
+}
+
 struct Ctx {
     client: Client,
     settings: SqsSettings,
+    policy: RetryPolicy,
     handler: Handler,
     dlq: Option<String>,
     deletes: mpsc::UnboundedSender<String>,
@@ -135,6 +148,7 @@ pub async fn run(
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         settings: settings.clone(),
+        policy: retry_policy(settings),
         handler,
         dlq,
         deletes,
@@ -231,9 +245,8 @@ async fn handle_one(ctx: &Ctx, message: Message) {
             _ = &mut heartbeat => unreachable!("the heartbeat never ends"),
         }
     };
-    let metrics = ctx.handler.metrics();
-    match result {
-        Ok(handled) => {
+    match decide(result, receives, &ctx.policy) {
+        Disposition::Done(handled) => {
             if let Some(events) = &ctx.settings.events_queue_url {
                 for manifest in &handled.manifests {
                     let body = serde_json::to_string(manifest).expect("manifest serializes");
@@ -253,14 +266,15 @@ async fn handle_one(ctx: &Ctx, message: Message) {
             }
             let _ = ctx.deletes.send(receipt);
         }
-        Err(err) if err.is_retryable() => {
+        Disposition::Retry { after, failure } => {
+            let metrics = ctx.handler.metrics();
             metrics.retries.inc();
             metrics.outcome("retry");
-            let delay = (1i32 << receives.min(10)).min(ctx.settings.visibility_timeout_secs);
-            warn!(message_id = %id, receives, kind = err.kind(), error = %err, retry_in_s = delay, "job failed; will retry");
+            let delay = i32::try_from(after.as_secs()).unwrap_or(i32::MAX);
+            warn!(message_id = %id, receives, kind = failure.kind, error = %failure.reason, retry_in_s = delay, "job failed; will retry");
             set_visibility(ctx, &receipt, delay).await;
         }
-        Err(err) => dead_letter(ctx, &id, &receipt, &body, receives, &err).await,
+        Disposition::DeadLetter(failure) => dead_letter(ctx, &id, &receipt, &body, &failure).await,
     }
 }
 
@@ -296,39 +310,25 @@ fn text_attr(value: impl Into<String>) -> MessageAttributeValue {
         .expect("data type is set")
 }
 
-/// Permanent failure: to the DLQ with the reason, then off the work queue.
-async fn dead_letter(
-    ctx: &Ctx,
-    id: &str,
-    receipt: &str,
-    body: &[u8],
-    receives: u32,
-    err: &HandleError,
-) {
+/// Permanent failure (or attempts run out): to the DLQ with the failure's fields as
+/// `rendition-*` message attributes, then off the work queue.
+async fn dead_letter(ctx: &Ctx, id: &str, receipt: &str, body: &[u8], failure: &Failure) {
     let metrics = ctx.handler.metrics();
-    warn!(message_id = %id, receives, kind = err.kind(), retryable = err.is_retryable(), error = %err, "job failed; dead-lettering");
+    warn!(message_id = %id, receives = failure.attempts, kind = failure.kind, retryable = failure.retryable, error = %failure.reason, "job failed; dead-lettering");
     let Some(dlq) = &ctx.dlq else {
         // No DLQ of our own to write to: let the queue's redrive count it out quickly.
         set_visibility(ctx, receipt, 0).await;
         return;
     };
-    // Multi-byte characters in the reason (a key, libvips' text) must not be cut through.
-    let reason = rendition_core::text::truncate(&err.to_string(), 1024).into_owned();
-    let sent = ctx
+    let mut send = ctx
         .client
         .send_message()
         .queue_url(dlq)
-        .message_body(String::from_utf8_lossy(body))
-        .message_attributes("rendition-error-kind", text_attr(err.kind()))
-        .message_attributes("rendition-error", text_attr(reason))
-        .message_attributes("rendition-attempts", text_attr(receives.to_string()))
-        .message_attributes(
-            "rendition-retryable",
-            text_attr(err.is_retryable().to_string()),
-        )
-        .send()
-        .await;
-    match sent {
+        .message_body(String::from_utf8_lossy(body));
+    for (name, value) in failure.fields() {
+        send = send.message_attributes(format!("rendition-{name}"), text_attr(value.to_string()));
+    }
+    match send.send().await {
         Ok(_) => {
             metrics.dead_lettered.inc();
             metrics.outcome("dead_lettered");
@@ -382,6 +382,31 @@ async fn delete_batches(
             Ok(_) => {}
             Err(e) => {
                 warn!(error = %DisplayErrorContext(&e), "batch delete failed; messages will be redelivered (idempotent)")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_with_the_receive_count_up_to_the_visibility_timeout() {
+        let settings = |visibility_timeout_secs| SqsSettings {
+            visibility_timeout_secs,
+            ..SqsSettings::default()
+        };
+        for visibility in [10, 60, 43_200] {
+            let policy = retry_policy(&settings(visibility));
+            assert_eq!(policy.max_attempts, None, "the redrive policy counts");
+            for receives in 1..20u32 {
+                let expected = (1i32 << receives.min(10)).min(visibility);
+                assert_eq!(
+                    policy.delay(receives),
+                    Duration::from_secs(expected as u64),
+                    "{visibility}/{receives}"
+                );
             }
         }
     }

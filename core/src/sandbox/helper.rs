@@ -52,6 +52,17 @@ fn warm_up() -> Result<(), vips::VipsError> {
     Ok(())
 }
 
+/// Every binary that renders calls this first with its arguments: when they say it was
+/// started as a render helper ([`super::HELPER_ARG`], then the libvips thread count), it
+/// runs as one and returns the exit code; otherwise `None` and the program goes on.
+pub fn run_if_asked(mut args: impl Iterator<Item = String>) -> Option<i32> {
+    if args.nth(1).as_deref() != Some(super::HELPER_ARG) {
+        return None;
+    }
+    let threads = args.next().and_then(|t| t.parse().ok()).unwrap_or(1);
+    Some(main(threads))
+}
+
 /// Runs the helper; the process' exit code. `vips_threads`: libvips threads per image.
 pub fn main(vips_threads: u32) -> i32 {
     // Rust's runtime catches SIGSEGV and SIGBUS to report stack overflows; in a helper a

@@ -75,8 +75,34 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A short stable name ([`crate::kinds::KINDS`]). An absent object is `not_found`
+    /// whatever it is: the eager job and the on-demand path turn an absent *source* into
+    /// their own error (`missing_source`, `source_missing`) where they read it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::NotFound { .. } => "not_found",
+            StoreError::TooLarge { .. } => "input_too_large",
+            StoreError::InvalidKey { .. } => "invalid_key",
+            StoreError::Unavailable(_) => "storage_unavailable",
+            StoreError::Other(_) => "storage_error",
+        }
+    }
+
+    /// Only an outage is worth another attempt.
     pub fn is_retryable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
+    }
+
+    /// HTTP status: 404 absent, 422 over the size limit, 400 a refused key, 503 an outage
+    /// (worth retrying), 502 anything else the store refused.
+    pub fn status(&self) -> u16 {
+        match self {
+            StoreError::NotFound { .. } => 404,
+            StoreError::TooLarge { .. } => 422,
+            StoreError::InvalidKey { .. } => 400,
+            StoreError::Unavailable(_) => 503,
+            StoreError::Other(_) => 502,
+        }
     }
 }
 

@@ -1,0 +1,305 @@
+//! One function per command: each builds what it needs through [`crate::compose`], runs,
+//! and says how the process should exit. `main` only parses, loads the configuration and
+//! calls [`run`] on one runtime.
+
+use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use rendition_core::config::Settings;
+use rendition_core::store::{FsStore, StoreError};
+
+use crate::app::QueueKind;
+use crate::cli::Command;
+use crate::compose::{self, Bucket, ComposeError, Renders};
+use crate::{app, backfill, local, oneoff, rabbit, serve, sheet, sqs, urlcmd};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Compose(#[from] ComposeError),
+    #[error("opening {path}: {source}")]
+    Folder { path: String, source: StoreError },
+    #[error(transparent)]
+    Local(#[from] local::LocalError),
+    #[error(transparent)]
+    Worker(#[from] app::WorkerError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+    #[error(transparent)]
+    Url(#[from] urlcmd::UrlCmdError),
+    #[error(transparent)]
+    Sheet(#[from] sheet::SheetError),
+    #[error(transparent)]
+    OneOff(#[from] oneoff::OneOffError),
+    #[error(transparent)]
+    Backfill(#[from] backfill::BackfillError),
+    #[error(transparent)]
+    Rabbit(#[from] rabbit::RabbitError),
+    #[error("sqs.queue_url is not set (RENDITION__SQS__QUEUE_URL)")]
+    NoSqsQueue,
+    #[error("writing {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> CommandError + '_ {
+    move |source| CommandError::Write {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Runs `command` until it is done or `shutdown` resolves.
+pub async fn run(
+    command: Command,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<ExitCode, CommandError> {
+    let settings = Arc::new(settings);
+    match command {
+        Command::Run { local, once } => run_local(settings, &local, once, shutdown).await,
+        Command::Worker { queue } => {
+            app::run(Arc::unwrap_or_clone(settings), queue, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { local, addr } => {
+            serve_command(settings, local.as_deref(), addr, shutdown).await
+        }
+        Command::Url {
+            source,
+            preset,
+            spec,
+            local,
+        } => url(&settings, &source, which(&preset, &spec), local.as_deref()).await,
+        Command::Sheet {
+            source,
+            local,
+            output,
+        } => sheet_command(settings, &source, local.as_deref(), output).await,
+        Command::Render {
+            input,
+            preset,
+            spec,
+            output,
+        } => render(&settings, &input, which(&preset, &spec), &output).await,
+        Command::Backfill {
+            preset,
+            prefix,
+            dry_run,
+            queue,
+            local,
+            rate,
+        } => {
+            let options = backfill::Options {
+                preset,
+                prefix,
+                rate,
+                progress: true,
+            };
+            backfill_command(settings, options, dry_run, queue, local.as_deref()).await
+        }
+        Command::Schema { out } => schema(out),
+    }
+}
+
+/// `--preset NAME` or `--spec S` (clap requires one of them).
+fn which<'a>(preset: &'a Option<String>, spec: &'a Option<String>) -> oneoff::Which<'a> {
+    match (preset, spec) {
+        (Some(name), _) => oneoff::Which::Preset(name),
+        (None, Some(spec)) => oneoff::Which::Spec(spec),
+        (None, None) => unreachable!("clap requires one of --preset and --spec"),
+    }
+}
+
+async fn run_local(
+    settings: Arc<Settings>,
+    dir: &Path,
+    once: bool,
+    shutdown: impl Future<Output = ()>,
+) -> Result<ExitCode, CommandError> {
+    let store = FsStore::new(dir).map_err(|source| CommandError::Folder {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let engine = compose::engine(settings, Bucket::Folder(dir), Renders::Yes).await?;
+    let summary = local::run(store, engine.clone(), local::RunOptions { once }, shutdown).await;
+    engine.renderer().shutdown().await;
+    let summary = summary?;
+    if once {
+        println!(
+            "rendered {}, already done {}, failed {} — derivatives are under {}",
+            summary.rendered,
+            summary.already_done,
+            summary.failed,
+            dir.join("derived").display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve_command(
+    settings: Arc<Settings>,
+    dir: Option<&Path>,
+    addr: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<ExitCode, CommandError> {
+    let addr = addr.unwrap_or_else(|| settings.serve.addr.clone());
+    let options = serve::ServeOptions::from_settings(&settings);
+    let (ondemand, engine) = compose::on_demand(settings, Bucket::from_flag(dir)).await?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| CommandError::Listen { addr, source })?;
+    let renderer = engine.renderer().clone();
+    let served = serve::run(listener, ondemand, engine, options, shutdown).await;
+    renderer.shutdown().await;
+    served.map_err(CommandError::Serve)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn url(
+    settings: &Settings,
+    source: &str,
+    which: oneoff::Which<'_>,
+    dir: Option<&Path>,
+) -> Result<ExitCode, CommandError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (store, bucket) = compose::store(settings, Bucket::from_flag(dir))
+        .await
+        .map_err(ComposeError::from)?;
+    let url = urlcmd::derivative_url(settings, store.as_ref(), &bucket, source, which, now).await?;
+    println!("{url}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sheet_command(
+    settings: Arc<Settings>,
+    source: &str,
+    dir: Option<&Path>,
+    output: Option<PathBuf>,
+) -> Result<ExitCode, CommandError> {
+    // The sheet reads manifests and derivatives; it renders nothing.
+    let engine = compose::engine(settings, Bucket::from_flag(dir), Renders::No).await?;
+    let built = sheet::build(&engine, source, sheet::Images::Embedded).await?;
+    match output {
+        None => {
+            let stdout = Path::new("stdout");
+            let mut out = std::io::stdout().lock();
+            out.write_all(built.html.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(write_err(stdout))?;
+        }
+        Some(path) => {
+            std::fs::write(&path, built.html.as_bytes()).map_err(write_err(&path))?;
+            println!(
+                "sheet: {source} → {} ({} images)",
+                path.display(),
+                built.images
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn render(
+    settings: &Settings,
+    input: &Path,
+    which: oneoff::Which<'_>,
+    output: &Path,
+) -> Result<ExitCode, CommandError> {
+    // One render: one helper.
+    let mut one = settings.clone();
+    one.render.pool_size = 1;
+    let renderer = compose::renderer(&one, Renders::Yes)
+        .await
+        .map_err(ComposeError::from)?;
+    let out = oneoff::render_file(settings, &renderer, input, which, output).await;
+    renderer.shutdown().await;
+    let out = out?;
+    let v = &out.variants[0];
+    println!(
+        "{} → {} ({}×{}, {}, {} bytes)",
+        input.display(),
+        output.display(),
+        v.size.width,
+        v.size.height,
+        v.format.as_str(),
+        v.bytes.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn backfill_command(
+    settings: Arc<Settings>,
+    options: backfill::Options,
+    dry_run: bool,
+    queue: Option<QueueKind>,
+    dir: Option<&Path>,
+) -> Result<ExitCode, CommandError> {
+    // Only a folder bucket renders in place; a queue's workers render.
+    let renders = if dir.is_some() && !dry_run {
+        Renders::Yes
+    } else {
+        Renders::No
+    };
+    let engine = compose::engine(Arc::clone(&settings), Bucket::from_flag(dir), renders).await?;
+    let sink = match (dry_run, queue) {
+        (true, _) => backfill::Sink::DryRun,
+        (false, Some(QueueKind::Rabbitmq)) => backfill::Sink::Rabbit(Box::new(
+            rabbit::JobPublisher::connect(&settings.rabbitmq).await?,
+        )),
+        (false, Some(QueueKind::Sqs)) => {
+            if settings.sqs.queue_url.is_empty() {
+                return Err(CommandError::NoSqsQueue);
+            }
+            backfill::Sink::Sqs {
+                client: sqs::client(&settings.sqs).await,
+                queue_url: settings.sqs.queue_url.clone(),
+            }
+        }
+        (false, None) => backfill::Sink::InPlace,
+    };
+    let summary = backfill::run(&engine, &sink, &options, |key| {
+        if dry_run {
+            println!("missing: {key}");
+        }
+    })
+    .await;
+    engine.renderer().shutdown().await;
+    let summary = summary?;
+    println!("{}", summary.line(&options.preset, &sink));
+    if let backfill::Sink::Rabbit(publisher) = sink {
+        publisher.close().await;
+    }
+    Ok(if summary.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn schema(out: Option<PathBuf>) -> Result<ExitCode, CommandError> {
+    let schemas = rendition_core::schema::all();
+    match out {
+        None => print!("{}", schemas[0].1),
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).map_err(write_err(&dir))?;
+            for (name, text) in schemas {
+                let path = dir.join(name);
+                std::fs::write(&path, text).map_err(write_err(&path))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
