@@ -293,6 +293,12 @@ mod tests {
         let missing = handle(&app, function_url("GET", &path, ""), 0).await;
         assert_eq!(status(&missing), 404, "{missing}");
         assert_eq!(body(&missing)["error"], "source_missing");
+        assert_eq!(missing["headers"]["cache-control"], "no-store");
+        // HEAD: the same status and headers, no body.
+        let head = handle(&app, function_url("HEAD", &path, ""), 0).await;
+        assert_eq!(status(&head), 404, "{head}");
+        assert_eq!(head["headers"], missing["headers"]);
+        assert!(head["body"].is_null(), "{head}");
 
         let spec = format!("/derived/nope.jpg/{GUID}/w=10,fm=webp.webp");
         let unsigned = handle(&app, function_url("GET", &spec, ""), 0).await;

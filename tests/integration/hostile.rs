@@ -1599,11 +1599,17 @@ fn work_bombs() -> Vec<(&'static str, Vec<u8>, &'static str)> {
 
 const SPARSE_LEN: u64 = 8 << 30;
 
-/// A folder bucket holding the work bombs and an 8 GB sparse file that starts like a JPEG.
-fn bucket_with_bombs() -> (tempfile::TempDir, PathBuf) {
+/// A temporary folder with an empty folder bucket (`bucket/originals/`) inside.
+fn empty_bucket() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let bucket = tmp.path().join("bucket");
     std::fs::create_dir_all(bucket.join("originals")).unwrap();
+    (tmp, bucket)
+}
+
+/// A folder bucket holding the work bombs and an 8 GB sparse file that starts like a JPEG.
+fn bucket_with_bombs() -> (tempfile::TempDir, PathBuf) {
+    let (tmp, bucket) = empty_bucket();
     for (name, bytes, _) in work_bombs() {
         std::fs::write(bucket.join("originals").join(name), bytes).unwrap();
     }
@@ -1661,25 +1667,31 @@ async fn run_measured(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (Usage
     .unwrap()
 }
 
+/// `rendition render INPUT --preset thumb -o OUT`, measured.
+async fn render_thumb(
+    cwd: &Path,
+    input: &Path,
+    out: &Path,
+    env: &[(&str, &str)],
+) -> (Usage, String) {
+    let args = [
+        "render",
+        input.to_str().unwrap(),
+        "--preset",
+        "thumb",
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    run_measured(cwd, &args, env).await
+}
+
 #[tokio::test]
 async fn work_bombs_are_refused_by_render_within_bounds() {
     let (tmp, bucket) = bucket_with_bombs();
     for (name, kind) in expected_kinds() {
         let input = bucket.join("originals").join(name);
         let out = tmp.path().join(format!("{name}.webp"));
-        let (usage, said) = run_measured(
-            tmp.path(),
-            &[
-                "render",
-                input.to_str().unwrap(),
-                "--preset",
-                "thumb",
-                "-o",
-                out.to_str().unwrap(),
-            ],
-            &[],
-        )
-        .await;
+        let (usage, said) = render_thumb(tmp.path(), &input, &out, &[]).await;
         assert!(!usage.success, "{name}: {said}");
         assert!(said.contains(&format!("({kind})")), "{name}: {said}");
         assert!(!out.exists(), "{name}");
@@ -1721,23 +1733,8 @@ async fn work_bombs_fail_their_job_alone_in_a_local_run_within_bounds() {
 #[tokio::test]
 async fn work_bombs_get_422_from_serve_within_bounds() {
     let (tmp, bucket) = bucket_with_bombs();
-    let mut app = Running::spawn(
-        tmp.path(),
-        &[
-            "serve",
-            "--local",
-            bucket.to_str().unwrap(),
-            "--addr",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
-    let started = app
-        .wait_for(WAIT, "the listening address", |v| {
-            field(v, "message") == Some("serving derivatives")
-        })
-        .await;
-    let addr = field(&started, "addr").unwrap().to_string();
+    let mut app = spawn_serve(tmp.path(), &bucket, &[]);
+    let addr = serve_addr(&mut app).await;
     let urls = UrlGenerator::new(&Settings::default());
     let store = FsStore::new(&bucket).unwrap();
     for (name, kind) in expected_kinds() {
@@ -1757,9 +1754,7 @@ async fn work_bombs_get_422_from_serve_within_bounds() {
 
 #[tokio::test]
 async fn a_fifo_in_the_bucket_is_refused_never_waited_on() {
-    let tmp = tempfile::tempdir().unwrap();
-    let bucket = tmp.path().join("bucket");
-    std::fs::create_dir_all(bucket.join("originals")).unwrap();
+    let (tmp, bucket) = empty_bucket();
     let fifo = bucket.join("originals/pipe.jpg");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: mkfifo with a valid NUL-terminated path.
@@ -1782,15 +1777,7 @@ async fn a_fifo_in_the_bucket_is_refused_never_waited_on() {
     );
     // `render` on a FIFO: read without blocking, so it is an empty file, not a hang.
     let out = tmp.path().join("out.webp");
-    let args = [
-        "render",
-        fifo.to_str().unwrap(),
-        "--preset",
-        "thumb",
-        "-o",
-        out.to_str().unwrap(),
-    ];
-    let run = run_measured(tmp.path(), &args, &[]);
+    let run = render_thumb(tmp.path(), &fifo, &out, &[]);
     let (usage, said) = tokio::time::timeout(WAIT, run).await.expect("render ends");
     assert!(!usage.success);
     assert!(said.contains("(unsupported_format)"), "{said}");
@@ -1861,9 +1848,7 @@ async fn stop(app: Running) {
 
 #[tokio::test]
 async fn a_renderer_killed_mid_job_costs_that_job_alone() {
-    let tmp = tempfile::tempdir().unwrap();
-    let bucket = tmp.path().join("bucket");
-    std::fs::create_dir_all(bucket.join("originals")).unwrap();
+    let (tmp, bucket) = empty_bucket();
     let mut app = start_watching(tmp.path(), &bucket, &[]);
     let slow = slow_jpeg();
     for (name, signal) in [("segv", libc::SIGSEGV), ("kill", libc::SIGKILL)] {
@@ -1890,9 +1875,7 @@ async fn a_render_over_its_time_budgets_costs_that_job_alone() {
         ("deadline", ("RENDITION__RENDER__DEADLINE_SECS", "1")),
         ("cpu", ("RENDITION__RENDER__MAX_CPU_SECS", "1")),
     ] {
-        let tmp = tempfile::tempdir().unwrap();
-        let bucket = tmp.path().join("bucket");
-        std::fs::create_dir_all(bucket.join("originals")).unwrap();
+        let (tmp, bucket) = empty_bucket();
         let mut app = start_watching(tmp.path(), &bucket, &[env]);
         let started = std::time::Instant::now();
         std::fs::write(bucket.join("originals/slow.jpg"), &slow).unwrap();
@@ -1915,9 +1898,7 @@ async fn a_render_over_its_time_budgets_costs_that_job_alone() {
 
 #[tokio::test]
 async fn a_render_over_its_memory_budget_costs_that_job_alone() {
-    let tmp = tempfile::tempdir().unwrap();
-    let bucket = tmp.path().join("bucket");
-    std::fs::create_dir_all(bucket.join("originals")).unwrap();
+    let (tmp, bucket) = empty_bucket();
     // One eager preset that holds a 6000×6000 frame in memory (smart crop) and encodes it.
     let mut app = start_watching(
         tmp.path(),
@@ -1954,14 +1935,7 @@ async fn the_sqs_worker_dead_letters_bombs_and_forged_keys_and_stays_up() {
         "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
         "s3": {"bucket": {"name": world.bucket}, "object": {"key": long}}
     }]});
-    world
-        .sqs
-        .send_message()
-        .queue_url(&world.queue_url)
-        .message_body(event.to_string())
-        .send()
-        .await
-        .unwrap();
+    world.send(&event.to_string()).await;
     for (name, bytes, _) in work_bombs() {
         world.upload(&format!("originals/{name}"), bytes).await;
     }
@@ -2085,9 +2059,7 @@ fn signing_settings() -> Settings {
 
 #[tokio::test]
 async fn serve_bounds_concurrent_misses_with_503_and_retry_after() {
-    let tmp = tempfile::tempdir().unwrap();
-    let bucket = tmp.path().join("bucket");
-    std::fs::create_dir_all(bucket.join("originals")).unwrap();
+    let (tmp, bucket) = empty_bucket();
     // Five 6 MP sources, ten distinct signed specs each: 50 distinct misses at once.
     for i in 0..5 {
         std::fs::write(
@@ -2168,9 +2140,7 @@ async fn serve_bounds_concurrent_misses_with_503_and_retry_after() {
 
 #[tokio::test]
 async fn serve_answers_a_render_over_budget_422_and_sigterm_ends_renders_in_flight() {
-    let tmp = tempfile::tempdir().unwrap();
-    let bucket = tmp.path().join("bucket");
-    std::fs::create_dir_all(bucket.join("originals")).unwrap();
+    let (tmp, bucket) = empty_bucket();
     std::fs::write(bucket.join("originals/slow.jpg"), slow_jpeg()).unwrap();
     std::fs::write(bucket.join("originals/slow2.jpg"), slow_jpeg()).unwrap();
     let mut app = spawn_serve(
@@ -2246,21 +2216,9 @@ async fn libvips_warnings_are_log_events_with_the_job_key_not_raw_lines() {
     // A CMYK JPEG without a profile: libvips warns while converting it.
     std::fs::write(&input, cmyk_jpeg_without_profile()).unwrap();
     let out = tmp.path().join("out.webp");
-    let args = [
-        "render",
-        input.to_str().unwrap(),
-        "--preset",
-        "thumb",
-        "-o",
-        out.to_str().unwrap(),
-    ];
     for sandbox in ["true", "false"] {
-        let (usage, said) = run_measured(
-            tmp.path(),
-            &args,
-            &[("RENDITION__RENDER__SANDBOX", sandbox)],
-        )
-        .await;
+        let env = [("RENDITION__RENDER__SANDBOX", sandbox)];
+        let (usage, said) = render_thumb(tmp.path(), &input, &out, &env).await;
         assert!(usage.success, "{said}");
         let mut warned = false;
         for line in said.lines().filter(|l| !l.contains(" → ")) {
@@ -2281,9 +2239,7 @@ async fn libvips_warnings_are_log_events_with_the_job_key_not_raw_lines() {
 
 #[tokio::test]
 async fn helpers_are_recycled_after_their_jobs_and_above_their_memory() {
-    let tmp = tempfile::tempdir().unwrap();
-    let bucket = tmp.path().join("bucket");
-    std::fs::create_dir_all(bucket.join("originals")).unwrap();
+    let (tmp, bucket) = empty_bucket();
     for i in 0..3 {
         std::fs::write(bucket.join(format!("originals/g{i}.jpg")), good_jpeg()).unwrap();
     }

@@ -805,6 +805,10 @@ async fn lambda_http_serves_renders_and_refuses() {
     assert_eq!(not_modified.status, 304);
     assert!(not_modified.body.is_empty());
     assert_eq!(not_modified.header("etag"), Some(etag.as_str()));
+    assert_eq!(not_modified.header("cache-control"), Some(IMMUTABLE));
+    let weak_in_a_list = format!("\"something-else\", W/{etag}");
+    let weak = f.get(&path, &[("If-None-Match", &weak_in_a_list)]).await;
+    assert_eq!(weak.status, 304, "{weak:?}");
     let other_etag = f
         .get(&path, &[("If-None-Match", "\"something-else\"")])
         .await;
@@ -817,6 +821,9 @@ async fn lambda_http_serves_renders_and_refuses() {
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
     assert_eq!(head.header("content-type"), Some("image/webp"));
+    let length = first.body.len().to_string();
+    assert_eq!(head.header("content-length"), Some(length.as_str()));
+    assert_eq!(first.header("content-length"), Some(length.as_str()));
 
     // A signed spec: 200, stored; unsigned or forged: 403.
     let settings = signing_settings();

@@ -199,6 +199,17 @@ impl SqsWorld {
         ]
     }
 
+    /// Puts `body` on the work queue as it is (a forged or hand-made event).
+    pub async fn send(&self, body: &str) {
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+
     pub async fn upload(&self, key: &str, body: Vec<u8>) {
         self.s3
             .put_object()
@@ -380,14 +391,7 @@ async fn upload_to_sqs_to_worker_to_derivatives() {
         "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
         "s3": {"bucket": {"name": world.bucket}, "object": {"key": "originals/holiday+photo.jpg"}}
     }]});
-    world
-        .sqs
-        .send_message()
-        .queue_url(&world.queue_url)
-        .message_body(event.to_string())
-        .send()
-        .await
-        .unwrap();
+    world.send(&event.to_string()).await;
     let deadline = Instant::now() + WAIT;
     while world.queue_depth().await != (0, 0) {
         assert!(Instant::now() < deadline, "duplicate event not consumed");
@@ -447,14 +451,7 @@ async fn bad_messages_go_to_the_dlq_with_the_reason() {
         "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
         "s3": {"bucket": {"name": world.bucket}, "object": {"key": "originals/ghost.jpg"}}
     }]});
-    world
-        .sqs
-        .send_message()
-        .queue_url(&world.queue_url)
-        .message_body(event.to_string())
-        .send()
-        .await
-        .unwrap();
+    world.send(&event.to_string()).await;
     let (_, attrs) = world.dlq_message().await;
     assert_eq!(
         attrs.get("rendition-error-kind").map(String::as_str),

@@ -259,14 +259,7 @@ impl Pool {
                 helper.child.wait().await.ok()
             }
         };
-        let tail: Vec<String> = helper
-            .log
-            .lock()
-            .expect("helper log")
-            .tail
-            .iter()
-            .cloned()
-            .collect();
+        let tail = last_words(&helper.log);
         let err = classify(status, &tail, &self.inner.config, &io.to_string());
         self.replace();
         err
@@ -287,6 +280,16 @@ impl Pool {
             }
         });
     }
+}
+
+/// The last lines a helper wrote on stderr.
+fn last_words(log: &Mutex<HelperLog>) -> Vec<String> {
+    log.lock()
+        .expect("helper log")
+        .tail
+        .iter()
+        .cloned()
+        .collect()
 }
 
 /// Sends one job and reads its answer.
@@ -449,13 +452,7 @@ async fn spawn(config: &PoolConfig) -> Result<Helper, RenderError> {
         Ok(Ok(_)) => return Err(unavailable("did not start", &"unexpected greeting")),
         Ok(Err(e)) => {
             let status = child.wait().await.ok();
-            let said: Vec<String> = log
-                .lock()
-                .expect("helper log")
-                .tail
-                .iter()
-                .cloned()
-                .collect();
+            let said = last_words(&log);
             return Err(unavailable(
                 "did not start",
                 &format!("{e} ({status:?}): {}", said.join("; ")),

@@ -49,6 +49,18 @@ pub enum Reply {
     Failed(RenderError),
 }
 
+/// A frame's length from its prefix, refused past `max` before anything is allocated.
+fn frame_len(prefix: [u8; 8], max: u64) -> io::Result<u64> {
+    let len = u64::from_le_bytes(prefix);
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes, over {max}"),
+        ));
+    }
+    Ok(len)
+}
+
 /// Writes one frame.
 pub fn write_frame(w: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     w.write_all(&(bytes.len() as u64).to_le_bytes())?;
@@ -63,13 +75,7 @@ pub fn read_frame(r: &mut impl Read, max: u64) -> io::Result<Option<Vec<u8>>> {
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    let len = u64::from_le_bytes(len);
-    if len > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes, over {max}"),
-        ));
-    }
+    let len = frame_len(len, max)?;
     let mut buf = Vec::with_capacity(len as usize);
     r.take(len).read_to_end(&mut buf)?;
     if buf.len() as u64 != len {
@@ -94,13 +100,7 @@ pub mod nonblocking {
     pub async fn read_frame(r: &mut (impl AsyncRead + Unpin), max: u64) -> io::Result<Vec<u8>> {
         let mut len = [0u8; 8];
         r.read_exact(&mut len).await?;
-        let len = u64::from_le_bytes(len);
-        if len > max {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("frame of {len} bytes, over {max}"),
-            ));
-        }
+        let len = super::frame_len(len, max)?;
         let mut buf = Vec::with_capacity(len as usize);
         r.take(len).read_to_end(&mut buf).await?;
         if buf.len() as u64 != len {
