@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 profile=${RENDITION_PROFILE:-release}
 target=${CARGO_TARGET_DIR:-target}
-scripts/install-deps.sh
+scripts/install-deps.sh --tests
 case $profile in
   debug | dev) dir=debug; cargo build -p rendition-worker --bin rendition >&2 ;;
   *) dir=$profile; cargo build --profile "$profile" -p rendition-worker --bin rendition >&2 ;;

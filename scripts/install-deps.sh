@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# Installs what building and testing Rendition needs on Debian 12 / Ubuntu, when missing:
-# libvips (8.14, with its command-line tools for the tests), pkg-config, python3-venv
-# (for the moto S3/SQS test server), curl, and Debian's chromium (headless, for the contact
-# sheet test). Idempotent; quiet when everything is there.
+# Installs what building Rendition needs on Debian 12 / Ubuntu, when missing: libvips
+# (8.14), pkg-config, a C compiler. With --tests also what only the tests and the ops
+# scripts need: libvips' command-line tools, python3-venv (for the moto S3/SQS server),
+# curl, and Debian's chromium (headless, for the contact sheet test). Idempotent; quiet
+# when everything is there.
 #
-#   scripts/install-deps.sh              # build and test
-#   scripts/install-deps.sh --jemalloc   # also Debian's libjemalloc2, which the production
-#                                        # images preload (soak and bench scripts)
+#   scripts/install-deps.sh              # build (the demo)
+#   scripts/install-deps.sh --tests      # build and test
+#   scripts/install-deps.sh --jemalloc   # build and test, and Debian's libjemalloc2, which
+#                                        # the production images preload (soak and bench)
 set -euo pipefail
 
+mode=${1-}
 need=()
 pkg-config --atleast-version=8.14 vips 2>/dev/null || need+=(libvips-dev)
-command -v vips >/dev/null || need+=(libvips-tools)
 command -v pkg-config >/dev/null || need+=(pkg-config)
-command -v curl >/dev/null || need+=(curl)
 command -v cc >/dev/null || need+=(gcc libc6-dev)
-python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v python3 >/dev/null || need+=(python3)
-[ -x /usr/bin/chromium ] || command -v chromium >/dev/null || need+=(chromium)
-if [ "${1-}" = --jemalloc ]; then
+if [ "$mode" = --tests ] || [ "$mode" = --jemalloc ]; then
+  command -v vips >/dev/null || need+=(libvips-tools)
+  command -v curl >/dev/null || need+=(curl)
+  python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+  [ -x /usr/bin/chromium ] || command -v chromium >/dev/null || need+=(chromium)
+fi
+if [ "$mode" = --jemalloc ]; then
   ls /usr/lib/*-linux-gnu/libjemalloc.so.2 >/dev/null 2>&1 || need+=(libjemalloc2)
 fi
 

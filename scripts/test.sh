@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh
+scripts/install-deps.sh --tests
 scripts/fetch-photos.sh >/dev/null
 # shellcheck disable=SC1090
 . "$(infra/local/services.sh up | tail -n1)"
