@@ -1,4 +1,4 @@
-// sharp-bench.mjs: the sharp side of `rendition bench` (worker/src/bench.rs runs it).
+// sharp-bench.mjs: the sharp side of `rendition-bench` (benchmark/src/external.rs runs it).
 //
 //   node bench/sharp-bench.mjs SHARP_DIR SET CONCURRENCY ITERATIONS FILE...
 //

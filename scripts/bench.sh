@@ -22,7 +22,7 @@ TARGET=${CARGO_TARGET_DIR:-target}
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 
-scripts/install-deps.sh
+scripts/install-deps.sh --tests
 dir=$(scripts/fetch-photos.sh | tail -n1)
 cargo build --release -p rendition-bench --bin rendition-bench
 
