@@ -244,12 +244,17 @@ pub fn parse_message(body: &[u8], storage: &StorageSettings) -> Result<Parsed, E
         context: "message body",
         reason: e.to_string(),
     })?;
+    parse_value(&value, storage)
+}
+
+/// [`parse_message`] for a body that is already JSON (a Lambda's event payload).
+pub fn parse_value(value: &Value, storage: &StorageSettings) -> Result<Parsed, EventError> {
     let mut out = Parsed::default();
     Parser {
         storage,
         out: &mut out,
     }
-    .message(&value, None)?;
+    .message(value, None)?;
     Ok(out)
 }
 

@@ -78,11 +78,28 @@ pub async fn handle_message(
     body: &[u8],
     delete_on_remove: bool,
 ) -> Result<Handled, MessageError> {
+    let parsed = event::parse_message(body, &engine.settings().storage)?;
     Messages {
         engine,
         delete_on_remove,
     }
-    .handle_inner(body)
+    .handle_parsed(parsed)
+    .await
+}
+
+/// [`handle_message`] for an event that is already JSON (the Lambda's storage trigger
+/// hands its payload over as it came, without writing it out again).
+pub async fn handle_event(
+    engine: &Engine,
+    event: &serde_json::Value,
+    delete_on_remove: bool,
+) -> Result<Handled, MessageError> {
+    let parsed = event::parse_value(event, &engine.settings().storage)?;
+    Messages {
+        engine,
+        delete_on_remove,
+    }
+    .handle_parsed(parsed)
     .await
 }
 
@@ -92,8 +109,7 @@ struct Messages<'a> {
 }
 
 impl Messages<'_> {
-    async fn handle_inner(&self, body: &[u8]) -> Result<Handled, MessageError> {
-        let parsed = event::parse_message(body, &self.engine.settings().storage)?;
+    async fn handle_parsed(&self, parsed: event::Parsed) -> Result<Handled, MessageError> {
         let mut handled = Handled {
             ignored: parsed.ignored.len(),
             ..Handled::default()

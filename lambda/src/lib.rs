@@ -16,17 +16,22 @@
 //! - [`app`]: [`App`], what a cold start builds once (settings, store, on-demand renderer,
 //!   eager job engine, URL generator).
 //! - [`handler`]: the one entry point [`handler::handle`], which tells the triggers apart
-//!   by the payload's shape, and [`HandlerError`], which becomes the Lambda error type
+//!   by the payload's shape.
+//! - [`error`]: [`HandlerError`], which becomes the Lambda error type
 //!   (`Rendition.Retryable.<kind>` / `Rendition.Permanent.<kind>`).
 //! - [`http`]: Function URL / API Gateway requests in, HTTP responses out (status codes,
 //!   caching headers, `If-None-Match`, the 6 MB response limit).
-//! - [`triggers`]: S3 (and SNS / EventBridge) events and SQS batches through the core's
-//!   `handle_message`.
+//! - [`triggers`]: S3 (and SNS / EventBridge) events, handed to the core as the JSON they
+//!   came as (`handle_event`), and SQS batches through the core's `handle_message`.
+//!
+//! Modules point one way: `handler` → `http`, `triggers` → `error`, `app`.
 
 pub mod app;
+pub mod error;
 pub mod handler;
 pub mod http;
 pub mod triggers;
 
 pub use app::App;
-pub use handler::{handle, HandlerError};
+pub use error::HandlerError;
+pub use handler::handle;

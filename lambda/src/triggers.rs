@@ -8,12 +8,12 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
 use rendition_core::disposition::{decide, Disposition, RetryPolicy};
-use rendition_core::message::{handle_message, Handled, MessageError};
+use rendition_core::message::{handle_event, handle_message, Handled, MessageError};
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::app::App;
-use crate::handler::HandlerError;
+use crate::error::HandlerError;
 
 /// Lambda (asynchronous retries) and SQS (redrive policy) count the attempts and time the
 /// retries themselves: here the disposition only says whether another go may help.
@@ -37,12 +37,8 @@ fn summary(handled: &Handled) -> Value {
 /// Lambda retries the event (jobs are idempotent) and, when retries run out, sends it to
 /// the function's on-failure destination; the error type says whether retrying can help.
 pub async fn storage(app: &App, event: &Value) -> Result<Value, HandlerError> {
-    let body = serde_json::to_vec(event).map_err(|e| HandlerError::Malformed {
-        trigger: "storage",
-        reason: e.to_string(),
-    })?;
     let handled =
-        outcome(handle_message(&app.engine, &body, app.settings.worker.delete_on_remove).await)?;
+        outcome(handle_event(&app.engine, event, app.settings.worker.delete_on_remove).await)?;
     info!(
         rendered = handled.rendered,
         already_done = handled.already_done,
