@@ -15,7 +15,7 @@ use tracing::{debug, info};
 
 use crate::config::Settings;
 use crate::manifest::{Manifest, ManifestSource, ManifestVariant};
-use crate::naming::{self, NameError, SourceId, Variant};
+use crate::naming::{NameError, SourceNames, Variant};
 use crate::render::{RenderError, VariantRequest};
 use crate::renderer::Renderer;
 use crate::store::{BlobStore, ObjectMeta, PutOptions, StoreError, IMMUTABLE};
@@ -81,8 +81,8 @@ pub const MANIFEST_CACHE_CONTROL: &str = "public, max-age=60";
 /// What a job for one source would have to do.
 #[derive(Debug, Clone)]
 pub struct Pending {
-    /// The GUID of the source version the names below were made for.
-    pub guid: uuid::Uuid,
+    /// The names of the source version this was worked out for.
+    pub names: SourceNames,
     pub manifest_key: String,
     /// The manifest stored for this source version, if any.
     pub stored: Option<Manifest>,
@@ -240,14 +240,8 @@ impl Engine {
         version: &str,
         wanted: Vec<VariantRequest>,
     ) -> Result<Pending, JobError> {
-        let storage = &self.settings.storage;
-        let rel = naming::source_rel(&storage.source_prefix, key)?;
-        let guid = naming::source_guid(&SourceId {
-            bucket: self.bucket.clone(),
-            key: key.to_string(),
-            version: version.to_string(),
-        });
-        let manifest_key = naming::manifest_key(&storage.derived_prefix, rel, guid)?;
+        let names = SourceNames::of(&self.settings.storage, &self.bucket, key, version)?;
+        let manifest_key = names.manifest_key()?;
         let stored = self.stored_manifest(&manifest_key).await?;
         let missing = wanted
             .into_iter()
@@ -258,7 +252,7 @@ impl Engine {
             })
             .collect();
         Ok(Pending {
-            guid,
+            names,
             manifest_key,
             stored,
             missing,
@@ -273,8 +267,6 @@ impl Engine {
         key: &str,
         presets: &[String],
     ) -> Result<Outcome, JobError> {
-        let storage = &self.settings.storage;
-        let rel = naming::source_rel(&storage.source_prefix, key)?;
         let wanted = self.wanted(presets)?;
         let head = self.head_source(key).await?;
         let pending = match self
@@ -313,11 +305,12 @@ impl Engine {
             }
         };
         let Pending {
-            guid,
+            names,
             manifest_key,
             stored,
             missing: requests,
         } = pending;
+        let guid = names.guid();
 
         let started = std::time::Instant::now();
         let output = self
@@ -337,13 +330,7 @@ impl Engine {
                 .format
                 .content_type()
                 .expect("resolved formats have a content type");
-            let dkey = naming::derivative_key(
-                &storage.derived_prefix,
-                rel,
-                guid,
-                &Variant::Preset(v.name.clone()),
-                ext,
-            )?;
+            let dkey = names.derivative_key(&Variant::Preset(v.name.clone()), ext)?;
             entries.push(ManifestVariant {
                 name: v.name,
                 spec: v.spec.to_string(),

@@ -15,6 +15,7 @@
 //! - `variant` is a preset name or a canonical spec (`w=320,fm=webp`); the two never
 //!   collide because preset names cannot contain `=`.
 
+use crate::config::StorageSettings;
 use uuid::Uuid;
 
 use crate::config::is_preset_name;
@@ -149,6 +150,79 @@ pub fn manifest_key(
     guid: Uuid,
 ) -> Result<String, NameError> {
     checked(format!("{derived_prefix}{source_rel}/{guid}/{MANIFEST}"))
+}
+
+/// The names of one version of a source: its GUID, and every key derived from it. The one
+/// place keys are assembled; nothing else formats them by hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceNames {
+    derived_prefix: String,
+    source_key: String,
+    rel: String,
+    guid: Uuid,
+}
+
+impl SourceNames {
+    /// The names of `version` of the source at `key` in `bucket`.
+    pub fn of(
+        storage: &StorageSettings,
+        bucket: &str,
+        key: &str,
+        version: &str,
+    ) -> Result<SourceNames, NameError> {
+        let rel = source_rel(&storage.source_prefix, key)?.to_string();
+        let guid = source_guid(&SourceId {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version: version.to_string(),
+        });
+        Ok(SourceNames {
+            derived_prefix: storage.derived_prefix.clone(),
+            source_key: key.to_string(),
+            rel,
+            guid,
+        })
+    }
+
+    /// The names a derivative key was made from (the on-demand path: the URL names the
+    /// source and the GUID it expects).
+    pub fn of_derived(storage: &StorageSettings, derived: &DerivedKey) -> SourceNames {
+        SourceNames {
+            derived_prefix: storage.derived_prefix.clone(),
+            source_key: format!("{}{}", storage.source_prefix, derived.source_rel),
+            rel: derived.source_rel.clone(),
+            guid: derived.guid,
+        }
+    }
+
+    /// The source's own key (`{source_prefix}{rel}`).
+    pub fn source_key(&self) -> &str {
+        &self.source_key
+    }
+
+    /// The source key without the source prefix.
+    pub fn rel(&self) -> &str {
+        &self.rel
+    }
+
+    pub fn guid(&self) -> Uuid {
+        self.guid
+    }
+
+    /// The folder holding every derivative of every version of this source.
+    pub fn folder(&self) -> String {
+        source_folder(&self.derived_prefix, &self.rel)
+    }
+
+    /// This version's manifest.
+    pub fn manifest_key(&self) -> Result<String, NameError> {
+        manifest_key(&self.derived_prefix, &self.rel, self.guid)
+    }
+
+    /// One derivative of this version.
+    pub fn derivative_key(&self, variant: &Variant, ext: &str) -> Result<String, NameError> {
+        derivative_key(&self.derived_prefix, &self.rel, self.guid, variant, ext)
+    }
 }
 
 /// A derivative key taken apart: everything the on-demand path needs to render it.

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tracing::info;
 
 use crate::config::Settings;
-use crate::naming::{self, SourceId, Variant};
+use crate::naming::{SourceNames, Variant};
 use crate::render::{RenderError, VariantRequest};
 use crate::renderer::Renderer;
 use crate::spec::Format;
@@ -223,7 +223,8 @@ impl OnDemand {
         };
         let parsed = &verified.parsed;
         let storage = &self.settings.storage;
-        let source_key = format!("{}{}", storage.source_prefix, parsed.source_rel);
+        let wanted = SourceNames::of_derived(storage, parsed);
+        let source_key = wanted.source_key().to_string();
         let source = match self
             .store
             .get(&source_key, self.settings.limits.max_input_bytes)
@@ -235,12 +236,9 @@ impl OnDemand {
             }
             Err(e) => return Err(e.into()),
         };
-        let guid = naming::source_guid(&SourceId {
-            bucket: self.bucket.clone(),
-            key: source_key.clone(),
-            version: source.meta.version().to_string(),
-        });
-        if guid != parsed.guid {
+        let current = SourceNames::of(storage, &self.bucket, &source_key, source.meta.version())
+            .map_err(UrlError::from)?;
+        if current.guid() != wanted.guid() {
             return Err(OnDemandError::Stale { key: source_key });
         }
         let (name, spec) = match &parsed.variant {

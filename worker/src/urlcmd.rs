@@ -2,7 +2,7 @@
 //! by the same generator the rest of the system uses (signing, sharding).
 
 use rendition_core::config::Settings;
-use rendition_core::naming::{self, NameError, SourceId, Variant};
+use rendition_core::naming::{self, NameError, SourceNames, Variant};
 use rendition_core::render::output_format;
 use rendition_core::sniff::{sniff, SniffError};
 use rendition_core::spec::{Format, SpecError, VariantSpec};
@@ -38,16 +38,13 @@ pub async fn derivative_url(
     which: Which<'_>,
     now_unix: u64,
 ) -> Result<String, UrlCmdError> {
-    let rel = naming::source_rel(&settings.storage.source_prefix, source)?;
+    // A key that is not a source is refused before anything is read.
+    naming::source_rel(&settings.storage.source_prefix, source)?;
     let meta = store
         .head(source)
         .await?
         .ok_or_else(|| UrlCmdError::NoSource(source.to_string()))?;
-    let guid = naming::source_guid(&SourceId {
-        bucket: bucket.to_string(),
-        key: source.to_string(),
-        version: meta.version().to_string(),
-    });
+    let names = SourceNames::of(&settings.storage, bucket, source, meta.version())?;
     let (variant, format) = match which {
         Which::Preset(name) => {
             let preset = settings
@@ -71,6 +68,6 @@ pub async fn derivative_url(
             resolved.extension().expect("resolved format")
         }
     };
-    let key = naming::derivative_key(&settings.storage.derived_prefix, rel, guid, &variant, ext)?;
+    let key = names.derivative_key(&variant, ext)?;
     Ok(UrlGenerator::new(settings).for_key(&key, now_unix)?)
 }
