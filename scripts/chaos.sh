@@ -17,8 +17,8 @@ profile=${RENDITION_PROFILE:-release}
 target=${CARGO_TARGET_DIR:-target}
 scripts/install-deps.sh --tests
 case $profile in
-  debug | dev) dir=debug; cargo build -p rendition-worker --bin rendition >&2 ;;
-  *) dir=$profile; cargo build --profile "$profile" -p rendition-worker --bin rendition >&2 ;;
+  debug | dev) dir=debug; cargo build -p rendition-cli --bin rendition >&2 ;;
+  *) dir=$profile; cargo build --profile "$profile" -p rendition-cli --bin rendition >&2 ;;
 esac
 # shellcheck disable=SC1090
 . "$(infra/local/services.sh up | tail -n1)"

@@ -22,8 +22,8 @@ target=${CARGO_TARGET_DIR:-target}
 # The production images preload jemalloc (infra/aws/Dockerfile); so does this bench by default.
 scripts/install-deps.sh --jemalloc
 case $profile in
-  debug | dev) dir=debug; cargo build -p rendition-worker --bin rendition >&2 ;;
-  *) dir=$profile; cargo build --profile "$profile" -p rendition-worker --bin rendition >&2 ;;
+  debug | dev) dir=debug; cargo build -p rendition-cli --bin rendition >&2 ;;
+  *) dir=$profile; cargo build --profile "$profile" -p rendition-cli --bin rendition >&2 ;;
 esac
 photos=$(scripts/fetch-photos.sh | tail -n1)
 # shellcheck disable=SC1090

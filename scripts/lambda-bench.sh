@@ -22,12 +22,12 @@ scripts/install-deps.sh --jemalloc
 case $profile in
   debug | dev)
     dir=debug
-    cargo build -p rendition-worker --bin rendition >&2
+    cargo build -p rendition-cli --bin rendition >&2
     cargo build -p rendition-lambda >&2
     ;;
   *)
     dir=$profile
-    cargo build --profile "$profile" -p rendition-worker --bin rendition >&2
+    cargo build --profile "$profile" -p rendition-cli --bin rendition >&2
     cargo build --profile "$profile" -p rendition-lambda >&2
     ;;
 esac

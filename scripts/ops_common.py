@@ -115,7 +115,7 @@ def find_binary(explicit: str | None) -> Path:
         p = REPO / "target" / profile / "rendition"
         if p.exists():
             return p
-    raise SystemExit("no target/{release,debug}/rendition: build it first (cargo build -p rendition-worker --bin rendition)")
+    raise SystemExit("no target/{release,debug}/rendition: build it first (cargo build -p rendition-cli --bin rendition)")
 
 
 def pin_binary(binary: Path, rundir: Path) -> Path:

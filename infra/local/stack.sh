@@ -102,8 +102,8 @@ resolve_bin() { # requested (may be empty) -> absolute path
     elif [[ -x $ROOT/target/debug/rendition ]]; then
         bin=$ROOT/target/debug/rendition
     else
-        log "no built binary; cargo build -p rendition-worker --bin rendition (debug)"
-        (cd "$ROOT" && cargo build -p rendition-worker --bin rendition >&2 8>&-)
+        log "no built binary; cargo build -p rendition-cli --bin rendition (debug)"
+        (cd "$ROOT" && cargo build -p rendition-cli --bin rendition >&2 8>&-)
         bin=$ROOT/target/debug/rendition
     fi
     (cd "$(dirname "$bin")" && printf '%s/%s\n' "$PWD" "$(basename "$bin")")

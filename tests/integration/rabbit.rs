@@ -24,10 +24,10 @@ use rendition_core::manifest::Manifest;
 use rendition_core::store::{
     BlobStore, FsStore, Object, ObjectMeta, PutOptions, PutOutcome, StoreError,
 };
-use rendition_worker::handler::Handler;
-use rendition_worker::http::Readiness;
-use rendition_worker::metrics::{Metrics, OutcomeLabels};
-use rendition_worker::rabbit::{self, RabbitError};
+use rendition_cli::handler::Handler;
+use rendition_cli::http::Readiness;
+use rendition_cli::metrics::{Metrics, OutcomeLabels};
+use rendition_cli::rabbit::{self, RabbitError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -71,7 +71,7 @@ pub(crate) struct Broker {
     cleaned: bool,
 }
 
-/// Worker logs on the test output when `RUST_LOG` is set (e.g. `rendition_worker=debug`).
+/// Worker logs on the test output when `RUST_LOG` is set (e.g. `rendition_cli=debug`).
 fn init_logs() {
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
         let _ = tracing_subscriber::fmt()

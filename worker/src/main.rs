@@ -1,5 +1,5 @@
 //! `rendition`: parses the command line, loads the configuration once, sets up logging,
-//! and runs the command on one runtime ([`rendition_worker::commands::run`]). Started with
+//! and runs the command on one runtime ([`rendition_cli::commands::run`]). Started with
 //! the sandbox's helper argument, it is a render helper instead.
 
 use std::process::ExitCode;
@@ -9,8 +9,8 @@ use anyhow::Context;
 use clap::Parser;
 use rendition_core::config::Settings;
 use rendition_core::sandbox;
-use rendition_worker::cli::Cli;
-use rendition_worker::{commands, shutdown};
+use rendition_cli::cli::Cli;
+use rendition_cli::{commands, shutdown};
 
 fn main() -> anyhow::Result<ExitCode> {
     if let Some(code) = sandbox::helper::run_if_asked(std::env::args()) {
