@@ -18,6 +18,15 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::event::EventError;
+use crate::job::JobError;
+use crate::message::MessageError;
+use crate::naming::NameError;
+use crate::ondemand::OnDemandError;
+use crate::render::RenderError;
+use crate::store::StoreError;
+use crate::url::UrlError;
+
 use crate::kinds::Classified;
 use crate::text::truncate;
 
@@ -165,6 +174,34 @@ pub fn decide<T, E: Classified>(
         Disposition::DeadLetter(failure)
     }
 }
+
+/// Implements [`Classified`] with each type's own `kind`, `is_retryable` and `status`.
+macro_rules! classified {
+    ($($t:ty),+ $(,)?) => {$(
+        impl Classified for $t {
+            fn kind(&self) -> &'static str {
+                <$t>::kind(self)
+            }
+            fn is_retryable(&self) -> bool {
+                <$t>::is_retryable(self)
+            }
+            fn status(&self) -> u16 {
+                <$t>::status(self)
+            }
+        }
+    )+};
+}
+
+classified!(
+    StoreError,
+    RenderError,
+    UrlError,
+    EventError,
+    NameError,
+    JobError,
+    OnDemandError,
+    MessageError,
+);
 
 #[cfg(test)]
 mod tests {

@@ -6,20 +6,12 @@
 //! methods; composite errors ([`JobError`], [`OnDemandError`], [`MessageError`], and the
 //! worker's sheet error) add the kinds of their own variants and delegate the rest to
 //! their sources. [`Classified`] is those three methods as a trait, for code generic over
-//! the error ([`crate::disposition::decide`]).
+//! the error ([`crate::disposition::decide`], where the error types implement it). This
+//! module imports none of them, so every error module may name its kinds from here.
 //!
 //! Kinds go into queue headers, message attributes, failure records, Lambda error types
 //! (`Rendition.Permanent.<kind>`), metrics and the `error` field of HTTP error bodies:
 //! renaming one breaks whoever alerts on it.
-
-use crate::event::EventError;
-use crate::job::JobError;
-use crate::message::MessageError;
-use crate::naming::NameError;
-use crate::ondemand::OnDemandError;
-use crate::render::RenderError;
-use crate::store::StoreError;
-use crate::url::UrlError;
 
 /// The kind of an eager job whose source object does not exist (deleted, or never
 /// uploaded). The on-demand and contact-sheet paths answer `source_missing` instead: an
@@ -192,42 +184,21 @@ pub trait Classified: std::error::Error {
     fn status(&self) -> u16;
 }
 
-/// Implements [`Classified`] with each type's own `kind`, `is_retryable` and `status`.
-macro_rules! classified {
-    ($($t:ty),+ $(,)?) => {$(
-        impl Classified for $t {
-            fn kind(&self) -> &'static str {
-                <$t>::kind(self)
-            }
-            fn is_retryable(&self) -> bool {
-                <$t>::is_retryable(self)
-            }
-            fn status(&self) -> u16 {
-                <$t>::status(self)
-            }
-        }
-    )+};
-}
-
-classified!(
-    StoreError,
-    RenderError,
-    UrlError,
-    EventError,
-    NameError,
-    JobError,
-    OnDemandError,
-    MessageError,
-);
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::render::Unsupported;
+    use crate::event::EventError;
+    use crate::job::JobError;
+    use crate::message::MessageError;
+    use crate::naming::NameError;
+    use crate::ondemand::OnDemandError;
+    use crate::render::{RenderError, Unsupported};
     use crate::sniff::SniffError;
     use crate::spec::{Format, SpecError};
+    use crate::store::StoreError;
+    use crate::url::UrlError;
     use crate::vips::VipsError;
 
     fn store_errors() -> Vec<StoreError> {

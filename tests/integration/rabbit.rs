@@ -18,16 +18,16 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use rendition_cli::handler::Handler;
+use rendition_cli::http::Readiness;
+use rendition_cli::metrics::{Metrics, OutcomeLabels};
+use rendition_cli::rabbit::{self, RabbitError};
 use rendition_core::config::{RabbitSettings, Settings};
 use rendition_core::job::Engine;
 use rendition_core::manifest::Manifest;
 use rendition_core::store::{
     BlobStore, FsStore, Object, ObjectMeta, PutOptions, PutOutcome, StoreError,
 };
-use rendition_cli::handler::Handler;
-use rendition_cli::http::Readiness;
-use rendition_cli::metrics::{Metrics, OutcomeLabels};
-use rendition_cli::rabbit::{self, RabbitError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 

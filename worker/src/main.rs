@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use rendition_core::config::Settings;
-use rendition_core::sandbox;
 use rendition_cli::cli::Cli;
 use rendition_cli::{commands, shutdown};
+use rendition_core::config::Settings;
+use rendition_core::sandbox;
 
 fn main() -> anyhow::Result<ExitCode> {
     if let Some(code) = sandbox::helper::run_if_asked(std::env::args()) {
