@@ -18,7 +18,7 @@ use crate::manifest::{Manifest, ManifestSource, ManifestVariant};
 use crate::naming::{NameError, SourceNames, Variant};
 use crate::render::{RenderError, VariantRequest};
 use crate::renderer::Renderer;
-use crate::store::{BlobStore, ObjectMeta, PutOptions, StoreError, IMMUTABLE};
+use crate::store::{BlobStore, ObjectMeta, PutOptions, PutOutcome, StoreError, IMMUTABLE};
 
 /// Why a job failed, classified for the queue: retry or dead-letter.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +157,27 @@ impl Engine {
 
     pub fn renderer(&self) -> &Renderer {
         &self.renderer
+    }
+
+    /// Stores one derivative: immutable, only-if-absent (a name never changes bytes). The
+    /// one place the eager job and the on-demand path write derivatives.
+    pub async fn put_derivative(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        content_type: &str,
+    ) -> Result<PutOutcome, StoreError> {
+        self.store
+            .put(
+                key,
+                bytes,
+                PutOptions {
+                    content_type: Some(content_type.to_string()),
+                    cache_control: Some(IMMUTABLE.to_string()),
+                    if_absent: true,
+                },
+            )
+            .await
     }
 
     pub fn store(&self) -> &Arc<dyn BlobStore> {
@@ -340,18 +361,8 @@ impl Engine {
                 bytes: v.bytes.len() as u64,
                 content_type: content_type.to_string(),
             });
-            let store = Arc::clone(&self.store);
             puts.push(async move {
-                store
-                    .put(
-                        &dkey,
-                        Bytes::from(v.bytes),
-                        PutOptions {
-                            content_type: Some(content_type.to_string()),
-                            cache_control: Some(IMMUTABLE.to_string()),
-                            if_absent: true,
-                        },
-                    )
+                self.put_derivative(&dkey, Bytes::from(v.bytes), content_type)
                     .await
             });
         }

@@ -15,11 +15,11 @@ use bytes::Bytes;
 use tracing::info;
 
 use crate::config::Settings;
+use crate::job::Engine;
 use crate::naming::{SourceNames, Variant};
 use crate::render::{RenderError, VariantRequest};
-use crate::renderer::Renderer;
 use crate::spec::Format;
-use crate::store::{BlobStore, Object, PutOptions, PutOutcome, StoreError, IMMUTABLE};
+use crate::store::{Object, PutOutcome, StoreError};
 use crate::url::{self, UrlError};
 
 /// A derivative ready to send.
@@ -99,13 +99,11 @@ impl OnDemandError {
     }
 }
 
-/// Serves derivatives from one store.
+/// Serves derivatives from the store of an [`Engine`] — the one renderer bound to one
+/// store that the eager job uses too.
 #[derive(Clone)]
 pub struct OnDemand {
-    store: Arc<dyn BlobStore>,
-    settings: Arc<Settings>,
-    bucket: String,
-    renderer: Renderer,
+    engine: Engine,
     slots: Option<RenderSlots>,
 }
 
@@ -126,19 +124,16 @@ fn content_type_of(obj: &Object, key: &str) -> String {
 }
 
 impl OnDemand {
-    pub fn new(
-        store: Arc<dyn BlobStore>,
-        settings: Arc<Settings>,
-        bucket: impl Into<String>,
-        renderer: Renderer,
-    ) -> OnDemand {
+    pub fn new(engine: Engine) -> OnDemand {
         OnDemand {
-            store,
-            settings,
-            bucket: bucket.into(),
-            renderer,
+            engine,
             slots: None,
         }
+    }
+
+    /// The engine whose store and renderer this serves from.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// At most `max` misses fetch and render at once; one that waits longer than `wait`
@@ -153,7 +148,7 @@ impl OnDemand {
     }
 
     pub fn settings(&self) -> &Settings {
-        &self.settings
+        self.engine.settings()
     }
 
     /// Verifies the URL; the derivative key it names.
@@ -163,7 +158,7 @@ impl OnDemand {
         query: Option<&str>,
         now_unix: u64,
     ) -> Result<url::Verified, OnDemandError> {
-        Ok(url::verify(&self.settings, path, query, now_unix)?)
+        Ok(url::verify(self.settings(), path, query, now_unix)?)
     }
 
     /// Answers a request for `path?query`.
@@ -190,7 +185,7 @@ impl OnDemand {
     }
 
     async fn existing(&self, key: &str) -> Result<Option<Derivative>, OnDemandError> {
-        match self.store.get(key, u64::MAX).await {
+        match self.engine.store().get(key, u64::MAX).await {
             Ok(obj) => Ok(Some(Derivative {
                 key: key.to_string(),
                 content_type: content_type_of(&obj, key),
@@ -222,12 +217,14 @@ impl OnDemand {
             }
         };
         let parsed = &verified.parsed;
-        let storage = &self.settings.storage;
+        let settings = self.settings();
+        let storage = &settings.storage;
         let wanted = SourceNames::of_derived(storage, parsed);
         let source_key = wanted.source_key().to_string();
         let source = match self
-            .store
-            .get(&source_key, self.settings.limits.max_input_bytes)
+            .engine
+            .store()
+            .get(&source_key, settings.limits.max_input_bytes)
             .await
         {
             Ok(obj) => obj,
@@ -236,15 +233,19 @@ impl OnDemand {
             }
             Err(e) => return Err(e.into()),
         };
-        let current = SourceNames::of(storage, &self.bucket, &source_key, source.meta.version())
-            .map_err(UrlError::from)?;
+        let current = SourceNames::of(
+            storage,
+            self.engine.bucket(),
+            &source_key,
+            source.meta.version(),
+        )
+        .map_err(UrlError::from)?;
         if current.guid() != wanted.guid() {
             return Err(OnDemandError::Stale { key: source_key });
         }
         let (name, spec) = match &parsed.variant {
             Variant::Preset(name) => {
-                let preset = self
-                    .settings
+                let preset = settings
                     .presets
                     .get(name)
                     .ok_or(UrlError::UnknownPreset(name.clone()))?;
@@ -263,7 +264,8 @@ impl OnDemand {
         }
         let request = VariantRequest { name, spec };
         let out = self
-            .renderer
+            .engine
+            .renderer()
             .render(&verified.key, source.body.clone(), vec![request])
             .await?;
         let variant = out
@@ -282,16 +284,8 @@ impl OnDemand {
         let content_type = format.content_type().expect("resolved format").to_string();
         let bytes = Bytes::from(variant.bytes);
         let outcome = self
-            .store
-            .put(
-                &verified.key,
-                bytes.clone(),
-                PutOptions {
-                    content_type: Some(content_type.clone()),
-                    cache_control: Some(IMMUTABLE.into()),
-                    if_absent: true,
-                },
-            )
+            .engine
+            .put_derivative(&verified.key, bytes.clone(), &content_type)
             .await?;
         if outcome == PutOutcome::AlreadyExists {
             // Someone else stored it first: answer with their bytes, the URL's only bytes.
@@ -300,7 +294,8 @@ impl OnDemand {
             }
         }
         let etag = self
-            .store
+            .engine
+            .store()
             .head(&verified.key)
             .await?
             .map(|m| m.etag)

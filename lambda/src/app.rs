@@ -31,14 +31,10 @@ impl App {
     ) -> App {
         let bucket = bucket.into();
         let settings = Arc::new(settings);
+        let engine = Engine::new(store, Arc::clone(&settings), bucket, renderer);
         App {
-            ondemand: OnDemand::new(
-                Arc::clone(&store),
-                Arc::clone(&settings),
-                bucket.clone(),
-                renderer.clone(),
-            ),
-            engine: Engine::new(store, Arc::clone(&settings), bucket, renderer),
+            ondemand: OnDemand::new(engine.clone()),
+            engine,
             urls: UrlGenerator::new(&settings),
             settings,
         }

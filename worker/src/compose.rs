@@ -92,15 +92,10 @@ pub async fn on_demand(
         settings.serve.source_cache_bytes,
     ));
     let renderer = renderer(&settings, Renders::Yes).await?;
-    let ondemand = OnDemand::new(
-        Arc::clone(&store),
-        Arc::clone(&settings),
-        name.clone(),
-        renderer.clone(),
-    )
-    .with_render_slots(
+    let engine = Engine::new(store, Arc::clone(&settings), name, renderer);
+    let ondemand = OnDemand::new(engine.clone()).with_render_slots(
         settings.serve_max_renders(),
         std::time::Duration::from_millis(settings.serve.render_queue_ms),
     );
-    Ok((ondemand, Engine::new(store, settings, name, renderer)))
+    Ok((ondemand, engine))
 }
