@@ -166,6 +166,19 @@ pub const KINDS: &[(&str, &str)] = &[
         "malformed_event",
         "a Lambda payload of a known trigger, not shaped as documented",
     ),
+    // The on-demand front doors' own answers (`crate::respond`).
+    (
+        "method_not_allowed",
+        "an on-demand request other than GET or HEAD (HTTP 405)",
+    ),
+    (
+        "bad_request",
+        "a Lambda HTTP event that cannot be read as a request (HTTP 400)",
+    ),
+    (
+        "render_in_progress",
+        "`serve` stopped waiting for a render that carries on (HTTP 504)",
+    ),
 ];
 
 /// Whether `kind` is one of [`KINDS`].
@@ -426,7 +439,14 @@ mod tests {
             assert!(is_known(kind), "{kind} is not in KINDS");
         }
         // Kinds of errors outside this crate (the worker's contact sheet, the Lambda).
-        let elsewhere = ["manifest_missing", "unknown_event", "malformed_event"];
+        let elsewhere = [
+            "manifest_missing",
+            "unknown_event",
+            "malformed_event",
+            crate::respond::METHOD_NOT_ALLOWED,
+            crate::respond::BAD_REQUEST,
+            crate::respond::RENDER_IN_PROGRESS,
+        ];
         for (kind, _) in KINDS {
             assert!(
                 produced.contains(kind) || elsewhere.contains(kind),

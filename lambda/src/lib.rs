@@ -19,8 +19,10 @@
 //!   by the payload's shape.
 //! - [`error`]: [`HandlerError`], which becomes the Lambda error type
 //!   (`Rendition.Retryable.<kind>` / `Rendition.Permanent.<kind>`).
-//! - [`http`]: Function URL / API Gateway requests in, HTTP responses out (status codes,
-//!   caching headers, `If-None-Match`, the 6 MB response limit).
+//! - [`http`]: Function URL / API Gateway requests in, HTTP responses out: the shapes
+//!   only — status, headers and body are decided by the core's one responder
+//!   (`rendition_core::respond`, shared with `rendition serve`) — and the 6 MB response
+//!   limit (a redirect to the CDN past it).
 //! - [`triggers`]: S3 (and SNS / EventBridge) events, handed to the core as the JSON they
 //!   came as (`handle_event`), and SQS batches through the core's `handle_message`.
 //!
