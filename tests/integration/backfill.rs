@@ -5,12 +5,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use rendition_core::manifest::Manifest;
 
-use crate::harness::{encode_jpeg, field, quadrants, rendition_bin, Running};
-use crate::rabbit::{as_str_pairs, eventually, minio_event_in, Broker};
+use crate::harness::{encode_jpeg, eventually, field, quadrants, rendition_bin, Running};
+use crate::rabbit::{as_str_pairs, minio_event_in, Broker};
 use crate::sqs::{s3_manifests, SqsWorld};
 
 const PRESET: &str = "og";
@@ -70,6 +71,7 @@ async fn wait_listing(
     want: &[&str],
 ) -> HashMap<String, Manifest> {
     eventually(
+        Duration::from_secs(60),
         &format!("{n} manifests under {prefix} listing {want:?}"),
         || async {
             let all = s3_manifests(s3, bucket).await;

@@ -295,3 +295,161 @@ extern "C" {
 pub fn field<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a str> {
     v.get(name).and_then(|f| f.as_str())
 }
+
+/// Polls `probe` every 100 ms until it returns `Some`, panicking with `what` after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ---- a minimal HTTP/1.1 client (the test crate has none) -------------------------------------
+
+/// How long one HTTP exchange may take.
+const HTTP_WAIT: Duration = Duration::from_secs(120);
+
+pub struct Http {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// Decoded when the response was chunked.
+    pub body: Vec<u8>,
+}
+
+impl Http {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `error` field of a JSON body (or the body itself, in angle brackets).
+    pub fn error_kind(&self) -> String {
+        serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .unwrap_or_else(|| format!("<{}>", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// One request on a new connection (`Connection: close`; `Content-Length` when there is a
+/// body). The target goes out as given, so raw NULs and control characters reach the
+/// server. `None` when the server closes the connection without a response; panics if the
+/// exchange takes longer than two minutes.
+pub async fn http(
+    addr: &str,
+    method: &str,
+    target: &[u8],
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<Http> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        let mut req = format!("{method} ").into_bytes();
+        req.extend_from_slice(target);
+        req.extend_from_slice(
+            format!(" HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n").as_bytes(),
+        );
+        for (k, v) in headers {
+            req.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        }
+        if !body.is_empty() {
+            req.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+        }
+        req.extend_from_slice(b"\r\n");
+        req.extend_from_slice(body);
+        stream.write_all(&req).await.ok()?;
+        let mut raw = Vec::new();
+        // A reset after the response still leaves what was read in `raw`.
+        let _ = stream.read_to_end(&mut raw).await;
+        Some(raw)
+    };
+    let raw = tokio::time::timeout(HTTP_WAIT, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("no response from {addr} within {HTTP_WAIT:?}"))?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let mut http = parse_head(&raw[..split])?;
+    http.body = raw[split + 4..].to_vec();
+    if method.eq_ignore_ascii_case("HEAD") {
+        // No body, whatever the headers say.
+    } else if http
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        http.body = dechunk(&http.body);
+    } else if let Some(len) = http.header("content-length").and_then(|v| v.parse().ok()) {
+        http.body.truncate(len);
+    }
+    Some(http)
+}
+
+/// The status line and headers of a response (`head` ends before the blank line).
+pub fn parse_head(head: &[u8]) -> Option<Http> {
+    let head = String::from_utf8_lossy(head);
+    let mut lines = head.lines();
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Some(Http {
+        status,
+        headers,
+        body: Vec::new(),
+    })
+}
+
+/// A request without a body that must be answered.
+pub async fn request(
+    addr: &str,
+    method: &str,
+    target: impl AsRef<[u8]>,
+    headers: &[(&str, &str)],
+) -> Http {
+    let target = target.as_ref();
+    http(addr, method, target, headers, &[])
+        .await
+        .unwrap_or_else(|| {
+            let shown = String::from_utf8_lossy(&target[..target.len().min(120)]).to_string();
+            panic!("{method} {shown}: the connection closed without a response")
+        })
+}
+
+/// A `GET` that must be answered.
+pub async fn get(addr: &str, target: impl AsRef<[u8]>, headers: &[(&str, &str)]) -> Http {
+    request(addr, "GET", target, headers).await
+}
+
+/// A `Transfer-Encoding: chunked` body, decoded.
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let eol = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk size line");
+        let size_text = String::from_utf8_lossy(&rest[..eol]).to_string();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+            .expect("chunk size");
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+        rest = &rest[eol + 2 + size + 2..];
+    }
+}

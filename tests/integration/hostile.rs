@@ -995,58 +995,6 @@ async fn corpus_local_run_records_each_failure_and_writes_nothing_outside() {
 
 // ---- layer 3: `rendition serve --local DIR` ----------------------------------------------------
 
-struct Http {
-    status: u16,
-    /// The status line and headers.
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Http {
-    fn error_kind(&self) -> String {
-        serde_json::from_slice::<serde_json::Value>(&self.body)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-            .unwrap_or_else(|| format!("<{}>", String::from_utf8_lossy(&self.body)))
-    }
-}
-
-/// One GET with a raw request target (bytes as given, so raw NULs and control characters
-/// reach the server).
-async fn get(addr: &str, target: &[u8]) -> Http {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let mut req = b"GET ".to_vec();
-        req.extend_from_slice(target);
-        req.extend_from_slice(
-            format!(" HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-        );
-        stream.write_all(&req).await.unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.unwrap();
-        raw
-    };
-    let raw = tokio::time::timeout(WAIT, exchange)
-        .await
-        .expect("a response in time");
-    let what = String::from_utf8_lossy(&target[..target.len().min(120)]).to_string();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("{what}: no response: {:?}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{what}: bad status line {head:?}"));
-    Http {
-        status,
-        head,
-        body: raw[split + 4..].to_vec(),
-    }
-}
-
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1104,7 +1052,7 @@ async fn corpus_serve_answers_4xx_with_typed_bodies_and_stays_up() {
             "webp",
         )
         .await;
-        let r = get(&addr, url_of(&key).as_bytes()).await;
+        let r = get(&addr, url_of(&key).as_bytes(), &[]).await;
         match case.expect {
             Expect::Refused(kind) => {
                 assert_eq!(
@@ -1133,7 +1081,7 @@ async fn corpus_serve_answers_4xx_with_typed_bodies_and_stays_up() {
     let signed = url_of(&spec_key);
     let (path, query) = signed.split_once('?').expect("a signed URL");
     let sig = query.strip_prefix("sig=").expect("no expiry by default");
-    let ok = get(&addr, signed.as_bytes()).await;
+    let ok = get(&addr, signed.as_bytes(), &[]).await;
     assert_eq!(ok.status, 200, "{}", ok.error_kind());
     assert_eq!(decode(&ok.body).dimensions(), (200, 200));
 
@@ -1271,7 +1219,7 @@ async fn corpus_serve_answers_4xx_with_typed_bodies_and_stays_up() {
         ),
     ];
     for (what, target, status, kind) in &signature_cases {
-        let r = get(&addr, target.as_bytes()).await;
+        let r = get(&addr, target.as_bytes(), &[]).await;
         assert_eq!(
             (r.status, r.error_kind().as_str()),
             (*status, *kind),
@@ -1280,16 +1228,8 @@ async fn corpus_serve_answers_4xx_with_typed_bodies_and_stays_up() {
     }
     // The order of `exp` and `sig` is not signed and carries no meaning: both orders are
     // the same request, with the same bytes.
-    let in_order = get(
-        &addr,
-        format!("{path}?exp={future}&sig={sig_future}").as_bytes(),
-    )
-    .await;
-    let swapped = get(
-        &addr,
-        format!("{path}?sig={sig_future}&exp={future}").as_bytes(),
-    )
-    .await;
+    let in_order = get(&addr, format!("{path}?exp={future}&sig={sig_future}"), &[]).await;
+    let swapped = get(&addr, format!("{path}?sig={sig_future}&exp={future}"), &[]).await;
     assert_eq!((in_order.status, swapped.status), (200, 200));
     assert_eq!(in_order.body, ok.body);
     assert_eq!(swapped.body, ok.body);
@@ -1409,7 +1349,7 @@ async fn corpus_serve_answers_4xx_with_typed_bodies_and_stays_up() {
         ),
     ];
     for (what, target, allowed) in &path_cases {
-        let r = get(&addr, target).await;
+        let r = get(&addr, target, &[]).await;
         assert!(
             allowed.contains(&r.status),
             "{what}: {} {}",
@@ -1419,7 +1359,7 @@ async fn corpus_serve_answers_4xx_with_typed_bodies_and_stays_up() {
     }
 
     // Still up, still right.
-    let after = get(&addr, signed.as_bytes()).await;
+    let after = get(&addr, signed.as_bytes(), &[]).await;
     assert_eq!(after.status, 200);
     assert_eq!(after.body, ok.body);
     assert!(
@@ -1740,7 +1680,12 @@ async fn work_bombs_get_422_from_serve_within_bounds() {
     for (name, kind) in expected_kinds() {
         let source = format!("originals/{name}");
         let key = derived_key(&store, &source, Variant::Preset("thumb".into()), "webp").await;
-        let r = get(&addr, urls.for_key(&key, now_unix()).unwrap().as_bytes()).await;
+        let r = get(
+            &addr,
+            urls.for_key(&key, now_unix()).unwrap().as_bytes(),
+            &[],
+        )
+        .await;
         assert_eq!((r.status, r.error_kind().as_str()), (422, kind), "{name}");
     }
     app.terminate();
@@ -1786,19 +1731,10 @@ async fn a_fifo_in_the_bucket_is_refused_never_waited_on() {
 /// Polls for `bucket/failed/{name}.json` (bounded) and returns it.
 async fn failure_record(bucket: &Path, name: &str) -> FailureRecord {
     let path = bucket.join("failed").join(format!("{name}.json"));
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Ok(bytes) = std::fs::read(&path) {
-            if let Ok(record) = serde_json::from_slice(&bytes) {
-                return record;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no failure record for {name}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(WAIT, &format!("a failure record for {name}"), || async {
+        serde_json::from_slice(&std::fs::read(&path).ok()?).ok()
+    })
+    .await
 }
 
 /// The pid of the render helper that took the job for `key` (from the log).
@@ -2094,7 +2030,8 @@ async fn serve_bounds_concurrent_misses_with_503_and_retry_after() {
             targets.push(urls.for_key(&key, now_unix()).unwrap());
         }
     }
-    let answers = futures::future::join_all(targets.iter().map(|t| get(&addr, t.as_bytes()))).await;
+    let answers =
+        futures::future::join_all(targets.iter().map(|t| get(&addr, t.as_bytes(), &[]))).await;
     let ok = answers.iter().filter(|r| r.status == 200).count();
     let busy: Vec<&Http> = answers.iter().filter(|r| r.status == 503).collect();
     eprintln!("50 concurrent misses: {ok} rendered, {} busy", busy.len());
@@ -2105,11 +2042,7 @@ async fn serve_bounds_concurrent_misses_with_503_and_retry_after() {
         "the excess is refused, not queued without bound"
     );
     for r in &busy {
-        assert!(
-            r.head.to_ascii_lowercase().contains("retry-after:"),
-            "{}",
-            r.head
-        );
+        assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
         assert_eq!(r.error_kind(), "busy");
     }
     let serve_peak = vm_hwm_bytes(serve_pid);
@@ -2126,7 +2059,7 @@ async fn serve_bounds_concurrent_misses_with_503_and_retry_after() {
     // Asked again one at a time, every refused one renders.
     for (t, r) in targets.iter().zip(&answers) {
         if r.status == 503 {
-            let again = get(&addr, t.as_bytes()).await;
+            let again = get(&addr, t.as_bytes(), &[]).await;
             assert_eq!(
                 again.status,
                 200,
@@ -2159,7 +2092,12 @@ async fn serve_answers_a_render_over_budget_422_and_sigterm_ends_renders_in_flig
     let thumb = Variant::Preset("thumb".into());
     let key = derived_key(&store, "originals/slow.jpg", thumb.clone(), "webp").await;
     let started = std::time::Instant::now();
-    let r = get(&addr, urls.for_key(&key, now_unix()).unwrap().as_bytes()).await;
+    let r = get(
+        &addr,
+        urls.for_key(&key, now_unix()).unwrap().as_bytes(),
+        &[],
+    )
+    .await;
     assert_eq!(
         (r.status, r.error_kind().as_str()),
         (422, "over_time_budget")
@@ -2198,15 +2136,12 @@ async fn serve_answers_a_render_over_budget_422_and_sigterm_ends_renders_in_flig
     let _ = pending.await;
     // The helper was killed with its parent's exit (kill on drop, PDEATHSIG); give the
     // kernel a moment to reap it.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    // SAFETY: kill with signal 0 only checks whether the pid exists.
-    while unsafe { libc::kill(helper, 0) } == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "helper {helper} outlived serve"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("helper {helper} to go with serve");
+    eventually(Duration::from_secs(5), &what, || async {
+        // SAFETY: kill with signal 0 only checks whether the pid exists.
+        (unsafe { libc::kill(helper, 0) } != 0).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

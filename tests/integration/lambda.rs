@@ -21,7 +21,7 @@ use rendition_core::naming::{self, SourceId, Variant};
 use rendition_core::store::{BlobStore, S3Store, IMMUTABLE};
 use rendition_core::url::{self, UrlGenerator};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
@@ -158,73 +158,6 @@ impl Emulator {
             std::fs::read_to_string(log).unwrap_or_default()
         );
     }
-}
-
-// ---------------------------------------------------------------- a minimal HTTP client
-
-struct HttpResponse {
-    status: u16,
-    body: Vec<u8>,
-}
-
-/// `POST` over HTTP/1.1 with `Connection: close` (the test crate has no HTTP client).
-async fn http_post(port: u16, path: &str, body: &[u8]) -> HttpResponse {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect to the emulator");
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).await.unwrap();
-        stream.write_all(body).await.unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.unwrap();
-        raw
-    };
-    let raw = tokio::time::timeout(WAIT, exchange)
-        .await
-        .expect("the invocation answered in time");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP response head");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut rest = raw[split + 4..].to_vec();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    let header = |name: &str| {
-        head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    };
-    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        let mut body = Vec::new();
-        let mut at = 0;
-        loop {
-            let eol = at + rest[at..].windows(2).position(|w| w == b"\r\n").unwrap();
-            let size_text = String::from_utf8_lossy(&rest[at..eol]).to_string();
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
-                .expect("chunk size");
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
-            at = eol + 2 + size + 2;
-        }
-        rest = body;
-    } else if let Some(len) = header("content-length").and_then(|v| v.parse().ok()) {
-        rest.truncate(len);
-    }
-    HttpResponse { status, body: rest }
 }
 
 /// Standard base64 with padding (the test crate has no base64 dependency).
@@ -387,12 +320,15 @@ impl Function {
     }
 
     async fn invoke(&self, payload: &Value) -> Invoked {
-        let resp = http_post(
-            self.emulator.port,
-            "/2015-03-31/functions/_/invocations",
+        let resp = http(
+            &format!("127.0.0.1:{}", self.emulator.port),
+            "POST",
+            b"/2015-03-31/functions/_/invocations",
+            &[("Content-Type", "application/json")],
             payload.to_string().as_bytes(),
         )
-        .await;
+        .await
+        .expect("the emulator answered the invocation");
         let body: Value = serde_json::from_slice(&resp.body).unwrap_or_else(|e| {
             panic!(
                 "invocation answered {} with non-JSON ({e}): {}",

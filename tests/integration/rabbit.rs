@@ -31,34 +31,14 @@ use rendition_core::store::{
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::harness::{encode_jpeg, field, photos, quadrants, Running};
+use crate::harness::{encode_jpeg, eventually, field, photos, quadrants, Running};
 use crate::proxy::Proxy;
 
 const BROKER: &str = "127.0.0.1:5672";
 const WAIT: Duration = Duration::from_secs(60);
-const POLL: Duration = Duration::from_millis(25);
 
 fn amqp_url(addr: &str) -> String {
     format!("amqp://guest:guest@{addr}/%2f")
-}
-
-/// Polls `check` until it returns `Some`, failing after `WAIT`.
-pub(crate) async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 /// A test's own topology on the real broker, and a connection to look at it.
@@ -247,7 +227,10 @@ impl Broker {
 
     /// The next message in `queue`, waiting for it.
     async fn get(&self, queue: &str) -> BasicGetMessage {
-        eventually(&format!("a message in {queue}"), || self.try_get(queue)).await
+        eventually(WAIT, &format!("a message in {queue}"), || {
+            self.try_get(queue)
+        })
+        .await
     }
 
     /// The next `derivatives.ready` event.
@@ -438,7 +421,7 @@ impl Worker {
 
     async fn wait_ready(&self) {
         let ready = self.ready.clone();
-        eventually("the worker to consume", || {
+        eventually(WAIT, "the worker to consume", || {
             let up = ready.is_ready();
             async move { up.then_some(()) }
         })
@@ -569,7 +552,7 @@ async fn rabbit_duplicate_delivery_is_already_done() {
 
     broker.publish(&event).await;
     let metrics = worker.metrics.clone();
-    eventually("the second delivery to be already done", || {
+    eventually(WAIT, "the second delivery to be already done", || {
         let n = outcome(&metrics, "already_done");
         async move { (n == 1).then_some(()) }
     })
@@ -817,7 +800,7 @@ async fn rabbit_reconnects_after_the_connection_is_cut() {
     proxy.set_accepting(false);
     proxy.cut();
     let ready = worker.ready.clone();
-    eventually("the worker to notice the cut", || {
+    eventually(WAIT, "the worker to notice the cut", || {
         let up = ready.is_ready();
         async move { (!up).then_some(()) }
     })
@@ -828,7 +811,7 @@ async fn rabbit_reconnects_after_the_connection_is_cut() {
     assert!(proxy.accepted() > connections, "a new connection");
 
     let manifests_store = store.clone();
-    let done = eventually("every upload to complete", || {
+    let done = eventually(WAIT, "every upload to complete", || {
         let store = manifests_store.clone();
         async move {
             let found = manifests(&store).await;
@@ -844,7 +827,7 @@ async fn rabbit_reconnects_after_the_connection_is_cut() {
         check_manifest(&store, manifest, key).await;
     }
     // Redeliveries of jobs that were in flight at the cut find them done and are acked.
-    eventually("the work queue to drain", || async {
+    eventually(WAIT, "the work queue to drain", || async {
         (broker.ready_count(&broker.settings.queue).await == 0).then_some(())
     })
     .await;
@@ -871,7 +854,7 @@ async fn rabbit_shutdown_finishes_the_job_in_flight() {
     let event = put(&store, key, jpeg(3000, 2000)).await;
     broker.publish(&event).await;
     let metrics = worker.metrics.clone();
-    eventually("the job to start", || {
+    eventually(WAIT, "the job to start", || {
         let n = metrics.in_flight.get();
         async move { (n > 0).then_some(()) }
     })
@@ -896,6 +879,7 @@ async fn rabbit_topology_dead_letters_a_crash_looping_message() {
     broker.publish(b"poison").await;
     let returns = AtomicUsize::new(0);
     let dead = eventually(
+        WAIT,
         "the quorum queue's delivery limit to dead-letter it",
         || async {
             if let Some(msg) = broker
@@ -1045,7 +1029,7 @@ async fn rabbit_worker_binary_on_s3_loses_nothing_to_sigkill() {
     first.child.wait().await.unwrap();
 
     let mut second = spawn();
-    let manifests = eventually("a manifest for every upload", || {
+    let manifests = eventually(WAIT, "a manifest for every upload", || {
         let (s3, bucket) = (s3.clone(), bucket.clone());
         async move {
             let listed = s3

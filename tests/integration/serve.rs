@@ -13,68 +13,6 @@ use crate::harness::*;
 
 const WAIT: Duration = Duration::from_secs(120);
 
-pub(crate) struct Http {
-    pub(crate) status: u16,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
-}
-
-impl Http {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// A plain HTTP/1.1 GET (also used by the contact sheet tests).
-pub(crate) async fn get(addr: &str, target: &str, extra: &[(&str, &str)]) -> Http {
-    request(addr, "GET", target, extra)
-        .await
-        .expect("a response before the connection closed")
-}
-
-/// One request on a new connection (`Connection: close`); `None` when the server closes
-/// the connection without a response.
-async fn request(addr: &str, method: &str, target: &str, extra: &[(&str, &str)]) -> Option<Http> {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in extra {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).await.ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.ok()?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let mut http = parse_head(&raw[..split]);
-    http.body = raw[split + 4..].to_vec();
-    Some(http)
-}
-
-fn parse_head(head: &[u8]) -> Http {
-    let head = String::from_utf8_lossy(head).to_string();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    Http {
-        status,
-        headers,
-        body: Vec::new(),
-    }
-}
-
 fn env_keys() -> Vec<(&'static str, &'static str)> {
     vec![
         ("RENDITION__URLS__SIGNING_KEYS", "[\"rendition-test-signing-key-0123456789abcdef\", \"rendition-old-signing-key-0123456789abcdefgh\"]"),
@@ -371,7 +309,7 @@ async fn read_response(stream: &mut TcpStream) -> Http {
         assert!(n > 0, "connection closed before the response head");
         raw.extend_from_slice(&buf[..n]);
     };
-    let mut http = parse_head(&raw[..split]);
+    let mut http = parse_head(&raw[..split]).expect("a status line");
     let len: usize = http
         .header("content-length")
         .map_or(0, |v| v.parse().unwrap());
@@ -529,18 +467,13 @@ async fn connections_past_the_cap_are_closed_at_once() {
         futures::future::join_all(held.iter_mut().map(|c| closed_by(c, since, deadline))).await;
     assert!(closed.iter().all(Option::is_some), "{closed:?}");
     // The server frees a slot just after the socket is closed: a few tries at most.
-    let mut answer = None;
-    for _ in 0..50 {
-        answer = request(&s.addr, "GET", "/derived/nothing/here", &[]).await;
-        if answer.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(
-        answer.expect("answered once the slots are free").status,
-        400
-    );
+    let answer = eventually(
+        Duration::from_secs(2),
+        "an answer once the slots are free",
+        || http(&s.addr, "GET", b"/derived/nothing/here", &[], &[]),
+    )
+    .await;
+    assert_eq!(answer.status, 400);
 }
 
 #[tokio::test]
@@ -559,9 +492,7 @@ async fn every_response_says_nosniff() {
     assert_eq!(bad.status, 400);
     let no_sheet = get(&s.addr, "/sheet/originals/none.jpg", &[]).await;
     assert_eq!(no_sheet.status, 404);
-    let post = request(&s.addr, "POST", &thumb, &[("Content-Length", "0")])
-        .await
-        .unwrap();
+    let post = request(&s.addr, "POST", &thumb, &[("Content-Length", "0")]).await;
     assert_eq!(post.status, 405);
     assert_eq!(post.header("allow"), Some("GET, HEAD"));
     for (what, r) in [
@@ -610,7 +541,7 @@ async fn conditional_requests_head_and_errors_answer_as_the_lambda() {
     assert_eq!(other.status, 200);
     assert_eq!(other.body, ok.body);
 
-    let head = request(&s.addr, "HEAD", &thumb, &[]).await.unwrap();
+    let head = request(&s.addr, "HEAD", &thumb, &[]).await;
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
     assert_eq!(head.header("content-length"), Some(length.as_str()));
@@ -620,9 +551,7 @@ async fn conditional_requests_head_and_errors_answer_as_the_lambda() {
 
     let unknown = thumb.replace("/thumb.webp", "/nope.webp");
     let missing = get(&s.addr, &unknown, &[]).await;
-    let post = request(&s.addr, "POST", &thumb, &[("Content-Length", "0")])
-        .await
-        .unwrap();
+    let post = request(&s.addr, "POST", &thumb, &[("Content-Length", "0")]).await;
     for (target, r, status, kind) in [
         (&unknown, missing, 404, "unknown_preset"),
         (&thumb, post, 405, "method_not_allowed"),
@@ -634,7 +563,7 @@ async fn conditional_requests_head_and_errors_answer_as_the_lambda() {
         assert_eq!(body["error"], kind, "{target}: {body}");
         assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
-    let head_unknown = request(&s.addr, "HEAD", &unknown, &[]).await.unwrap();
+    let head_unknown = request(&s.addr, "HEAD", &unknown, &[]).await;
     assert_eq!(head_unknown.status, 404);
     assert!(head_unknown.body.is_empty());
 }

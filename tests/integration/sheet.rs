@@ -11,7 +11,7 @@ use std::time::Duration;
 use image::{ImageEncoder, Rgba, RgbaImage};
 
 use crate::harness::*;
-use crate::serve::{get, start};
+use crate::serve::start;
 
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(120);
 

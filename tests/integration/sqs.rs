@@ -229,19 +229,11 @@ impl SqsWorld {
 
     /// Polls storage until `n` manifests exist (bounded).
     pub async fn wait_manifests(&self, n: usize) -> HashMap<String, Manifest> {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        eventually(WAIT, &format!("{n} manifests"), || async {
             let m = self.manifests().await;
-            if m.len() >= n {
-                return m;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {n} manifests after {WAIT:?}",
-                m.len()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            (m.len() >= n).then_some(m)
+        })
+        .await
     }
 
     /// Long-polls the DLQ for one message, with its attributes.
@@ -392,11 +384,10 @@ async fn upload_to_sqs_to_worker_to_derivatives() {
         "s3": {"bucket": {"name": world.bucket}, "object": {"key": "originals/holiday+photo.jpg"}}
     }]});
     world.send(&event.to_string()).await;
-    let deadline = Instant::now() + WAIT;
-    while world.queue_depth().await != (0, 0) {
-        assert!(Instant::now() < deadline, "duplicate event not consumed");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(WAIT, "the duplicate event consumed", || async {
+        (world.queue_depth().await == (0, 0)).then_some(())
+    })
+    .await;
     let listed_after = world
         .s3
         .list_objects_v2()
@@ -511,31 +502,11 @@ async fn sigkill_mid_batch_loses_nothing() {
     for key in &keys {
         assert!(manifests.contains_key(key), "{key} has no manifest");
     }
-    let deadline = Instant::now() + WAIT;
-    while world.queue_depth().await != (0, 0) {
-        assert!(
-            Instant::now() < deadline,
-            "messages left on the queue: {:?}",
-            world.queue_depth().await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(WAIT, "an empty queue", || async {
+        (world.queue_depth().await == (0, 0)).then_some(())
+    })
+    .await;
     assert!(world.dlq_is_empty().await, "nothing dead-lettered");
-}
-
-async fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await.unwrap();
-    let status = raw.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 #[tokio::test]
@@ -559,12 +530,11 @@ async fn s3_outage_is_retried_then_succeeds_and_ops_endpoints_answer() {
         })
         .await;
     let ops = field(&ops, "addr").unwrap().to_string();
-    assert_eq!(http_get(&ops, "/healthz").await.0, 200);
-    let deadline = Instant::now() + WAIT;
-    while http_get(&ops, "/readyz").await.0 != 200 {
-        assert!(Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert_eq!(get(&ops, "/healthz", &[]).await.status, 200);
+    eventually(WAIT, "ready", || async {
+        (get(&ops, "/readyz", &[]).await.status == 200).then_some(())
+    })
+    .await;
 
     // S3 goes away (for the worker only); the upload itself goes straight to moto.
     proxy.set_accepting(false);
@@ -604,8 +574,9 @@ async fn s3_outage_is_retried_then_succeeds_and_ops_endpoints_answer() {
         "a retryable failure is never dead-lettered"
     );
 
-    let (status, metrics) = http_get(&ops, "/metrics").await;
-    assert_eq!(status, 200);
+    let metrics = get(&ops, "/metrics", &[]).await;
+    assert_eq!(metrics.status, 200);
+    let metrics = String::from_utf8_lossy(&metrics.body).to_string();
     assert!(metrics.contains("rendition_retries_total"), "{metrics}");
     let rendered_line = metrics
         .lines()
