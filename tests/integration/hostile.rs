@@ -1469,6 +1469,8 @@ struct Usage {
     success: bool,
     cpu: Duration,
     max_rss_bytes: u64,
+    /// From start to exit, when the test started the process itself.
+    wall: Option<Duration>,
 }
 
 /// Waits for our child `pid` with wait4, blocking: the CPU and peak RSS it reports cover the
@@ -1490,6 +1492,7 @@ fn wait_usage(pid: u32) -> Usage {
         success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
         max_rss_bytes: ru.ru_maxrss as u64 * 1024,
+        wall: None,
     }
 }
 
@@ -1499,8 +1502,11 @@ const MAX_CPU: Duration = Duration::from_secs(10);
 const MAX_RSS: u64 = 1 << 30;
 
 fn assert_bounded(what: &str, u: &Usage) {
+    let wall = u.wall.map_or(String::new(), |w| {
+        format!(", wall {:.2} s", w.as_secs_f64())
+    });
     eprintln!(
-        "{what}: cpu {:.2} s, peak rss {} MiB",
+        "{what}: cpu {:.2} s, peak rss {} MiB{wall}",
         u.cpu.as_secs_f64(),
         u.max_rss_bytes >> 20
     );
@@ -1588,6 +1594,7 @@ async fn run_measured(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (Usage
     let mut stderr = child.stderr.take().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let pid = child.id();
+    let started = std::time::Instant::now();
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
         let mut err = String::new();
@@ -1598,7 +1605,10 @@ async fn run_measured(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (Usage
         });
         stderr.read_to_string(&mut err).ok();
         let out = reader.join().unwrap();
-        let usage = wait_usage(pid);
+        let usage = Usage {
+            wall: Some(started.elapsed()),
+            ..wait_usage(pid)
+        };
         // The std Child must not wait again: forget it.
         std::mem::forget(child);
         (usage, format!("{out}{err}"))
