@@ -27,6 +27,9 @@ fn limits() -> Limits {
         max_input_pixels: 1 << 20,
         max_output_dimension: 256,
         max_frames: 8,
+        // 1 MP of 16-bit RGBA: the decoded budget stays small too.
+        max_decoded_bytes: 8 << 20,
+        max_scans: 100,
     }
 }
 
@@ -61,10 +64,13 @@ fn sniffed_as(format: Format) -> Option<SourceFormat> {
 
 fuzz_target!(|data: &[u8]| {
     let limits = limits();
+    // In process: the fuzzer is the sandbox here (ASan, its own memory and time limits).
     let settings = RenderSettings {
         concurrency: 1,
         vips_threads: 1,
         avif_effort: 0,
+        sandbox: false,
+        ..RenderSettings::default()
     };
     rendition_core::vips::init(settings.vips_threads).expect("libvips starts");
 
