@@ -55,14 +55,6 @@ impl Renderer {
         }
     }
 
-    /// The helper pool, when renders are sandboxed.
-    pub fn pool(&self) -> Option<&Pool> {
-        match &self.exec {
-            Exec::Sandbox(pool) => Some(pool),
-            Exec::InProcess => None,
-        }
-    }
-
     /// Stops the sandbox's helpers (nothing to do in process); call before exiting.
     pub async fn shutdown(&self) {
         if let Exec::Sandbox(pool) = &self.exec {

@@ -2188,51 +2188,35 @@ async fn helpers_are_recycled_after_their_jobs_and_above_their_memory() {
     for i in 0..3 {
         std::fs::write(bucket.join(format!("originals/g{i}.jpg")), good_jpeg()).unwrap();
     }
-    let pids = |said: &str| -> Vec<i64> {
-        said.lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| field(v, "message") == Some("rendering in sandbox"))
-            .filter_map(|v| v.get("helper").and_then(|p| p.as_i64()))
-            .collect()
-    };
     let args = ["run", "--local", bucket.to_str().unwrap(), "--once"];
-    let one = ("RENDITION__RENDER__CONCURRENCY", "1");
+    let derived = bucket.join("derived");
+    // The helper pid of each of the three jobs of one `run --local --once` with `extra`.
+    let helpers_of_a_run = |extra: Option<(&'static str, &'static str)>| {
+        let (tmp, args, derived) = (tmp.path(), &args, &derived);
+        async move {
+            let _ = std::fs::remove_dir_all(derived);
+            let mut env = vec![("RENDITION__RENDER__CONCURRENCY", "1")];
+            env.extend(extra);
+            let (usage, said) = run_measured(tmp, args, &env).await;
+            assert!(usage.success, "{said}");
+            let pids: Vec<i64> = said
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|v| field(v, "message") == Some("rendering in sandbox"))
+                .filter_map(|v| v.get("helper").and_then(|p| p.as_i64()))
+                .collect();
+            assert_eq!(pids.len(), 3, "{said}");
+            pids.into_iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        }
+    };
     // Recycled after every job: three jobs, three helpers.
-    let (usage, said) = run_measured(
-        tmp.path(),
-        &args,
-        &[one, ("RENDITION__RENDER__RECYCLE_AFTER_JOBS", "1")],
-    )
-    .await;
-    assert!(usage.success, "{said}");
-    let used = pids(&said);
-    assert_eq!(used.len(), 3, "{said}");
-    assert_eq!(
-        used.iter().collect::<std::collections::BTreeSet<_>>().len(),
-        3
-    );
+    let recycled = Some(("RENDITION__RENDER__RECYCLE_AFTER_JOBS", "1"));
+    assert_eq!(helpers_of_a_run(recycled).await, 3);
     // Above the RSS threshold (1 MiB: every helper is) after each job: the same.
-    std::fs::remove_dir_all(bucket.join("derived")).unwrap();
-    let (usage, said) = run_measured(
-        tmp.path(),
-        &args,
-        &[one, ("RENDITION__RENDER__RECYCLE_ABOVE_RSS_MB", "1")],
-    )
-    .await;
-    assert!(usage.success, "{said}");
-    let used = pids(&said);
-    assert_eq!(
-        used.iter().collect::<std::collections::BTreeSet<_>>().len(),
-        3
-    );
+    let too_big = Some(("RENDITION__RENDER__RECYCLE_ABOVE_RSS_MB", "1"));
+    assert_eq!(helpers_of_a_run(too_big).await, 3);
     // By default one helper does all three.
-    std::fs::remove_dir_all(bucket.join("derived")).unwrap();
-    let (usage, said) = run_measured(tmp.path(), &args, &[one]).await;
-    assert!(usage.success, "{said}");
-    let used = pids(&said);
-    assert_eq!(used.len(), 3);
-    assert_eq!(
-        used.iter().collect::<std::collections::BTreeSet<_>>().len(),
-        1
-    );
+    assert_eq!(helpers_of_a_run(None).await, 1);
 }

@@ -148,17 +148,6 @@ impl Pool {
         }
     }
 
-    /// Pids of the idle helpers (for tests and diagnostics).
-    pub fn idle_pids(&self) -> Vec<u32> {
-        self.inner
-            .idle
-            .lock()
-            .expect("pool lock")
-            .iter()
-            .map(|h| h.pid)
-            .collect()
-    }
-
     /// Renders `variants` of `source` in a helper. `key` names the job in logs.
     pub async fn render(
         &self,

@@ -66,7 +66,6 @@ extern "C" {
     pub fn vips_image_get_height(image: *const VipsImage) -> c_int;
     pub fn vips_image_get_bands(image: *const VipsImage) -> c_int;
     pub fn vips_image_get_interpretation(image: *const VipsImage) -> c_int;
-    pub fn vips_image_get_n_pages(image: *mut VipsImage) -> c_int;
     pub fn vips_image_get_typeof(image: *const VipsImage, name: *const c_char) -> GType;
     pub fn vips_image_get_int(
         image: *const VipsImage,
