@@ -8,7 +8,8 @@
 #
 # Installs the build prerequisites (scripts/install-deps.sh), fetches the photos
 # (scripts/fetch-photos.sh, cached outside git), builds rendition-bench and, when node
-# is present, installs sharp with npm into ${RENDITION_CACHE:-$HOME/.cache/rendition}/sharp.
+# is present, installs sharp with npm (scripts/install-sharp.sh) into
+# ${RENDITION_CACHE:-$HOME/.cache/rendition}/sharp.
 # Rendition runs with MALLOC_ARENA_MAX=2 (glibc otherwise makes up to 8 malloc arenas per
 # core, which keeps freed image buffers resident); the bench also measures it once with
 # glibc's default so the difference is in the report. sharp and vipsthumbnail run with
@@ -16,7 +17,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SHARP_VERSION=${SHARP_VERSION:-0.35.5}
 CACHE=${RENDITION_CACHE:-$HOME/.cache/rendition}
 TARGET=${CARGO_TARGET_DIR:-target}
 
@@ -26,22 +26,9 @@ scripts/install-deps.sh --tests
 dir=$(scripts/fetch-photos.sh | tail -n1)
 cargo build --release -p rendition-bench --bin rendition-bench
 
-sharp_dir=$CACHE/sharp
-if command -v node >/dev/null 2>&1; then
-  have=$(cd / && node -p "require(process.argv[1] + '/node_modules/sharp/package.json').version" "$sharp_dir" 2>/dev/null || true)
-  if [[ $have != "$SHARP_VERSION" ]]; then
-    if command -v npm >/dev/null 2>&1; then
-      log "installing sharp@$SHARP_VERSION into $sharp_dir"
-      mkdir -p "$sharp_dir"
-      npm install --prefix "$sharp_dir" --no-audit --no-fund --save-exact "sharp@$SHARP_VERSION" >&2 ||
-        log "WARNING: npm install sharp failed; the bench runs without sharp"
-    else
-      log "node found but npm missing: sharp is skipped"
-    fi
-  fi
-else
-  log "node not found: sharp is skipped (apt-get install nodejs npm to include it)"
-fi
+# Empty when sharp cannot be installed: the bench then runs without it and says so.
+sharp_dir=$(scripts/install-sharp.sh | tail -n1)
+sharp_dir=${sharp_dir:-$CACHE/sharp}
 
 log "load before: $(uptime)"
 log "Rendition runs with MALLOC_ARENA_MAX=2 (and once more with glibc's default, for comparison)"

@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh --tests
 scripts/fetch-photos.sh >/dev/null
+# sharp, the reference for the fit semantics (tests/integration/shapes.rs); empty when it
+# cannot be installed, and that test then says it compared with libvips only.
+RENDITION_SHARP_DIR=$(scripts/install-sharp.sh | tail -n1)
+export RENDITION_SHARP_DIR
 # shellcheck disable=SC1090
 . "$(infra/local/services.sh up | tail -n1)"
 

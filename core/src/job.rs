@@ -14,7 +14,7 @@ use futures::future::try_join_all;
 use tracing::{debug, info};
 
 use crate::config::Settings;
-use crate::manifest::{Manifest, ManifestSource, ManifestVariant};
+use crate::manifest::{Manifest, ManifestSkipped, ManifestSource, ManifestVariant};
 use crate::naming::{NameError, SourceNames, Variant};
 use crate::render::{RenderError, VariantRequest};
 use crate::renderer::Renderer;
@@ -264,12 +264,18 @@ impl Engine {
         let names = SourceNames::of(&self.settings.storage, &self.bucket, key, version)?;
         let manifest_key = names.manifest_key()?;
         let stored = self.stored_manifest(&manifest_key).await?;
+        // Listed as made, or as skipped with the same spec (the same answer again).
         let missing = wanted
             .into_iter()
             .filter(|w| {
-                stored
-                    .as_ref()
-                    .is_none_or(|m| !m.variants.iter().any(|v| v.name == w.name))
+                stored.as_ref().is_none_or(|m| {
+                    let spec = w.spec.to_string();
+                    !m.variants.iter().any(|v| v.name == w.name)
+                        && !m
+                            .skipped
+                            .iter()
+                            .any(|s| s.variant == w.name && s.spec == spec)
+                })
             })
             .collect();
         Ok(Pending {
@@ -334,6 +340,10 @@ impl Engine {
         let guid = names.guid();
 
         let started = std::time::Instant::now();
+        let requested: Vec<(String, String)> = requests
+            .iter()
+            .map(|r| (r.name.clone(), r.spec.to_string()))
+            .collect();
         let output = self
             .renderer
             .render(key, source.body.clone(), requests)
@@ -368,12 +378,35 @@ impl Engine {
         }
         try_join_all(puts).await?;
 
-        // Variants made by earlier jobs (other presets) stay listed.
+        // Variants refused on their own: listed, with why, while their siblings are written.
+        let mut skipped: Vec<ManifestSkipped> = output
+            .skipped
+            .into_iter()
+            .map(|s| {
+                let spec = requested
+                    .iter()
+                    .find(|(name, _)| *name == s.name)
+                    .map(|(_, spec)| spec.clone())
+                    .unwrap_or_default();
+                info!(key, variant = %s.name, kind = s.error.kind(), reason = %s.error, "variant skipped");
+                ManifestSkipped {
+                    variant: s.name,
+                    spec,
+                    kind: s.error.kind().to_string(),
+                    reason: s.error.to_string(),
+                }
+            })
+            .collect();
+        // Variants made by earlier jobs (other presets) stay listed; an earlier skip of a
+        // preset this job rendered or skipped again is replaced.
         let updating = stored.is_some();
         if let Some(stored) = stored {
-            entries.extend(stored.variants);
-            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            let redone = |name: &str| requested.iter().any(|(n, _)| n == name);
+            entries.extend(stored.variants.into_iter().filter(|v| !redone(&v.name)));
+            skipped.extend(stored.skipped.into_iter().filter(|s| !redone(&s.variant)));
         }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        skipped.sort_by(|a, b| a.variant.cmp(&b.variant));
         let manifest = Manifest {
             source: ManifestSource {
                 bucket: self.bucket.clone(),
@@ -386,6 +419,7 @@ impl Engine {
                 bytes: output.source.bytes,
             },
             variants: entries,
+            skipped,
         };
         let body = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
         self.store

@@ -63,7 +63,7 @@ pub const KINDS: &[(&str, &str)] = &[
     ),
     (
         "decoded_too_large",
-        "the decode would be over `limits.max_decoded_bytes`",
+        "the decode, or the frame a variant's crop is cut from, would be over `limits.max_decoded_bytes`",
     ),
     (
         "too_many_scans",
@@ -71,7 +71,7 @@ pub const KINDS: &[(&str, &str)] = &[
     ),
     (
         "output_too_large",
-        "an output side over `limits.max_output_dimension`",
+        "a variant's output side over `limits.max_output_dimension` (skipped; its siblings are made)",
     ),
     ("corrupt_image", "a corrupt or truncated image"),
     ("encode_failed", "libvips could not encode the output"),
@@ -260,6 +260,13 @@ mod tests {
                 variant: "v".into(),
                 width: 1,
                 height: 1,
+                limit: 0,
+            },
+            RenderError::IntermediateTooLarge {
+                variant: "v".into(),
+                width: 1,
+                height: 1,
+                bytes: 3,
                 limit: 0,
             },
             RenderError::DecodedTooLarge {

@@ -2,7 +2,8 @@
 //! derivatives, so its presence means "done". When a preset is added later,
 //! `rendition backfill` has its variants made and the manifest rewritten to list them
 //! too (so, unlike derivatives, a manifest is not immutable). Its schema is
-//! `schemas/manifest.schema.json`.
+//! `schemas/manifest.schema.json`. Readers tolerate fields they do not know (a newer
+//! writer may add some), so these types do not deny unknown fields.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -11,16 +12,30 @@ use uuid::Uuid;
 use crate::sniff::SourceFormat;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub source: ManifestSource,
     /// Variants made by jobs (the eager presets, and presets backfilled since), in
     /// preset-name order.
     pub variants: Vec<ManifestVariant>,
+    /// Presets that cannot be made from this source for a reason of their own (e.g. an
+    /// output side over `limits.max_output_dimension`), in preset-name order. Their
+    /// URLs answer with the same typed error (422).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<ManifestSkipped>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+pub struct ManifestSkipped {
+    /// Preset name.
+    pub variant: String,
+    /// Canonical spec of the preset when it was refused.
+    pub spec: String,
+    /// Stable error kind, e.g. `output_too_large`.
+    pub kind: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ManifestSource {
     pub bucket: String,
     pub key: String,
@@ -36,7 +51,6 @@ pub struct ManifestSource {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ManifestVariant {
     /// Preset name.
     pub name: String,
@@ -51,7 +65,6 @@ pub struct ManifestVariant {
 
 /// Record written when a source cannot be rendered (local mode), so a person can see why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct FailureRecord {
     pub source_key: String,
     /// Stable error kind, e.g. `corrupt_image`, `too_many_pixels`.

@@ -268,11 +268,7 @@ impl OnDemand {
             .renderer()
             .render(&verified.key, source.body.clone(), vec![request])
             .await?;
-        let variant = out
-            .variants
-            .into_iter()
-            .next()
-            .expect("one variant requested");
+        let variant = out.into_only()?;
         let format: Format = variant.format;
         let ext = format.extension().expect("resolved format");
         if ext != parsed.ext {

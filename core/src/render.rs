@@ -5,7 +5,9 @@
 //!    pixels, enforce the byte, pixel and frame limits, work out the size after EXIF
 //!    orientation;
 //! 2. [`plan_variants`]: pure geometry per variant ([`crate::geometry`], `dpr` applied),
-//!    output limits, whether the variant is animated;
+//!    the output limit on the output itself and the work budget on the frame a crop is
+//!    cut from, whether the variant is animated; a variant refused here is [`Skipped`]
+//!    and its siblings are still made;
 //! 3. [`decode`]: one shrink-on-load decode (libvips `thumbnail`) straight to the largest
 //!    frame any variant needs, auto-oriented, converted to sRGB when the source carries an
 //!    ICC profile or is CMYK, always 8 bits per sample (16-bit PNG/TIFF included), held in
@@ -63,6 +65,8 @@ pub enum RenderError {
         pixels: u64,
         limit: u64,
     },
+    /// The variant's output (not an intermediate of it) has a side over
+    /// `limits.max_output_dimension`.
     #[error(
         "variant {variant:?} would be {width}×{height}, over the limit of {limit} px per side"
     )]
@@ -71,6 +75,20 @@ pub enum RenderError {
         width: u32,
         height: u32,
         limit: u32,
+    },
+    /// The frame a variant is scaled to before its crop (a `cover` with `enlarge` of a
+    /// thin strip) would hold more than `limits.max_decoded_bytes`: the work budget
+    /// bounds intermediates, the output limit bounds outputs.
+    #[error(
+        "variant {variant:?} is cropped from a {width}×{height} frame = {bytes} bytes, over \
+         the decoded-size limit of {limit}"
+    )]
+    IntermediateTooLarge {
+        variant: String,
+        width: u32,
+        height: u32,
+        bytes: u64,
+        limit: u64,
     },
     /// What the header says the decode would produce (width × height × bands × bytes per
     /// sample × frames kept) is over `limits.max_decoded_bytes`.
@@ -129,13 +147,28 @@ impl RenderError {
             RenderError::Header(_) | RenderError::Decode(_) => "corrupt_image",
             RenderError::Encode { .. } => "encode_failed",
             RenderError::Init(_) => "vips_init",
-            RenderError::DecodedTooLarge { .. } => "decoded_too_large",
+            RenderError::DecodedTooLarge { .. } | RenderError::IntermediateTooLarge { .. } => {
+                "decoded_too_large"
+            }
             RenderError::TooManyScans { .. } => "too_many_scans",
             RenderError::DecoderCrashed { .. } => "decoder_crashed",
             RenderError::OverMemoryBudget { .. } => "over_memory_budget",
             RenderError::OverTimeBudget { .. } => "over_time_budget",
             RenderError::Unavailable(_) => "renderer_unavailable",
         }
+    }
+
+    /// A refusal of one variant, not of the source: its output over the limit, the frame
+    /// its crop is cut from over the work budget, a variant this source cannot have. Its
+    /// siblings are still made ([`Skipped`]). Input limits (pixels and decoded bytes of a
+    /// kept animation included) refuse the whole source.
+    pub fn is_variant_specific(&self) -> bool {
+        matches!(
+            self,
+            RenderError::OutputTooLarge { .. }
+                | RenderError::IntermediateTooLarge { .. }
+                | RenderError::Unsupported(Unsupported::Variant { .. })
+        )
     }
 
     /// Worth trying again later: only when no renderer could be had. Everything else is
@@ -213,10 +246,40 @@ pub struct Rendered {
     pub bytes: Vec<u8>,
 }
 
+/// A variant refused for a reason of its own (its output over the limit, a smart crop
+/// of an animation, …) while its siblings could be made: an eager job writes the others
+/// and lists this one in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub name: String,
+    pub error: RenderError,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderOutput {
     pub source: SourceInfo,
+    /// The variants made, in request order (skipped ones left out).
     pub variants: Vec<Rendered>,
+    /// The variants refused on their own, in request order.
+    pub skipped: Vec<Skipped>,
+}
+
+impl RenderOutput {
+    /// The one variant of a single-variant render, or why it was refused: the on-demand
+    /// path and `rendition render` answer with the variant's own error.
+    pub fn into_only(self) -> Result<Rendered, RenderError> {
+        match (
+            self.skipped.into_iter().next(),
+            self.variants.into_iter().next(),
+        ) {
+            (Some(skipped), _) => Err(skipped.error),
+            (None, Some(variant)) => Ok(variant),
+            (None, None) => Err(RenderError::Unsupported(Unsupported::Variant {
+                variant: String::new(),
+                reason: Cow::Borrowed("no variant was requested"),
+            })),
+        }
+    }
 }
 
 /// The output format a spec resolves to for a given source.
@@ -242,11 +305,12 @@ pub fn render(
 ) -> Result<RenderOutput, RenderError> {
     vips::init(settings.vips_threads).map_err(RenderError::Init)?;
     let (info, header) = inspect(source, limits)?;
-    let plans = plan_variants(&info, &header, variants, limits)?;
+    let (plans, skipped) = plan_variants(&info, &header, variants, limits)?;
     if plans.is_empty() {
         return Ok(RenderOutput {
             source: info,
             variants: Vec::new(),
+            skipped,
         });
     }
     let first = decode(source, &info, &header, &plans)?;
@@ -277,8 +341,9 @@ pub fn render(
         source: info,
         variants: out
             .into_iter()
-            .map(|r| r.expect("every variant rendered"))
+            .map(|r| r.expect("every planned variant rendered"))
             .collect(),
+        skipped,
     })
 }
 
@@ -406,66 +471,95 @@ fn interesting(gravity: Gravity) -> Option<Interesting> {
     }
 }
 
-/// Step 2: geometry per variant (box × `dpr`), the output-size limit, animation.
+/// Step 2: geometry per variant (box × `dpr`), its limits (output sides, the frame it is
+/// cropped from, a kept animation's pixels), whether it is animated. A variant refused
+/// for a reason of its own ([`RenderError::is_variant_specific`]) is [`Skipped`]; an
+/// input limit refuses the whole source.
 fn plan_variants<'r>(
     info: &SourceInfo,
     header: &Header,
     variants: &'r [VariantRequest],
     limits: &Limits,
-) -> Result<Vec<Planned<'r>>, RenderError> {
-    variants
-        .iter()
-        .map(|request| {
-            let spec = &request.spec;
-            let plan = geometry::plan(info.size, &Request::from_spec(spec));
-            let limit = limits.max_output_dimension;
-            let biggest = plan
-                .output
-                .width
-                .max(plan.output.height)
-                .max(plan.scaled.width)
-                .max(plan.scaled.height);
-            if biggest > limit {
-                return Err(RenderError::OutputTooLarge {
-                    variant: request.name.clone(),
-                    width: plan.output.width,
-                    height: plan.output.height,
-                    limit,
-                });
-            }
-            let format = output_format(spec.format, info.format);
-            let animated = is_animated(info, format);
-            let all_frames = info.size.pixels().saturating_mul(u64::from(info.frames));
-            if animated && all_frames > limits.max_input_pixels {
-                return Err(RenderError::AnimationTooLarge {
-                    width: info.size.width,
-                    height: info.size.height,
-                    frames: info.frames,
-                    pixels: all_frames,
-                    limit: limits.max_input_pixels,
-                });
-            }
-            if animated {
-                check_decoded(header, info.frames, limits)?;
-            }
-            if animated && spec.gravity.is_smart() {
-                return Err(Unsupported::Variant {
-                    variant: request.name.clone(),
-                    reason: Cow::Borrowed(
-                        "smart crop (g=attention|entropy) of an animation; use a compass \
-                         gravity or a focal point, or a still format",
-                    ),
-                }
-                .into());
-            }
-            Ok(Planned {
-                request,
-                plan,
-                format,
-                animated,
-            })
-        })
-        .collect()
+) -> Result<(Vec<Planned<'r>>, Vec<Skipped>), RenderError> {
+    let mut planned = Vec::with_capacity(variants.len());
+    let mut skipped = Vec::new();
+    for request in variants {
+        match plan_one(info, header, request, limits) {
+            Ok(p) => planned.push(p),
+            Err(error) if error.is_variant_specific() => skipped.push(Skipped {
+                name: request.name.clone(),
+                error,
+            }),
+            Err(error) => return Err(error),
+        }
+    }
+    Ok((planned, skipped))
+}
+
+fn plan_one<'r>(
+    info: &SourceInfo,
+    header: &Header,
+    request: &'r VariantRequest,
+    limits: &Limits,
+) -> Result<Planned<'r>, RenderError> {
+    let spec = &request.spec;
+    let plan = geometry::plan(info.size, &Request::from_spec(spec));
+    let limit = limits.max_output_dimension;
+    if plan.output.width.max(plan.output.height) > limit {
+        return Err(RenderError::OutputTooLarge {
+            variant: request.name.clone(),
+            width: plan.output.width,
+            height: plan.output.height,
+            limit,
+        });
+    }
+    let format = output_format(spec.format, info.format);
+    let animated = is_animated(info, format);
+    let frames = if animated { info.frames } else { 1 };
+    // The frame scaled before the crop, 8 bits a sample after decode (at most 4 bands).
+    let scaled_bytes = plan
+        .scaled
+        .pixels()
+        .saturating_mul(u64::from(header.bands.clamp(1, 4)))
+        .saturating_mul(u64::from(frames));
+    if scaled_bytes > limits.max_decoded_bytes {
+        return Err(RenderError::IntermediateTooLarge {
+            variant: request.name.clone(),
+            width: plan.scaled.width,
+            height: plan.scaled.height,
+            bytes: scaled_bytes,
+            limit: limits.max_decoded_bytes,
+        });
+    }
+    let all_frames = info.size.pixels().saturating_mul(u64::from(info.frames));
+    if animated && all_frames > limits.max_input_pixels {
+        return Err(RenderError::AnimationTooLarge {
+            width: info.size.width,
+            height: info.size.height,
+            frames: info.frames,
+            pixels: all_frames,
+            limit: limits.max_input_pixels,
+        });
+    }
+    if animated {
+        check_decoded(header, info.frames, limits)?;
+    }
+    if animated && spec.gravity.is_smart() {
+        return Err(Unsupported::Variant {
+            variant: request.name.clone(),
+            reason: Cow::Borrowed(
+                "smart crop (g=attention|entropy) of an animation; use a compass \
+                 gravity or a focal point, or a still format",
+            ),
+        }
+        .into());
+    }
+    Ok(Planned {
+        request,
+        plan,
+        format,
+        animated,
+    })
 }
 
 /// Step 3: one decode, shrunk on load to the largest frame any variant needs.

@@ -549,18 +549,8 @@ fn corpus() -> Vec<Case> {
             over_limit,
             Refused("input_too_large"),
         ),
-        // Shapes: a legal 1×100000 strip cannot be made `w=2048` (the eager ladder)
-        // without an output over `max_output_dimension`; see `strips`.
-        case(
-            "strip-1x100000.png",
-            encode_png(&RgbImage::from_pixel(1, 100_000, Rgb(RED))),
-            Refused("output_too_large"),
-        ),
-        case(
-            "strip-100000x1.png",
-            encode_png(&RgbImage::from_pixel(100_000, 1, Rgb(BLUE))),
-            Refused("output_too_large"),
-        ),
+        // Shapes (1×100000 strips and others) are not refusals of the source: their
+        // variants that fit are made and the rest skipped; see `strips_*` and shapes.rs.
         // Colour and metadata: CMYK without a profile, a broken ICC profile, EXIF with
         // absurd orientations or a broken IFD all render (upright = as stored).
         case(
@@ -649,7 +639,6 @@ fn check_corpus_shape(cases: &[Case]) {
         "too_many_pixels",
         "too_many_frames",
         "input_too_large",
-        "output_too_large",
     ] {
         assert!(kinds.contains(kind), "no case for {kind}");
     }
@@ -692,14 +681,37 @@ fn corpus_render_gives_each_case_its_typed_error() {
 }
 
 #[test]
-fn strips_render_when_the_output_fits() {
-    // A 1×100000 PNG is legal, but the eager ladder cannot fit it: `w=2048` keeps it
-    // 100000 px tall (no enlarging), and `thumb`'s cover crop is cut from the unscaled
-    // frame, which is over `max_output_dimension` (8192) too; so the corpus expects
-    // output_too_large. A variant that fits renders, correctly.
+fn strips_get_the_variants_that_fit_and_skip_the_rest() {
+    // A legal 1×100000 strip cannot have the eager ladder's `w=…` variants (no enlarging
+    // keeps them 100000 px tall, over `max_output_dimension`), but `thumb`'s cover crop
+    // is a 1×160 window of the unscaled frame: it is made, the others are skipped. The
+    // 100000×1 strip gets every one (2048×1 … 160×1).
     let s = settings();
     let tall = encode_png(&RgbImage::from_pixel(1, 100_000, Rgb(RED)));
     let wide = encode_png(&RgbImage::from_pixel(100_000, 1, Rgb(BLUE)));
+    let requests = eager_requests(&s);
+    let out = render(&tall, &requests, &s.limits, &s.render).unwrap();
+    let made: Vec<&str> = out.variants.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(made, ["thumb"]);
+    let img = decode(&out.variants[0].bytes);
+    assert_eq!(img.dimensions(), (1, 160));
+    assert_eq!(out.skipped.len(), requests.len() - 1);
+    for skipped in &out.skipped {
+        assert_eq!(skipped.error.kind(), "output_too_large", "{}", skipped.name);
+        assert!(
+            skipped.error.to_string().contains("1×100000"),
+            "names the size really over: {}",
+            skipped.error
+        );
+    }
+    let out = render(&wide, &requests, &s.limits, &s.render).unwrap();
+    assert!(out.skipped.is_empty(), "{:?}", out.skipped);
+    for v in &out.variants {
+        let img = decode(&v.bytes);
+        assert_eq!(img.height(), 1, "{}", v.name);
+        assert_eq!(img.width(), v.size.width, "{}", v.name);
+    }
+    // A variant that fits renders, correctly.
     for (src, spec, want, colour) in [
         (&tall, "h=1000,fm=png", (1, 1000), RED),
         (&wide, "w=1000,fm=png", (1000, 1), BLUE),
@@ -708,8 +720,11 @@ fn strips_render_when_the_output_fits() {
             name: "v".into(),
             spec: spec.parse().unwrap(),
         };
-        let out = render(src, &[req], &s.limits, &s.render).unwrap();
-        let img = decode(&out.variants[0].bytes);
+        let out = render(src, &[req], &s.limits, &s.render)
+            .unwrap()
+            .into_only()
+            .unwrap();
+        let img = decode(&out.bytes);
         assert_eq!((img.width(), img.height()), want, "{spec}");
         assert!(close(sample(&img, 0.5, 0.5), colour, 2), "{spec}");
     }

@@ -16,5 +16,6 @@ mod rabbit;
 mod render;
 mod s3;
 mod serve;
+mod shapes;
 mod sheet;
 mod sqs;

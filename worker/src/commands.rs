@@ -226,8 +226,7 @@ async fn render(
         .map_err(ComposeError::from)?;
     let out = oneoff::render_file(settings, &renderer, input, which, output).await;
     renderer.shutdown().await;
-    let out = out?;
-    let v = &out.variants[0];
+    let v = out?;
     println!(
         "{} → {} ({}×{}, {}, {} bytes)",
         input.display(),

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::Path;
 
 use rendition_core::config::Settings;
-use rendition_core::render::{RenderError, RenderOutput, VariantRequest};
+use rendition_core::render::{RenderError, Rendered, VariantRequest};
 use rendition_core::renderer::Renderer;
 use rendition_core::spec::{Format, SpecError, VariantSpec};
 
@@ -83,7 +83,7 @@ pub async fn render_file(
     input: &Path,
     which: Which<'_>,
     output: &Path,
-) -> Result<RenderOutput, OneOffError> {
+) -> Result<Rendered, OneOffError> {
     let (name, mut spec) = match which {
         Which::Preset(name) => {
             let preset = settings.presets.get(name).ok_or_else(|| {
@@ -124,7 +124,8 @@ pub async fn render_file(
     let key = input.display().to_string();
     let out = renderer
         .render(&key, bytes.into(), vec![VariantRequest { name, spec }])
-        .await?;
+        .await?
+        .into_only()?;
     let write_err = |source| OneOffError::Write {
         path: output.display().to_string(),
         source,
@@ -135,7 +136,7 @@ pub async fn render_file(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".rendition-tmp-{}", uuid::Uuid::new_v4()));
-    std::fs::write(&tmp, &out.variants[0].bytes).map_err(write_err)?;
+    std::fs::write(&tmp, &out.bytes).map_err(write_err)?;
     std::fs::rename(&tmp, output).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         write_err(e)

@@ -498,6 +498,7 @@ mod tests {
                 bytes: 999,
                 content_type: "image/webp".into(),
             }],
+            skipped: vec![],
         }
     }
 

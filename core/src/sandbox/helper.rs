@@ -136,6 +136,7 @@ fn serve_one(input: &mut impl io::Read, output: &mut impl Write) -> io::Result<b
                         len: v.bytes.len() as u64,
                     })
                     .collect(),
+                skipped: out.skipped.clone(),
             };
             wire::write_frame(
                 output,

@@ -297,7 +297,11 @@ async fn exchange(
     let reply: Reply = serde_json::from_slice(&reply).map_err(std::io::Error::other)?;
     match reply {
         Reply::Failed(e) => Ok(Err(memory_error(e, memory_mb))),
-        Reply::Rendered { source, variants } => {
+        Reply::Rendered {
+            source,
+            variants,
+            skipped,
+        } => {
             let mut out = Vec::with_capacity(variants.len());
             let mut total = 0u64;
             for v in variants {
@@ -318,6 +322,7 @@ async fn exchange(
             Ok(Ok(RenderOutput {
                 source,
                 variants: out,
+                skipped,
             }))
         }
     }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Limits, RenderSettings};
 use crate::geometry::Size;
-use crate::render::{RenderError, SourceInfo, VariantRequest};
+use crate::render::{RenderError, Skipped, SourceInfo, VariantRequest};
 use crate::spec::{Format, VariantSpec};
 
 /// Written by a helper once libvips is warm and the seccomp filter is in place.
@@ -45,6 +45,7 @@ pub enum Reply {
     Rendered {
         source: SourceInfo,
         variants: Vec<VariantMeta>,
+        skipped: Vec<Skipped>,
     },
     Failed(RenderError),
 }
