@@ -2,8 +2,9 @@
 # Installs what building Rendition needs on Debian 12 / Ubuntu, when missing: libvips
 # (8.14), pkg-config, a C compiler. With --tests also what only the tests and the ops
 # scripts need: libvips' command-line tools, python3-venv (for the moto S3/SQS server),
-# curl, Debian's chromium (headless, for the contact sheet test) and node with npm (sharp,
-# the reference the fit semantics are checked against). Idempotent; quiet when everything
+# curl, Debian's chromium (headless, for the contact sheet test), libheif's heif-enc (HEIF
+# regression cases) and node with npm (sharp, the reference the fit semantics are checked
+# against; the CloudFront Function's tests). Idempotent; quiet when everything
 # is there.
 #
 #   scripts/install-deps.sh              # build (the demo)
@@ -23,6 +24,7 @@ if [ "$mode" = --tests ] || [ "$mode" = --jemalloc ]; then
   command -v curl >/dev/null || need+=(curl)
   python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
   [ -x /usr/bin/chromium ] || command -v chromium >/dev/null || need+=(chromium)
+  command -v heif-enc >/dev/null || need+=(libheif-examples)
   command -v node >/dev/null || need+=(nodejs)
   command -v npm >/dev/null || need+=(npm)
 fi

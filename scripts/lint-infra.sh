@@ -4,6 +4,9 @@
 #   infra/aws/template.yaml          cfn-lint: no errors, and no warnings beyond CFN_LINT_IGNORE
 #                                    checkov (cloudformation): no findings beyond the documented, accepted ones
 #   infra/aws/Dockerfile             checkov (dockerfile)
+#   infra/aws/cloudfront/            the CloudFront Function's unit tests (node --test; node 18+, which
+#                                    scripts/install-deps.sh --tests installs), including that
+#                                    template.yaml inlines accept-format.js unchanged
 #   infra/aws/rendition-env.sh       shellcheck, and a run against a loopback stub of SSM and
 #                                    Secrets Manager (config file, signing keys, refusals)
 #   infra/k8s/*.yaml                 yamllint, kubernetes-validate --strict (the KEDA kinds are CRDs
@@ -12,7 +15,8 @@
 #   cross-checks                     every RENDITION__* name is a real setting
 #                                    (schemas/config.schema.json); the ConfigMap's rendition.toml
 #                                    validates against that schema; the names, ports and grace
-#                                    periods the files share agree
+#                                    periods the files share agree; the CloudFront Function is
+#                                    associated (viewer request) and the cache key is its header
 #
 # Tools live in a venv at ${RENDITION_CACHE:-~/.cache/rendition}/lint-venv, pinned by
 # infra/lint-constraints.txt (installed from PyPI on first use). checkov is optional: when it
@@ -154,6 +158,21 @@ checkov_run() { # framework accepted-check-ids... -- targets...
     ((${#skips[@]})) && args+=(--soft-fail-on "$(IFS=,; echo "${skips[*]}")")
     BC_SKIP_MAPPING=TRUE CHECKOV_RUN_SCA_PACKAGE_SCAN_V2=false \
         timeout 300 "$VENV/bin/checkov" "${args[@]}" "${targets[@]}" >&2
+}
+
+# The CloudFront Function's tests, with node's built-in runner (no npm packages).
+cloudfront_function_tests() {
+    if ! command -v node >/dev/null; then
+        log "node is not installed (scripts/install-deps.sh --tests installs nodejs)"
+        return 1
+    fi
+    local major
+    major=$(node -p 'process.versions.node.split(".")[0]')
+    if ((major < 18)); then
+        log "node $(node --version) has no built-in test runner; 18 or later is needed"
+        return 1
+    fi
+    node --test infra/aws/cloudfront/*.test.js >&2
 }
 
 # The entrypoint wrapper against a loopback stub speaking the two JSON APIs.
@@ -409,6 +428,19 @@ if not groups or groups[0]["FailoverCriteria"]["StatusCodes"]["Items"] != [403, 
 for qc in res.get("Bucket", {}).get("Properties", {}).get("NotificationConfiguration", {}).get("QueueConfigurations", []):
     if qc["Filter"]["S3Key"]["Rules"] != [{"Name": "prefix", "Value": "originals/"}]:
         err(f"template: notification {qc['Event']} should filter on prefix originals/")
+# The cache key is the format the viewer-request function chose, never the raw Accept.
+fmt = res.get("AcceptFormatFunction", {}).get("Properties", {})
+if fmt.get("FunctionConfig", {}).get("Runtime") != "cloudfront-js-2.0" or fmt.get("AutoPublish") is not True:
+    err("template: AcceptFormatFunction should be cloudfront-js-2.0 with AutoPublish")
+if fmt.get("FunctionCode") != open(path("infra", "aws", "cloudfront", "accept-format.js")).read():
+    err("template: AcceptFormatFunction's FunctionCode is not infra/aws/cloudfront/accept-format.js")
+behaviour = res.get("Distribution", {}).get("Properties", {}).get("DistributionConfig", {}).get("DefaultCacheBehavior", {})
+if behaviour.get("FunctionAssociations") != [{"EventType": "viewer-request", "FunctionARN": "AcceptFormatFunction.FunctionARN"}]:
+    err("template: the default cache behaviour should run AcceptFormatFunction on viewer requests")
+key = res.get("DerivativesCachePolicy", {}).get("Properties", {}).get("CachePolicyConfig", {}).get(
+    "ParametersInCacheKeyAndForwardedToOrigin", {}).get("HeadersConfig", {})
+if key.get("Headers") != ["x-rendition-format"]:
+    err(f"template: the cache policy should key on x-rendition-format alone, not {key.get('Headers')}")
 
 # ---- every RENDITION__ setting named anywhere is a real one
 names = set()
@@ -439,7 +471,8 @@ log "tools: $("$VENV/bin/cfn-lint" --version), yamllint $("$VENV/bin/yamllint" -
     "kubernetes-validate $("$VENV/bin/kubernetes-validate" --version 2>&1 | tail -n1)," \
     "check-jsonschema $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("check-jsonschema"))')," \
     "shellcheck $("$VENV/bin/shellcheck" --version | sed -n 's/^version: //p')," \
-    "checkov $("$VENV/bin/checkov" --version 2>/dev/null || echo 'not installed')"
+    "checkov $("$VENV/bin/checkov" --version 2>/dev/null || echo 'not installed')," \
+    "node $(node --version 2>/dev/null || echo 'not installed')"
 
 step "cfn-lint infra/aws/template.yaml" cfn_lint
 step "yamllint (relaxed, no line length)" yaml_lint
@@ -448,6 +481,7 @@ step "compose-spec schema infra/local/docker-compose.yml" compose_schema
 step "shellcheck" shell_lint
 step "rendition-env against a stub SSM / Secrets Manager" wrapper_test
 step "cross-checks (settings, names, ports, grace periods)" cross_checks
+step "CloudFront Function tests (node --test infra/aws/cloudfront)" cloudfront_function_tests
 if have_checkov; then
     step "checkov cloudformation" checkov_run cloudformation "${CHECKOV_SKIP_CFN[@]}" -- -f infra/aws/template.yaml
     step "checkov kubernetes" checkov_run kubernetes "${CHECKOV_SKIP_K8S[@]}" -- -d infra/k8s

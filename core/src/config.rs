@@ -11,7 +11,7 @@ use figment::Figment;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::spec::VariantSpec;
+use crate::spec::{Format, VariantSpec};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -342,6 +342,40 @@ pub struct Preset {
     /// Rendered as soon as a source arrives (otherwise only on demand).
     #[serde(default)]
     pub eager: bool,
+    /// Encodings of this preset, in the order `fm=auto` prefers them (e.g.
+    /// `["avif", "webp", "jpeg"]`): an eager job makes each from the one decode, and the
+    /// preset's `.auto` URL negotiates among them. The spec then says no `fm` (or
+    /// `fm=auto`). Empty: the spec's `fm` alone (`fm=auto`: AVIF, WebP and the legacy
+    /// format).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub formats: Vec<Format>,
+}
+
+impl Preset {
+    /// The formats this preset is made in, in order of preference. [`Format::Auto`] in the
+    /// list stands for the legacy format (JPEG, or PNG for a source with alpha).
+    pub fn formats(&self) -> Vec<Format> {
+        if !self.formats.is_empty() {
+            self.formats.clone()
+        } else if self.spec.format == Format::Auto {
+            crate::negotiate::AUTO_ORDER.to_vec()
+        } else {
+            vec![self.spec.format]
+        }
+    }
+
+    /// Whether its URLs may end in `.auto` (the format negotiated per request).
+    pub fn negotiates(&self) -> bool {
+        !self.formats.is_empty() || self.spec.format == Format::Auto
+    }
+
+    /// The spec of this preset in one of its formats.
+    pub fn spec_in(&self, format: Format) -> VariantSpec {
+        VariantSpec {
+            format,
+            ..self.spec.clone()
+        }
+    }
 }
 
 impl Default for StorageSettings {
@@ -417,6 +451,7 @@ pub fn default_presets() -> BTreeMap<String, Preset> {
     let p = |spec: &str, eager: bool| Preset {
         spec: spec.parse().expect("built-in preset specs are valid"),
         eager,
+        formats: Vec::new(),
     };
     BTreeMap::from([
         ("xl".to_string(), p("w=2048,fm=webp,q=75", true)),
@@ -605,6 +640,31 @@ impl Settings {
                 return rule(format!(
                     "preset name {name:?} must be 1-64 characters of a-z, 0-9, '-' or '_', starting with a letter or digit"
                 ));
+            }
+            if !preset.formats.is_empty() {
+                if !matches!(preset.spec.format, Format::Original | Format::Auto) {
+                    return rule(format!(
+                        "preset {name:?}: a preset with `formats` has no `fm` in its spec (or fm=auto)"
+                    ));
+                }
+                for (i, f) in preset.formats.iter().enumerate() {
+                    if matches!(f, Format::Original | Format::Auto) {
+                        return rule(format!(
+                            "preset {name:?}: formats[{i}] must be jpeg, png, webp, avif or gif"
+                        ));
+                    }
+                    if preset.formats[..i].contains(f) {
+                        return rule(format!(
+                            "preset {name:?}: {} is listed twice in formats",
+                            f.as_str()
+                        ));
+                    }
+                }
+                for &f in &preset.formats {
+                    if let Err(e) = preset.spec_in(f).to_string().parse::<VariantSpec>() {
+                        return rule(format!("preset {name:?} as {}: {e}", f.as_str()));
+                    }
+                }
             }
             for (axis, len) in [("w", preset.spec.width), ("h", preset.spec.height)] {
                 let len = len.map(|l| preset.spec.dpr.apply(l));

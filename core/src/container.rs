@@ -237,9 +237,9 @@ fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
 /// The most TIFF pages [`tiff_pages`] will count; a longer chain reports this many.
 pub const TIFF_PAGE_CAP: u32 = 100_000;
 
-/// Number of pages (IFDs) in a classic TIFF, little- (`II`) or big-endian (`MM`),
-/// following the next-IFD offsets from the header. `None` when `bytes` is not a classic
-/// TIFF (BigTIFF included: its offsets are 64-bit and it is not counted here).
+/// Number of pages (IFDs) in a TIFF, classic (`II*\0`, `MM\0*`) or BigTIFF (`II+\0`,
+/// `MM\0+`), little- or big-endian, following the next-IFD offsets from the header.
+/// `None` when `bytes` is not a TIFF or its header is cut short.
 ///
 /// A directory counts when its entries lie within the data (libtiff cannot read it
 /// otherwise); a missing next-IFD offset after it ends the chain, as in libtiff.
@@ -250,12 +250,7 @@ pub const TIFF_PAGE_CAP: u32 = 100_000;
 /// of distinct directories before the repeat. The count never exceeds [`TIFF_PAGE_CAP`]
 /// and the walk reads at most three times that many directories.
 pub fn tiff_pages(bytes: &[u8]) -> Option<u32> {
-    let order = match bytes.get(0..4)? {
-        [b'I', b'I', 42, 0] => ByteOrder::Little,
-        [b'M', b'M', 0, 42] => ByteOrder::Big,
-        _ => return None,
-    };
-    let first = order.u32(bytes, 4)?;
+    let (layout, first) = tiff_header(bytes)?;
     if first == 0 {
         return Some(0);
     }
@@ -267,7 +262,7 @@ pub fn tiff_pages(bytes: &[u8]) -> Option<u32> {
     let mut power = 1u32;
     let mut lambda = 0u32;
     loop {
-        match ifd_link(bytes, order, hare) {
+        match ifd_link(bytes, layout, hare) {
             // hare_index directories before this one were complete.
             Link::Broken => return Some(hare_index.min(TIFF_PAGE_CAP)),
             Link::End => return Some((hare_index + 1).min(TIFF_PAGE_CAP)),
@@ -296,7 +291,7 @@ pub fn tiff_pages(bytes: &[u8]) -> Option<u32> {
     // read above, so the links below are all `Next`; anything else just ends the count.
     let mut ahead = first;
     for _ in 0..lambda {
-        match ifd_link(bytes, order, ahead) {
+        match ifd_link(bytes, layout, ahead) {
             Link::Next(next) => ahead = next,
             _ => return Some(lambda.min(TIFF_PAGE_CAP)),
         }
@@ -305,8 +300,8 @@ pub fn tiff_pages(bytes: &[u8]) -> Option<u32> {
     let mut mu = 0u32;
     while behind != ahead {
         match (
-            ifd_link(bytes, order, behind),
-            ifd_link(bytes, order, ahead),
+            ifd_link(bytes, layout, behind),
+            ifd_link(bytes, layout, ahead),
         ) {
             (Link::Next(b), Link::Next(a)) => {
                 behind = b;
@@ -320,6 +315,27 @@ pub fn tiff_pages(bytes: &[u8]) -> Option<u32> {
         }
     }
     Some(mu.saturating_add(lambda).min(TIFF_PAGE_CAP))
+}
+
+/// The layout a TIFF header announces and the offset of its first directory. A BigTIFF
+/// header also carries the size of its offsets (8) and a reserved 0, which libtiff
+/// checks before reading anything; so does this.
+fn tiff_header(bytes: &[u8]) -> Option<(TiffLayout, u64)> {
+    let (order, big) = match bytes.get(0..4)? {
+        [b'I', b'I', 42, 0] => (ByteOrder::Little, false),
+        [b'M', b'M', 0, 42] => (ByteOrder::Big, false),
+        [b'I', b'I', 43, 0] => (ByteOrder::Little, true),
+        [b'M', b'M', 0, 43] => (ByteOrder::Big, true),
+        _ => return None,
+    };
+    let layout = TiffLayout { order, big };
+    if !big {
+        return Some((layout, u64::from(order.u32(bytes, 4)?)));
+    }
+    if order.u16(bytes, 4)? != 8 || order.u16(bytes, 6)? != 0 {
+        return None;
+    }
+    Some((layout, order.u64(bytes, 8)?))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -344,6 +360,23 @@ impl ByteOrder {
             ByteOrder::Big => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
         })
     }
+
+    fn u64(self, bytes: &[u8], at: usize) -> Option<u64> {
+        let b: [u8; 8] = bytes.get(at..at.checked_add(8)?)?.try_into().ok()?;
+        Some(match self {
+            ByteOrder::Little => u64::from_le_bytes(b),
+            ByteOrder::Big => u64::from_be_bytes(b),
+        })
+    }
+}
+
+/// How a TIFF's directories are laid out: its byte order, and whether it is a BigTIFF
+/// (8-byte entry count, 20-byte entries, 8-byte offsets) rather than a classic TIFF
+/// (2-byte count, 12-byte entries, 4-byte offsets).
+#[derive(Debug, Clone, Copy)]
+struct TiffLayout {
+    order: ByteOrder,
+    big: bool,
 }
 
 /// What follows one TIFF directory.
@@ -353,24 +386,40 @@ enum Link {
     /// A complete directory, the last one.
     End,
     /// A complete directory followed by the one at this offset.
-    Next(u32),
+    Next(u64),
 }
 
-/// Reads the directory at `offset`: a 2-byte entry count, 12 bytes per entry, then the
-/// 4-byte offset of the next directory (0 = none).
-fn ifd_link(bytes: &[u8], order: ByteOrder, offset: u32) -> Link {
+/// Reads the directory at `offset`: an entry count, the entries, then the offset of the
+/// next directory (0 = none), each sized as `layout` says.
+fn ifd_link(bytes: &[u8], layout: TiffLayout, offset: u64) -> Link {
     let Ok(offset) = usize::try_from(offset) else {
         return Link::Broken;
     };
-    let Some(entries) = order.u16(bytes, offset) else {
+    let (count_len, entry_len) = if layout.big { (8, 20) } else { (2, 12) };
+    let entries = if layout.big {
+        layout.order.u64(bytes, offset)
+    } else {
+        layout.order.u16(bytes, offset).map(u64::from)
+    };
+    let Some(entries) = entries else {
         return Link::Broken;
     };
-    // `offset + 2` is within the data (the count was read), so this cannot overflow.
-    let next_at = offset + 2 + 12 * usize::from(entries);
-    if next_at > bytes.len() {
+    // `offset + count_len` is within the data (the count was read). A BigTIFF count is
+    // 64 bits of anything: checked, so a huge one is just a directory that runs past the
+    // data.
+    let next_at = usize::try_from(entries)
+        .ok()
+        .and_then(|n| n.checked_mul(entry_len))
+        .and_then(|n| n.checked_add(offset + count_len));
+    let Some(next_at) = next_at.filter(|&at| at <= bytes.len()) else {
         return Link::Broken;
-    }
-    match order.u32(bytes, next_at) {
+    };
+    let next = if layout.big {
+        layout.order.u64(bytes, next_at)
+    } else {
+        layout.order.u32(bytes, next_at).map(u64::from)
+    };
+    match next {
         Some(0) | None => Link::End,
         Some(next) => Link::Next(next),
     }
@@ -716,11 +765,111 @@ mod tests {
     }
 
     #[test]
-    fn tiff_not_classic_tiff() {
-        assert_eq!(tiff_pages(b"II+\0\x08\0\0\0"), None); // BigTIFF
-        assert_eq!(tiff_pages(b"MM\0+\0\x08\0\0"), None);
+    fn tiff_not_a_tiff() {
         assert_eq!(tiff_pages(b"II*"), None);
         assert_eq!(tiff_pages(b"\x89PNG\r\n\x1a\n"), None);
         assert_eq!(tiff_pages(b"II*\0\x08\0"), None); // no first offset
+        assert_eq!(tiff_pages(b"II+\0\x08\0\0\0\x10\0\0"), None); // BigTIFF, cut short
+    }
+
+    // ---- BigTIFF ----
+
+    /// A BigTIFF (8-byte offsets, 8-byte entry counts, 20-byte entries) of directories at
+    /// the given offsets (each with one dummy entry), linked in the order given;
+    /// `last_next` is the next-IFD offset of the last one.
+    fn bigtiff(little: bool, offsets: &[u64], last_next: u64) -> Vec<u8> {
+        let u16b = |v: u16| {
+            if little {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            }
+        };
+        let u64b = |v: u64| {
+            if little {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            }
+        };
+        // Count (8), one entry (20), next offset (8).
+        let end = offsets.iter().max().map_or(16, |&o| o as usize + 36);
+        let mut t = vec![0u8; end];
+        t[0..2].copy_from_slice(if little { b"II" } else { b"MM" });
+        t[2..4].copy_from_slice(&u16b(43));
+        t[4..6].copy_from_slice(&u16b(8));
+        t[8..16].copy_from_slice(&u64b(offsets.first().copied().unwrap_or(0)));
+        for (i, &o) in offsets.iter().enumerate() {
+            let o = o as usize;
+            let next = offsets.get(i + 1).copied().unwrap_or(last_next);
+            t[o..o + 8].copy_from_slice(&u64b(1));
+            t[o + 8..o + 10].copy_from_slice(&u16b(256)); // ImageWidth
+            t[o + 28..o + 36].copy_from_slice(&u64b(next));
+        }
+        t
+    }
+
+    #[test]
+    fn bigtiff_counts_directories_in_both_byte_orders() {
+        for little in [true, false] {
+            assert_eq!(tiff_pages(&bigtiff(little, &[16], 0)), Some(1));
+            assert_eq!(tiff_pages(&bigtiff(little, &[16, 60], 0)), Some(2));
+            assert_eq!(tiff_pages(&bigtiff(little, &[200, 60, 16], 0)), Some(3));
+            assert_eq!(tiff_pages(&bigtiff(little, &[], 0)), Some(0));
+            // Read with classic 12-byte entries this chain would end after one page.
+            let offsets: Vec<u64> = (0..5).map(|i| 16 + 40 * i).collect();
+            assert_eq!(tiff_pages(&bigtiff(little, &offsets, 0)), Some(5));
+        }
+    }
+
+    #[test]
+    fn bigtiff_loops_truncation_and_wild_values() {
+        // Loops are found as in a classic TIFF.
+        assert_eq!(tiff_pages(&bigtiff(true, &[16, 60], 16)), Some(2));
+        let offsets: Vec<u64> = (0..7).map(|i| 16 + 40 * i).collect();
+        assert_eq!(tiff_pages(&bigtiff(false, &offsets, offsets[3])), Some(7));
+        // Cut inside the second directory, or only its next offset missing.
+        let t = bigtiff(true, &[16, 60], 0);
+        assert_eq!(tiff_pages(&t[..70]), Some(1));
+        assert_eq!(tiff_pages(&t[..88]), Some(2));
+        // Offsets past the data, past 4 GiB and at u64::MAX.
+        for next in [1 << 20, 1 << 40, u64::MAX] {
+            assert_eq!(tiff_pages(&bigtiff(true, &[16], next)), Some(1), "{next}");
+        }
+        // An entry count whose entries would overflow any address.
+        for count in [u64::MAX, u64::MAX / 20 + 1, 1 << 40] {
+            let mut t = bigtiff(true, &[16, 60], 0);
+            t[60..68].copy_from_slice(&count.to_le_bytes());
+            assert_eq!(tiff_pages(&t), Some(1), "{count}");
+        }
+        // A header whose offset size is not 8, or whose reserved field is not 0, is not
+        // one libtiff reads.
+        let mut t = bigtiff(true, &[16], 0);
+        t[4] = 4;
+        assert_eq!(tiff_pages(&t), None);
+        let mut t = bigtiff(true, &[16], 0);
+        t[6] = 1;
+        assert_eq!(tiff_pages(&t), None);
+    }
+
+    #[test]
+    fn bigtiff_page_count_is_capped() {
+        // Empty directories (count 0, next offset) 16 bytes apart, past the cap.
+        let n = TIFF_PAGE_CAP as usize + 10;
+        let mut t = b"II+\0\x08\0\0\0".to_vec();
+        t.extend_from_slice(&16u64.to_le_bytes());
+        for i in 0..n {
+            let next = if i + 1 == n {
+                0
+            } else {
+                16 + 16 * (i as u64 + 1)
+            };
+            t.extend_from_slice(&0u64.to_le_bytes());
+            t.extend_from_slice(&next.to_le_bytes());
+        }
+        assert_eq!(tiff_pages(&t), Some(TIFF_PAGE_CAP));
+        let len = t.len();
+        t[len - 8..].copy_from_slice(&16u64.to_le_bytes());
+        assert_eq!(tiff_pages(&t), Some(TIFF_PAGE_CAP));
     }
 }

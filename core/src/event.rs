@@ -87,9 +87,9 @@ pub enum Origin {
     Backfill,
 }
 
-/// One normalized storage event: the unit of work the eager worker consumes.
+/// One normalized storage event: the unit of work the eager worker consumes. Readers
+/// ignore fields they do not know (a newer `rendition backfill` may add some).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Job {
     pub action: Action,
     pub bucket: String,
@@ -579,7 +579,8 @@ fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.is_empty())
 }
 
-fn json_type(value: &Value) -> &'static str {
+/// The JSON type of a value, for messages that say what was found instead.
+pub fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "boolean",
@@ -789,10 +790,11 @@ mod tests {
         let parsed = parse(&serde_json::to_string(&derived).unwrap()).unwrap();
         assert!(parsed.jobs.is_empty());
         assert_eq!(parsed.ignored[0].reason, IgnoreReason::DerivedKey);
-        // Unknown fields, an empty key and wrong types are permanent errors.
+        // Unknown fields are ignored (a newer writer may add some); an empty key and
+        // wrong types are permanent errors.
         let mut extra = serde_json::to_value(&job).unwrap();
         extra["surprise"] = serde_json::json!(1);
-        assert_eq!(err(&extra.to_string()).kind(), "invalid_field");
+        assert_eq!(one_job(&extra.to_string()), job);
         let mut empty = serde_json::to_value(&job).unwrap();
         empty["key"] = serde_json::json!("");
         assert_eq!(err(&empty.to_string()).kind(), "missing_field");
@@ -1411,7 +1413,7 @@ mod tests {
     }
 
     #[test]
-    fn job_serializes_with_lowercase_enums_and_rejects_unknown_fields() {
+    fn job_serializes_with_lowercase_enums_and_ignores_unknown_fields() {
         let job = one_job(S3_PUT);
         let value = serde_json::to_value(&job).unwrap();
         assert_eq!(value["action"], "created");
@@ -1419,7 +1421,7 @@ mod tests {
         assert_eq!(serde_json::from_value::<Job>(value.clone()).unwrap(), job);
         let mut extra = value;
         extra["surprise"] = true.into();
-        assert!(serde_json::from_value::<Job>(extra).is_err());
+        assert_eq!(serde_json::from_value::<Job>(extra).unwrap(), job);
         let origins: Vec<Value> = [
             Origin::S3,
             Origin::Sns,

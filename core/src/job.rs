@@ -13,12 +13,36 @@ use bytes::Bytes;
 use futures::future::try_join_all;
 use tracing::{debug, info};
 
-use crate::config::Settings;
-use crate::manifest::{Manifest, ManifestSkipped, ManifestSource, ManifestVariant};
+use crate::config::{Preset, Settings};
+use crate::manifest::{
+    Manifest, ManifestSkipped, ManifestSource, ManifestVariant, MANIFEST_VERSION,
+};
 use crate::naming::{NameError, SourceNames, Variant};
 use crate::render::{RenderError, VariantRequest};
 use crate::renderer::Renderer;
 use crate::store::{BlobStore, ObjectMeta, PutOptions, PutOutcome, StoreError, IMMUTABLE};
+
+/// A preset's variants: one per format it is made in, all from the job's one decode.
+fn requests_of(name: &str, preset: &Preset) -> Vec<VariantRequest> {
+    preset
+        .formats()
+        .into_iter()
+        .map(|format| VariantRequest {
+            name: name.to_string(),
+            spec: preset.spec_in(format),
+        })
+        .collect()
+}
+
+/// Whether a manifest's variant is `wanted` in its format: the same content type, or for
+/// a format that depends on the source (`fm=original`, the legacy format of `fm=auto`)
+/// any.
+fn made_as(listed: &ManifestVariant, wanted: &VariantRequest) -> bool {
+    match wanted.spec.format.content_type() {
+        Some(content_type) => listed.content_type == content_type,
+        None => true,
+    }
+}
 
 /// Why a job failed, classified for the queue: retry or dead-letter.
 #[derive(Debug, thiserror::Error)]
@@ -214,27 +238,20 @@ impl Engine {
             return Ok(self
                 .settings
                 .eager_presets()
-                .map(|(name, preset)| VariantRequest {
-                    name: name.to_string(),
-                    spec: preset.spec.clone(),
-                })
+                .flat_map(|(name, preset)| requests_of(name, preset))
                 .collect());
         }
         let names: std::collections::BTreeSet<&String> = presets.iter().collect();
-        names
-            .into_iter()
-            .map(|name| {
-                let preset = self
-                    .settings
-                    .presets
-                    .get(name)
-                    .ok_or_else(|| JobError::UnknownPreset(name.clone()))?;
-                Ok(VariantRequest {
-                    name: name.clone(),
-                    spec: preset.spec.clone(),
-                })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for name in names {
+            let preset = self
+                .settings
+                .presets
+                .get(name)
+                .ok_or_else(|| JobError::UnknownPreset(name.clone()))?;
+            out.extend(requests_of(name, preset));
+        }
+        Ok(out)
     }
 
     /// What a job for `presets` would find for the current version of `key`, without
@@ -264,13 +281,14 @@ impl Engine {
         let names = SourceNames::of(&self.settings.storage, &self.bucket, key, version)?;
         let manifest_key = names.manifest_key()?;
         let stored = self.stored_manifest(&manifest_key).await?;
-        // Listed as made, or as skipped with the same spec (the same answer again).
+        // Listed as made (in this format), or as skipped with the same spec (the same
+        // answer again).
         let missing = wanted
             .into_iter()
             .filter(|w| {
                 stored.as_ref().is_none_or(|m| {
                     let spec = w.spec.to_string();
-                    !m.variants.iter().any(|v| v.name == w.name)
+                    !m.variants.iter().any(|v| v.name == w.name && made_as(v, w))
                         && !m
                             .skipped
                             .iter()
@@ -340,10 +358,6 @@ impl Engine {
         let guid = names.guid();
 
         let started = std::time::Instant::now();
-        let requested: Vec<(String, String)> = requests
-            .iter()
-            .map(|r| (r.name.clone(), r.spec.to_string()))
-            .collect();
         let output = self
             .renderer
             .render(key, source.body.clone(), requests)
@@ -383,31 +397,43 @@ impl Engine {
             .skipped
             .into_iter()
             .map(|s| {
-                let spec = requested
-                    .iter()
-                    .find(|(name, _)| *name == s.name)
-                    .map(|(_, spec)| spec.clone())
-                    .unwrap_or_default();
                 info!(key, variant = %s.name, kind = s.error.kind(), reason = %s.error, "variant skipped");
                 ManifestSkipped {
                     variant: s.name,
-                    spec,
+                    spec: s.spec.to_string(),
                     kind: s.error.kind().to_string(),
                     reason: s.error.to_string(),
                 }
             })
             .collect();
-        // Variants made by earlier jobs (other presets) stay listed; an earlier skip of a
-        // preset this job rendered or skipped again is replaced.
+        // Variants made by earlier jobs (other presets, other formats) stay listed; an
+        // earlier entry or skip of what this job made or skipped again is replaced.
         let updating = stored.is_some();
+        let stored_placeholder = stored.as_ref().and_then(|m| m.placeholder.clone());
         if let Some(stored) = stored {
-            let redone = |name: &str| requested.iter().any(|(n, _)| n == name);
-            entries.extend(stored.variants.into_iter().filter(|v| !redone(&v.name)));
-            skipped.extend(stored.skipped.into_iter().filter(|s| !redone(&s.variant)));
+            let again = |name: &str, spec: &str| {
+                entries.iter().any(|e| e.name == name && e.spec == spec)
+                    || skipped.iter().any(|s| s.variant == name && s.spec == spec)
+            };
+            let old_entries: Vec<ManifestVariant> = stored
+                .variants
+                .into_iter()
+                .filter(|v| !again(&v.name, &v.spec) && !entries.iter().any(|e| e.key == v.key))
+                .collect();
+            let old_skips: Vec<ManifestSkipped> = stored
+                .skipped
+                .into_iter()
+                .filter(|s| !again(&s.variant, &s.spec))
+                .collect();
+            entries.extend(old_entries);
+            skipped.extend(old_skips);
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         skipped.sort_by(|a, b| a.variant.cmp(&b.variant));
         let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            // A job that adds presets keeps the placeholder it found, if this one has none.
+            placeholder: output.placeholder.or(stored_placeholder),
             source: ManifestSource {
                 bucket: self.bucket.clone(),
                 key: key.to_string(),

@@ -12,7 +12,10 @@
 //! - [`render`]: the pipeline as ordered named steps; one decode, many variants.
 //! - [`ondemand`]: a request for a derivative that may not exist yet: verify, find, render, store.
 //! - [`respond`]: status, headers and body of every on-demand answer, for every front door.
+//! - [`negotiate`]: `fm=auto`: what a client accepts (`Accept`, or the CDN's header) and
+//!   the format it gets.
 //! - [`manifest`]: the per-source JSON written after its derivatives.
+//! - [`placeholder`]: BlurHash, dominant colour and LQIP from the pixels already decoded.
 //! - [`store`]: the async `BlobStore` port and the filesystem adapter.
 //! - [`event`]: storage notifications (S3, SNS, EventBridge, MinIO) parsed into jobs.
 //! - [`message`]: one queue message → events → eager jobs / removals, or a `MessageError`.
@@ -38,7 +41,9 @@ pub mod kinds;
 pub mod manifest;
 pub mod message;
 pub mod naming;
+pub mod negotiate;
 pub mod ondemand;
+pub mod placeholder;
 pub mod render;
 pub mod renderer;
 pub mod respond;

@@ -9,13 +9,32 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::placeholder::Placeholder;
 use crate::sniff::SourceFormat;
+
+/// The manifest format this version writes: 2 added `version`, `skipped`, presets in
+/// several formats (one entry per format, same `name`).
+pub const MANIFEST_VERSION: u32 = 2;
+
+fn first_version() -> u32 {
+    1
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Manifest {
+    /// The manifest format: [`MANIFEST_VERSION`] when written by this version; 1 when
+    /// absent (written before the field existed). A reader accepts every version and
+    /// ignores fields it does not know, so adding fields never breaks a reader during a
+    /// rolling upgrade.
+    #[serde(default = "first_version")]
+    pub version: u32,
     pub source: ManifestSource,
+    /// What a page can paint before the image arrives: BlurHash (4 × 3 components),
+    /// dominant colour, a ≤ 1 KiB WebP data URI ([`crate::placeholder`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<Placeholder>,
     /// Variants made by jobs (the eager presets, and presets backfilled since), in
-    /// preset-name order.
+    /// preset-name order; a preset made in several formats has one entry per format.
     pub variants: Vec<ManifestVariant>,
     /// Presets that cannot be made from this source for a reason of their own (e.g. an
     /// output side over `limits.max_output_dimension`), in preset-name order. Their

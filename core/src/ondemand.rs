@@ -17,8 +17,9 @@ use tracing::info;
 use crate::config::Settings;
 use crate::job::Engine;
 use crate::naming::{SourceNames, Variant};
+use crate::negotiate::{self, Accepts};
 use crate::render::{RenderError, VariantRequest};
-use crate::spec::Format;
+use crate::spec::{Format, VariantSpec};
 use crate::store::{Object, PutOutcome, StoreError};
 use crate::url::{self, UrlError};
 
@@ -31,6 +32,14 @@ pub struct Derivative {
     pub etag: String,
     /// Rendered by this request (false: it already existed).
     pub rendered: bool,
+    /// Its format was negotiated (`fm=auto`): the answer varies on `Accept`.
+    pub vary: bool,
+}
+
+impl Derivative {
+    fn varying(self, vary: bool) -> Derivative {
+        Derivative { vary, ..self }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,27 +170,181 @@ impl OnDemand {
         Ok(url::verify(self.settings(), path, query, now_unix)?)
     }
 
-    /// Answers a request for `path?query`.
+    /// Answers a request for `path?query` from a client that takes `accepts` (used only
+    /// by `fm=auto` variants).
     pub async fn get(
         &self,
         path: &str,
         query: Option<&str>,
+        accepts: Accepts,
         now_unix: u64,
     ) -> Result<Derivative, OnDemandError> {
         let verified = self.verify(path, query, now_unix)?;
-        self.get_verified(&verified).await
+        self.get_verified(&verified, accepts).await
+    }
+
+    /// For a `/latest/{source key}/{preset}` path, the current URL it redirects to (or
+    /// why not); `None` for any other path.
+    pub async fn latest_for_path(
+        &self,
+        path: &str,
+        now_unix: u64,
+    ) -> Option<Result<String, OnDemandError>> {
+        Some(match latest_path(path)? {
+            Ok((source, preset)) => self.latest(&source, &preset, now_unix).await,
+            Err(e) => Err(e),
+        })
+    }
+
+    /// The current URL of `preset` for the source at `source` (`/latest/{source}/{preset}`):
+    /// the preset's `.auto` URL when it negotiates its format, else its format's; for
+    /// `fm=original`, the source's format, read from its bytes.
+    pub async fn latest(
+        &self,
+        source: &str,
+        preset: &str,
+        now_unix: u64,
+    ) -> Result<String, OnDemandError> {
+        let settings = self.settings();
+        crate::naming::source_rel(&settings.storage.source_prefix, source)
+            .map_err(UrlError::from)?;
+        let spec = settings
+            .presets
+            .get(preset)
+            .ok_or_else(|| UrlError::UnknownPreset(preset.to_string()))?;
+        let store = self.engine.store();
+        let meta = store
+            .head(source)
+            .await?
+            .ok_or_else(|| OnDemandError::SourceMissing {
+                key: source.to_string(),
+            })?;
+        let names = SourceNames::of(
+            &settings.storage,
+            self.engine.bucket(),
+            source,
+            meta.version(),
+        )
+        .map_err(UrlError::from)?;
+        let ext = match spec.formats().as_slice() {
+            [Format::Original] => {
+                let head = store.get(source, settings.limits.max_input_bytes).await?;
+                let format = crate::sniff::sniff(&head.body).map_err(RenderError::from)?;
+                crate::render::output_format(Format::Original, format, false)
+            }
+            _ if spec.negotiates() => Format::Auto,
+            _ => spec.spec.format,
+        }
+        .extension()
+        .expect("a resolved format has an extension");
+        let key = names
+            .derivative_key(&Variant::Preset(preset.to_string()), ext)
+            .map_err(UrlError::from)?;
+        Ok(url::UrlGenerator::new(settings).for_key(&key, now_unix)?)
+    }
+
+    /// What a verified URL stands for, for a client that takes `accepts`: the spec to
+    /// render and the keys it may already be stored under. An `fm=auto` URL (`….auto`)
+    /// negotiates its format; its stored objects carry the extension of the format made.
+    pub fn target(
+        &self,
+        verified: &url::Verified,
+        accepts: Accepts,
+    ) -> Result<Target, OnDemandError> {
+        let parsed = &verified.parsed;
+        let (name, spec, offered, negotiates) = match &parsed.variant {
+            Variant::Preset(name) => {
+                let preset = self
+                    .settings()
+                    .presets
+                    .get(name)
+                    .ok_or(UrlError::UnknownPreset(name.clone()))?;
+                (
+                    name.clone(),
+                    preset.spec.clone(),
+                    preset.formats(),
+                    preset.negotiates(),
+                )
+            }
+            Variant::Spec(spec) => {
+                let offered = if spec.format == Format::Auto {
+                    negotiate::AUTO_ORDER.to_vec()
+                } else {
+                    vec![spec.format]
+                };
+                (
+                    spec.to_string(),
+                    spec.clone(),
+                    offered,
+                    spec.format == Format::Auto,
+                )
+            }
+        };
+        let auto_ext = Format::Auto.extension().expect("auto has a URL extension");
+        let format = if negotiates && parsed.ext == auto_ext {
+            accepts.choose(&offered)
+        } else {
+            // A named format: one the variant is made in (`fm=original`: the source's,
+            // checked once rendered).
+            match offered
+                .iter()
+                .find(|f| f.extension() == Some(parsed.ext.as_str()))
+            {
+                Some(&f) => f,
+                None if offered == [Format::Original] => Format::Original,
+                None => {
+                    let actual = match offered.as_slice() {
+                        [one] => one.extension().unwrap_or("the source's").to_string(),
+                        _ => auto_ext.to_string(),
+                    };
+                    return Err(OnDemandError::WrongExtension {
+                        requested: parsed.ext.clone(),
+                        actual,
+                    });
+                }
+            }
+        };
+        let vary = negotiates && parsed.ext == auto_ext;
+        let names = SourceNames::of_derived(&self.settings().storage, parsed);
+        let candidates = match format {
+            // The legacy format depends on the source's alpha: either may be stored.
+            Format::Auto => vec![
+                names.derivative_key(&parsed.variant, "jpg"),
+                names.derivative_key(&parsed.variant, "png"),
+            ],
+            Format::Original => vec![Ok(verified.key.clone())],
+            f => vec![names.derivative_key(
+                &parsed.variant,
+                f.extension().expect("a made format has an extension"),
+            )],
+        }
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(UrlError::from)?;
+        Ok(Target {
+            request: VariantRequest {
+                name,
+                spec: VariantSpec { format, ..spec },
+            },
+            candidates,
+            names,
+            vary,
+        })
     }
 
     /// The existing derivative, or a new render of it.
     pub async fn get_verified(
         &self,
         verified: &url::Verified,
+        accepts: Accepts,
     ) -> Result<Derivative, OnDemandError> {
-        let key = &verified.key;
-        if let Some(existing) = self.existing(key).await? {
-            return Ok(existing);
+        let target = self.target(verified, accepts)?;
+        for key in &target.candidates {
+            if let Some(existing) = self.existing(key).await? {
+                return Ok(existing.varying(target.vary));
+            }
         }
-        self.render(verified).await
+        Ok(self.render(verified, &target).await?.varying(target.vary))
     }
 
     async fn existing(&self, key: &str) -> Result<Option<Derivative>, OnDemandError> {
@@ -192,13 +355,18 @@ impl OnDemand {
                 etag: obj.meta.etag.clone(),
                 body: obj.body,
                 rendered: false,
+                vary: false,
             })),
             Err(StoreError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn render(&self, verified: &url::Verified) -> Result<Derivative, OnDemandError> {
+    async fn render(
+        &self,
+        verified: &url::Verified,
+        target: &Target,
+    ) -> Result<Derivative, OnDemandError> {
         // The slot is held from the source fetch to the store: what it bounds is memory.
         let _slot = match &self.slots {
             None => None,
@@ -218,8 +386,7 @@ impl OnDemand {
         };
         let parsed = &verified.parsed;
         let settings = self.settings();
-        let storage = &settings.storage;
-        let wanted = SourceNames::of_derived(storage, parsed);
+        let wanted = &target.names;
         let source_key = wanted.source_key().to_string();
         let source = match self
             .engine
@@ -234,7 +401,7 @@ impl OnDemand {
             Err(e) => return Err(e.into()),
         };
         let current = SourceNames::of(
-            storage,
+            &settings.storage,
             self.engine.bucket(),
             &source_key,
             source.meta.version(),
@@ -243,66 +410,93 @@ impl OnDemand {
         if current.guid() != wanted.guid() {
             return Err(OnDemandError::Stale { key: source_key });
         }
-        let (name, spec) = match &parsed.variant {
-            Variant::Preset(name) => {
-                let preset = settings
-                    .presets
-                    .get(name)
-                    .ok_or(UrlError::UnknownPreset(name.clone()))?;
-                (name.clone(), preset.spec.clone())
-            }
-            Variant::Spec(spec) => (spec.to_string(), spec.clone()),
-        };
-        // Refuse a wrong extension before spending a render on it, when the spec says it.
-        if let Some(ext) = spec.format.extension() {
-            if ext != parsed.ext {
-                return Err(OnDemandError::WrongExtension {
-                    requested: parsed.ext.clone(),
-                    actual: ext.to_string(),
-                });
-            }
-        }
-        let request = VariantRequest { name, spec };
         let out = self
             .engine
             .renderer()
-            .render(&verified.key, source.body.clone(), vec![request])
+            .render(
+                &verified.key,
+                source.body.clone(),
+                vec![target.request.clone()],
+            )
             .await?;
         let variant = out.into_only()?;
         let format: Format = variant.format;
         let ext = format.extension().expect("resolved format");
-        if ext != parsed.ext {
+        // `fm=original` names its format in the URL: the source's must be that one.
+        if target.request.spec.format == Format::Original && ext != parsed.ext {
             return Err(OnDemandError::WrongExtension {
                 requested: parsed.ext.clone(),
                 actual: ext.to_string(),
             });
         }
+        let key = wanted
+            .derivative_key(&parsed.variant, ext)
+            .map_err(UrlError::from)?;
         let content_type = format.content_type().expect("resolved format").to_string();
         let bytes = Bytes::from(variant.bytes);
         let outcome = self
             .engine
-            .put_derivative(&verified.key, bytes.clone(), &content_type)
+            .put_derivative(&key, bytes.clone(), &content_type)
             .await?;
         if outcome == PutOutcome::AlreadyExists {
-            // Someone else stored it first: answer with their bytes, the URL's only bytes.
-            if let Some(existing) = self.existing(&verified.key).await? {
+            // Someone else stored it first: answer with their bytes, the key's only bytes.
+            if let Some(existing) = self.existing(&key).await? {
                 return Ok(existing);
             }
         }
         let etag = self
             .engine
             .store()
-            .head(&verified.key)
+            .head(&key)
             .await?
             .map(|m| m.etag)
             .unwrap_or_default();
-        info!(key = %verified.key, bytes = bytes.len(), "rendered on demand");
+        info!(key = %key, bytes = bytes.len(), "rendered on demand");
         Ok(Derivative {
-            key: verified.key.clone(),
+            key,
             body: bytes,
             content_type,
             etag,
             rendered: true,
+            vary: false,
         })
+    }
+}
+
+/// Where `/latest/{source key}/{preset}` requests start.
+pub const LATEST_PREFIX: &str = "/latest/";
+
+/// The source key and preset of a `/latest/…` path (raw, percent-encoded); `None` for
+/// any other path.
+pub fn latest_path(path: &str) -> Option<Result<(String, String), OnDemandError>> {
+    let rest = path.strip_prefix(LATEST_PREFIX)?;
+    Some(
+        url::decode_path(&format!("/{rest}"))
+            .map_err(OnDemandError::from)
+            .and_then(|decoded| match decoded.rsplit_once('/') {
+                Some((source, preset)) if !source.is_empty() && !preset.is_empty() => {
+                    Ok((source.to_string(), preset.to_string()))
+                }
+                _ => Err(UrlError::BadPath("expected /latest/{source key}/{preset}").into()),
+            }),
+    )
+}
+
+/// What one request for a derivative URL resolves to ([`OnDemand::target`]).
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The variant to render, its format chosen (`Auto` left: the legacy format).
+    pub request: VariantRequest,
+    /// Keys it may be stored under already, in order.
+    pub candidates: Vec<String>,
+    names: SourceNames,
+    /// The format was negotiated: the answer carries `Vary: Accept`.
+    pub vary: bool,
+}
+
+impl Target {
+    /// What requests that share one render have in common (`serve` coalesces on it).
+    pub fn coalescing_key(&self) -> &str {
+        &self.candidates[0]
     }
 }

@@ -11,7 +11,11 @@
 //! 3. [`decode`]: one shrink-on-load decode (libvips `thumbnail`) straight to the largest
 //!    frame any variant needs, auto-oriented, converted to sRGB when the source carries an
 //!    ICC profile or is CMYK, always 8 bits per sample (16-bit PNG/TIFF included), held in
-//!    memory; every frame, stacked in one strip, when an animated variant needs them;
+//!    memory; every frame, stacked in one strip, when an animated variant needs them.
+//!    Sources other tools render get one retry, never more: a broken ICC profile is
+//!    ignored (pixels taken as sRGB, with a warning), and a HEIF whose embedded thumbnail
+//!    is not its declared size is decoded in full;
+//!    then the placeholders ([`crate::placeholder`]) from a tiny copy of that decode;
 //! 4. per variant, largest first: [`scale`] from the smallest frame already made that
 //!    covers it (the cascade; still variants of an animation take its first frame),
 //!    [`crop`] (cover: placed window per frame, or libvips' smart crop), [`embed`]
@@ -29,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Limits, RenderSettings};
 use crate::geometry::{self, Plan, Request, Size};
+use crate::placeholder::{self, Pixels, Placeholder};
 use crate::sniff::{sniff, SniffError, SourceFormat};
 use crate::spec::{Format, Gravity, Rgb, VariantSpec};
 use crate::vips::{self, Header, Image, Interesting, SaveFormat, VipsError};
@@ -252,12 +257,16 @@ pub struct Rendered {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skipped {
     pub name: String,
+    pub spec: VariantSpec,
     pub error: RenderError,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderOutput {
     pub source: SourceInfo,
+    /// BlurHash, dominant colour and LQIP of the source, from its one decode (`None`
+    /// when no variant was made, or libvips could not shrink the frame).
+    pub placeholder: Option<Placeholder>,
     /// The variants made, in request order (skipped ones left out).
     pub variants: Vec<Rendered>,
     /// The variants refused on their own, in request order.
@@ -282,9 +291,13 @@ impl RenderOutput {
     }
 }
 
-/// The output format a spec resolves to for a given source.
-pub fn output_format(spec_format: Format, source: SourceFormat) -> Format {
+/// The output format a spec resolves to for a given source. `Auto` left to the renderer
+/// (no negotiated format: the client takes neither AVIF nor WebP) is the legacy format:
+/// PNG for a source with alpha, JPEG otherwise.
+pub fn output_format(spec_format: Format, source: SourceFormat, has_alpha: bool) -> Format {
     match spec_format {
+        Format::Auto if has_alpha => Format::Png,
+        Format::Auto => Format::Jpeg,
         Format::Original => match source {
             SourceFormat::Jpeg => Format::Jpeg,
             SourceFormat::Png | SourceFormat::Tiff => Format::Png,
@@ -309,11 +322,13 @@ pub fn render(
     if plans.is_empty() {
         return Ok(RenderOutput {
             source: info,
+            placeholder: None,
             variants: Vec::new(),
             skipped,
         });
     }
     let first = decode(source, &info, &header, &plans)?;
+    let placeholder = placeholder(&first);
 
     // Largest first, so each variant can be scaled from a frame just above it.
     let mut order: Vec<usize> = (0..plans.len()).collect();
@@ -339,6 +354,7 @@ pub fn render(
     }
     Ok(RenderOutput {
         source: info,
+        placeholder,
         variants: out
             .into_iter()
             .map(|r| r.expect("every planned variant rendered"))
@@ -488,6 +504,7 @@ fn plan_variants<'r>(
             Ok(p) => planned.push(p),
             Err(error) if error.is_variant_specific() => skipped.push(Skipped {
                 name: request.name.clone(),
+                spec: request.spec.clone(),
                 error,
             }),
             Err(error) => return Err(error),
@@ -513,7 +530,7 @@ fn plan_one<'r>(
             limit,
         });
     }
-    let format = output_format(spec.format, info.format);
+    let format = output_format(spec.format, info.format, info.has_alpha);
     let animated = is_animated(info, format);
     let frames = if animated { info.frames } else { 1 };
     // The frame scaled before the crop, 8 bits a sample after decode (at most 4 bands).
@@ -591,15 +608,50 @@ fn decode(
     };
     let to_srgb = header.has_icc || header.is_cmyk;
     let all_pages = plans.iter().any(|p| p.animated);
-    let lazy = Image::thumbnail_buffer(source, target.width, target.height, to_srgb, all_pages)
-        .map_err(RenderError::Decode)?;
     // libvips' thumbnail already gives 8-bit sRGB or grey for 16-bit sources; make sure.
-    let lazy = if lazy.is_uchar() {
-        lazy
-    } else {
-        lazy.to_srgb8().map_err(RenderError::Decode)?
+    let in_memory = |lazy: Image<'_>| -> Result<Image<'static>, VipsError> {
+        let lazy = if lazy.is_uchar() {
+            lazy
+        } else {
+            lazy.to_srgb8()?
+        };
+        lazy.materialize()
     };
-    let image = lazy.materialize().map_err(RenderError::Decode)?;
+    // Without shrink-on-load: the whole source decoded, as `inspect` budgeted for.
+    let full_decode = |ignore_profile: bool| -> Result<Image<'static>, VipsError> {
+        let opened = Image::open_pages(source, all_pages)?;
+        let (opened, to_srgb) = if ignore_profile {
+            (opened.without_profile()?, header.is_cmyk)
+        } else {
+            (opened, to_srgb)
+        };
+        in_memory(opened.thumbnail(target.width, target.height, to_srgb)?)
+    };
+    let shrunk = Image::thumbnail_buffer(source, target.width, target.height, to_srgb, all_pages)
+        .and_then(in_memory);
+    // Sources other tools render get one more decode, never more.
+    let image = match shrunk {
+        Ok(image) => image,
+        // A profile lcms cannot link: sharp ignores it and takes the pixels as sRGB, and
+        // so do we (a CMYK source through libvips' generic CMYK profile).
+        Err(e) if to_srgb && header.has_icc && e.is_broken_profile() => {
+            vips::warn("ignoring a broken ICC profile", &e);
+            full_decode(true).map_err(RenderError::Decode)?
+        }
+        // HEIF shrink-on-load decodes the file's embedded thumbnail instead of the image
+        // and fails when that thumbnail is not the size it declares; the image is fine.
+        Err(e)
+            if matches!(info.format, SourceFormat::Heif | SourceFormat::Avif)
+                && e.is_bad_dimensions() =>
+        {
+            vips::warn(
+                "ignoring a broken embedded thumbnail: decoding the full image",
+                &e,
+            );
+            full_decode(false).map_err(RenderError::Decode)?
+        }
+        Err(e) => return Err(RenderError::Decode(e)),
+    };
     if all_pages && image.pages_loaded() != info.frames {
         return Err(RenderError::Decode(VipsError::new(
             "load",
@@ -607,6 +659,60 @@ fn decode(
         )));
     }
     Ok(image)
+}
+
+/// Step 3b: placeholders from the decode (its first frame), shrunk to at most
+/// [`placeholder::SAMPLE_SIDE`] px: BlurHash, dominant colour, LQIP. A failure here costs
+/// the placeholder, never the render.
+fn placeholder(image: &Image<'static>) -> Option<Placeholder> {
+    let first;
+    let frame = if image.pages_loaded() > 1 {
+        first = image
+            .extract(0, 0, image.width(), image.page_height())
+            .and_then(|f| f.single_page())
+            .ok()?;
+        &first
+    } else {
+        image
+    };
+    let (w, h) = placeholder::fit_within(frame.width(), frame.height(), placeholder::SAMPLE_SIDE);
+    let small = frame.resize_to(w, h).ok()?.materialize().ok()?;
+    let pixels = Pixels::new(w, h, rgba(&small.pixels().ok()?, small.bands())?)?;
+    // The LQIP: smaller until its data URI fits (16, 8, 4 px).
+    let lqip = [
+        placeholder::LQIP_SIDE,
+        placeholder::LQIP_SIDE / 2,
+        placeholder::LQIP_SIDE / 4,
+    ]
+    .into_iter()
+    .find_map(|side| {
+        let (lw, lh) = placeholder::fit_within(w, h, side);
+        let tiny = small.resize_to(lw, lh).ok()?;
+        let webp = tiny
+            .save(SaveFormat::Webp {
+                quality: 40,
+                lossless: false,
+            })
+            .ok()?;
+        placeholder::data_uri(&webp)
+    })?;
+    Some(Placeholder {
+        blurhash: placeholder::blurhash(&pixels)?,
+        dominant: placeholder::hex(placeholder::dominant(&pixels)),
+        lqip,
+    })
+}
+
+/// RGBA from 8-bit pixels of 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA) bands.
+fn rgba(raw: &[u8], bands: u32) -> Option<Vec<u8>> {
+    let expand: fn(&[u8]) -> [u8; 4] = match bands {
+        1 => |p| [p[0], p[0], p[0], 255],
+        2 => |p| [p[0], p[0], p[0], p[1]],
+        3 => |p| [p[0], p[1], p[2], 255],
+        4 => |p| [p[0], p[1], p[2], p[3]],
+        _ => return None,
+    };
+    Some(raw.chunks_exact(bands as usize).flat_map(expand).collect())
 }
 
 /// Size of one frame of `image` (the whole image unless it is an animation strip).
@@ -805,7 +911,7 @@ fn encode(
             effort: settings.avif_effort,
         },
         Format::Gif => SaveFormat::Gif,
-        Format::Original => unreachable!("resolved by output_format"),
+        Format::Original | Format::Auto => unreachable!("resolved by output_format"),
     };
     image
         .save(save)

@@ -9,13 +9,16 @@
 //! - `If-None-Match` (RFC 9110 §13.1.2): weak comparison against every listed entity-tag
 //!   of every field line, `*` matches any derivative → 304 with `ETag` and
 //!   `Cache-Control`, no body.
+//! - `/latest/{source}/{preset}`: 302 to the current URL, `Cache-Control: public,
+//!   max-age=60`.
 //! - Errors: the status of [`OnDemandError::status`], `Cache-Control: no-store`, a JSON
 //!   body `{"error": kind, "message": …}` with [`OnDemandError::kind`]; the message of a
 //!   5xx is a generic text (the error itself is logged here, never sent); 503 carries
 //!   `Retry-After`.
 //! - `X-Content-Type-Options: nosniff` on every response: browsers must not guess another
 //!   type than `Content-Type` (an error body sniffed as HTML would run on this origin).
-//! - `Accept` is carried but not used yet; `Vary` is not sent.
+//! - An `fm=auto` derivative (its format negotiated from `Accept` or the CDN's
+//!   [`FORMAT_HEADER`]) carries `Vary: Accept` on its 200 and 304.
 //!
 //! Pure but for one log line per error (5xx with the error the body leaves out): no I/O,
 //! no clock.
@@ -25,9 +28,15 @@ use aws_lambda_events::http::StatusCode;
 use bytes::Bytes;
 use tracing::{error, info};
 
+use crate::negotiate::{Accepts, FORMAT_HEADER};
 use crate::ondemand::{Derivative, OnDemandError};
 use crate::store::IMMUTABLE;
 use crate::text::truncate;
+
+/// How long a `/latest/…` redirect may be cached: short, since a replaced source or an
+/// edited preset moves it.
+pub const LATEST_MAX_AGE_SECS: u32 = 60;
+const LATEST_CACHE_CONTROL: &str = "public, max-age=60";
 
 /// Seconds a client should wait after a 503.
 pub const RETRY_AFTER_SECS: &str = "2";
@@ -53,8 +62,12 @@ pub struct Request<'a> {
     pub query: Option<&'a str>,
     /// Every `If-None-Match` field line, in order (each a comma-separated list).
     pub if_none_match: Vec<&'a str>,
-    /// Every `Accept` field line, in order. Not used yet: formats are not negotiated.
+    /// Every `Accept` field line, in order: an `fm=auto` variant's format is negotiated
+    /// from them ([`crate::negotiate`]).
     pub accept: Vec<&'a str>,
+    /// The CDN's normalised format ([`FORMAT_HEADER`]), when present: it wins over
+    /// `Accept`.
+    pub format_header: Option<&'a str>,
 }
 
 impl<'a> Request<'a> {
@@ -79,7 +92,15 @@ impl<'a> Request<'a> {
             query,
             if_none_match: lines(header::IF_NONE_MATCH),
             accept: lines(header::ACCEPT),
+            format_header: lines(HeaderName::from_static(FORMAT_HEADER))
+                .first()
+                .copied(),
         }
+    }
+
+    /// What the client takes, for `fm=auto`.
+    pub fn accepts(&self) -> Accepts {
+        Accepts::from_request(&self.accept, self.format_header)
     }
 
     /// `GET` or `HEAD`.
@@ -101,9 +122,24 @@ pub enum Outcome<'a> {
     Redirect {
         location: &'a str,
     },
+    /// `/latest/{source}/{preset}`: 302 to the current immutable URL, cached for
+    /// [`LATEST_MAX_AGE_SECS`] only (a replaced source gets a new one).
+    Latest {
+        location: &'a str,
+    },
     Failed(&'a OnDemandError),
     /// The front door stopped waiting for a render that carries on (`rendition serve`).
     GaveUp,
+}
+
+impl<'a> Outcome<'a> {
+    /// The outcome of a `/latest/…` request.
+    pub fn latest(result: &'a Result<String, OnDemandError>) -> Outcome<'a> {
+        match result {
+            Ok(location) => Outcome::Latest { location },
+            Err(e) => Outcome::Failed(e),
+        }
+    }
 }
 
 /// A response before it is shaped for its front door.
@@ -167,22 +203,9 @@ pub fn respond(req: &Request, outcome: Outcome<'_>) -> Response {
     let head = req.is_head();
     match outcome {
         Outcome::Found(d) => found(req, d, head),
-        Outcome::Redirect { location } => match HeaderValue::from_str(location) {
-            Ok(location) => {
-                let mut headers = HeaderMap::new();
-                headers.insert(header::LOCATION, location);
-                // Never cached: the URL itself is what is served from storage.
-                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                finish(StatusCode::FOUND, headers, Body::Empty, head)
-            }
-            Err(e) => {
-                let crashed = OnDemandError::Crashed(format!(
-                    "derivative URL {:?} is not a header value: {e}",
-                    truncate(location, 512)
-                ));
-                failed(req, &crashed, head)
-            }
-        },
+        // Never cached: the URL itself is what is served from storage.
+        Outcome::Redirect { location } => redirect(req, location, "no-store", head),
+        Outcome::Latest { location } => redirect(req, location, LATEST_CACHE_CONTROL, head),
         Outcome::Failed(e) => failed(req, e, head),
         Outcome::GaveUp => error(
             StatusCode::GATEWAY_TIMEOUT,
@@ -191,6 +214,29 @@ pub fn respond(req: &Request, outcome: Outcome<'_>) -> Response {
             "render still in progress; try again",
             head,
         ),
+    }
+}
+
+/// A 302 to `location` with `cache_control`; a location that cannot be a header is ours
+/// to fix (500).
+fn redirect(req: &Request, location: &str, cache_control: &'static str, head: bool) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(location) => {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::LOCATION, location);
+            headers.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(cache_control),
+            );
+            finish(StatusCode::FOUND, headers, Body::Empty, head)
+        }
+        Err(e) => {
+            let crashed = OnDemandError::Crashed(format!(
+                "derivative URL {:?} is not a header value: {e}",
+                truncate(location, 512)
+            ));
+            failed(req, &crashed, head)
+        }
     }
 }
 
@@ -208,6 +254,9 @@ pub fn bad_request(message: &str) -> Response {
 fn found(req: &Request, d: &Derivative, head: bool) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    if d.vary {
+        headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+    }
     if let Some(etag) = HeaderValue::from_str(&d.etag)
         .ok()
         .filter(|_| !d.etag.is_empty())
@@ -355,6 +404,7 @@ mod tests {
             content_type: "image/webp".into(),
             etag: etag.into(),
             rendered: false,
+            vary: false,
         }
     }
 
@@ -365,7 +415,40 @@ mod tests {
             query: None,
             if_none_match: if_none_match.to_vec(),
             accept: vec!["image/avif,image/webp,*/*"],
+            format_header: None,
         }
+    }
+
+    #[test]
+    fn a_negotiated_derivative_varies_on_accept_and_others_do_not() {
+        let plain = derivative(TAG);
+        let auto = Derivative {
+            vary: true,
+            ..derivative(TAG)
+        };
+        let get = request("GET", &[]);
+        let cached = request("GET", &[TAG]);
+        assert_eq!(
+            header(&respond(&get, Outcome::Found(&auto)), "vary"),
+            Some("Accept")
+        );
+        let not_modified = respond(&cached, Outcome::Found(&auto));
+        assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
+        assert_eq!(header(&not_modified, "vary"), Some("Accept"));
+        assert_eq!(header(&respond(&get, Outcome::Found(&plain)), "vary"), None);
+    }
+
+    #[test]
+    fn the_cdn_header_is_read_from_the_request() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        headers.insert(FORMAT_HEADER, HeaderValue::from_static("webp"));
+        let req = Request::from_headers("GET", "/x", None, &headers);
+        assert_eq!(req.format_header, Some("webp"));
+        assert_eq!(req.accepts().as_header(), "webp");
+        headers.remove(FORMAT_HEADER);
+        let req = Request::from_headers("GET", "/x", None, &headers);
+        assert_eq!(req.accepts().as_header(), "jpeg");
     }
 
     fn header<'r>(r: &'r Response, name: &str) -> Option<&'r str> {
@@ -637,6 +720,18 @@ mod tests {
         assert_eq!(json(&r)["error"], "crashed");
         assert_eq!(json(&r)["message"], "internal error");
         assert_eq!(header(&r, "location"), None);
+    }
+
+    #[test]
+    fn latest_redirects_are_302_cached_briefly() {
+        let location = "/derived/a.jpg/984c96da-5462-511e-9377-0079ce0a525e/thumb.webp";
+        let r = respond(&request("GET", &[]), Outcome::Latest { location });
+        assert_eq!(r.status, StatusCode::FOUND);
+        assert_eq!(header(&r, "location"), Some(location));
+        assert_eq!(
+            header(&r, "cache-control"),
+            Some(format!("public, max-age={LATEST_MAX_AGE_SECS}").as_str())
+        );
     }
 
     #[test]

@@ -66,7 +66,12 @@ pub fn sniff(bytes: &[u8]) -> Result<SourceFormat, SniffError> {
     if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
         return Ok(SourceFormat::Webp);
     }
+    // Classic TIFF, then BigTIFF (64-bit offsets, for files over 4 GiB and what some
+    // scanners and GIS tools write anyway); libtiff reads both.
     if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
+        return Ok(SourceFormat::Tiff);
+    }
+    if bytes.starts_with(b"II+\0") || bytes.starts_with(b"MM\0+") {
         return Ok(SourceFormat::Tiff);
     }
     if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
@@ -118,6 +123,10 @@ mod tests {
         assert_eq!(sniff(b"\0\0\0\x1cftypavif\0\0\0\0"), Ok(SourceFormat::Avif));
         assert_eq!(sniff(b"\0\0\0\x18ftypheic\0\0\0\0"), Ok(SourceFormat::Heif));
         assert_eq!(sniff(b"II*\0\x08\0\0\0"), Ok(SourceFormat::Tiff));
+        assert_eq!(sniff(b"MM\0*\0\0\0\x08"), Ok(SourceFormat::Tiff));
+        // BigTIFF, both byte orders.
+        assert_eq!(sniff(b"II+\0\x08\0\0\0"), Ok(SourceFormat::Tiff));
+        assert_eq!(sniff(b"MM\0+\0\x08\0\0"), Ok(SourceFormat::Tiff));
     }
 
     #[test]

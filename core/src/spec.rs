@@ -62,8 +62,13 @@ pub enum Gravity {
     Entropy,
 }
 
-/// Output encoding. `Original` keeps the source's format (TIFF becomes PNG, HEIF becomes AVIF).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+/// Output encoding. `Original` keeps the source's format (TIFF becomes PNG, HEIF becomes
+/// AVIF). `Auto` is chosen per request from what the client accepts
+/// ([`crate::negotiate`]): AVIF, then WebP, then JPEG (PNG for a source with alpha); its
+/// URLs end in `.auto` and each format it gives is stored under its own extension.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Jpeg,
@@ -73,6 +78,7 @@ pub enum Format {
     Gif,
     #[default]
     Original,
+    Auto,
 }
 
 /// An sRGB colour, written as six hex digits (`bg=ff8800`).
@@ -245,13 +251,14 @@ impl Gravity {
 }
 
 impl Format {
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 7] = [
         Format::Jpeg,
         Format::Png,
         Format::Webp,
         Format::Avif,
         Format::Gif,
         Format::Original,
+        Format::Auto,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -261,9 +268,12 @@ impl Format {
             Format::Avif => "avif",
             Format::Gif => "gif",
             Format::Original => "original",
+            Format::Auto => "auto",
         }
     }
-    /// File extension of an encoded output (`None` for `Original`, which depends on the source).
+    /// File extension of an encoded output and of its URL (`None` for `Original`, which
+    /// depends on the source; `auto` for `Auto`, whose URL ends in `.auto` and whose stored
+    /// objects carry the extension of the format each request got).
     pub fn extension(self) -> Option<&'static str> {
         match self {
             Format::Jpeg => Some("jpg"),
@@ -272,6 +282,7 @@ impl Format {
             Format::Avif => Some("avif"),
             Format::Gif => Some("gif"),
             Format::Original => None,
+            Format::Auto => Some("auto"),
         }
     }
     pub fn content_type(self) -> Option<&'static str> {
@@ -281,7 +292,7 @@ impl Format {
             Format::Webp => Some("image/webp"),
             Format::Avif => Some("image/avif"),
             Format::Gif => Some("image/gif"),
-            Format::Original => None,
+            Format::Original | Format::Auto => None,
         }
     }
     /// Whether the encoded format can carry an alpha channel.

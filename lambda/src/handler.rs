@@ -11,6 +11,7 @@
 //! retry: storage outages) and `Rendition.Permanent.<kind>` (a dead letter: the event or
 //! its source is bad), with the kinds of [`rendition_core::kinds::KINDS`].
 
+use rendition_core::event::json_type;
 use serde_json::Value;
 
 use crate::app::App;
@@ -66,17 +67,6 @@ pub fn classify(event: &Value) -> Trigger {
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).take(8).collect();
     keys.sort_unstable();
     Trigger::Unknown(format!("an object with keys {keys:?}"))
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }
 
 fn now_unix() -> u64 {

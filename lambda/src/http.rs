@@ -180,7 +180,14 @@ pub async fn answer(app: &App, req: &Request, now_unix: u64) -> Response {
     if let Some(refused) = respond::method_refused(&parts) {
         return refused;
     }
-    let d = match app.ondemand.get(parts.path, parts.query, now_unix).await {
+    if let Some(latest) = app.ondemand.latest_for_path(parts.path, now_unix).await {
+        return respond::respond(&parts, Outcome::latest(&latest));
+    }
+    let d = match app
+        .ondemand
+        .get(parts.path, parts.query, parts.accepts(), now_unix)
+        .await
+    {
         Ok(d) => d,
         Err(e) => return respond::respond(&parts, Outcome::Failed(&e)),
     };
@@ -251,6 +258,106 @@ mod tests {
             },
             "isBase64Encoded": false
         })
+    }
+
+    #[tokio::test]
+    async fn fm_auto_negotiates_from_accept_or_the_cdn_header_and_varies() {
+        use base64::Engine as _;
+        use rendition_core::config::Preset;
+        use rendition_core::naming::{SourceNames, Variant};
+        use rendition_core::store::BlobStore as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::default();
+        settings.presets.insert(
+            "any".into(),
+            Preset {
+                spec: "w=120,fm=auto".parse().unwrap(),
+                eager: false,
+                formats: vec![],
+            },
+        );
+        let store = Arc::new(FsStore::new(dir.path()).unwrap());
+        let key = "originals/cat.jpg";
+        store
+            .put(
+                key,
+                bytes::Bytes::from_static(include_bytes!(
+                    "../../fuzz/seeds/decode_boundary/orient6.jpg"
+                )),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let version = store
+            .head(key)
+            .await
+            .unwrap()
+            .unwrap()
+            .version()
+            .to_string();
+        let path = format!(
+            "/{}",
+            SourceNames::of(&settings.storage, "local", key, &version)
+                .unwrap()
+                .derivative_key(&Variant::Preset("any".into()), "auto")
+                .unwrap()
+        );
+        let renderer = rendition_core::renderer::Renderer::in_process(&settings);
+        let app = App::new(settings, store, "local", renderer);
+        for (headers, want) in [
+            (json!({"accept": "image/avif,image/webp,*/*"}), "image/avif"),
+            (json!({"accept": "image/webp,*/*;q=0.8"}), "image/webp"),
+            (json!({"accept": "*/*"}), "image/jpeg"),
+            (
+                json!({"accept": "*/*", "x-rendition-format": "webp"}),
+                "image/webp",
+            ),
+        ] {
+            let mut event = function_url("GET", &path, "");
+            for (name, value) in headers.as_object().unwrap() {
+                event["headers"][name] = value.clone();
+            }
+            let reply = handle(&app, event, 0).await;
+            assert_eq!(reply["statusCode"], 200, "{reply}");
+            assert_eq!(reply["headers"]["content-type"], want, "{headers}");
+            assert_eq!(reply["headers"]["vary"], "Accept");
+            let body = base64::engine::general_purpose::STANDARD
+                .decode(reply["body"].as_str().unwrap())
+                .unwrap();
+            let sniffed = rendition_core::sniff::sniff(&body).unwrap();
+            assert_eq!(format!("image/{}", sniffed.as_str()), want);
+        }
+        let stored: Vec<String> = std::fs::read_dir(
+            dir.path()
+                .join(path.trim_start_matches('/'))
+                .parent()
+                .unwrap(),
+        )
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+        assert_eq!(stored, ["any.avif", "any.jpg", "any.webp"]);
+
+        // `/latest/{source}/{preset}`: a short-lived redirect to the current URL.
+        let latest = handle(
+            &app,
+            function_url("GET", "/latest/originals/cat.jpg/any", ""),
+            0,
+        )
+        .await;
+        assert_eq!(latest["statusCode"], 302, "{latest}");
+        assert_eq!(latest["headers"]["location"], path.as_str());
+        assert_eq!(latest["headers"]["cache-control"], "public, max-age=60");
+        let missing = handle(
+            &app,
+            function_url("GET", "/latest/originals/no.jpg/any", ""),
+            0,
+        )
+        .await;
+        assert_eq!(missing["statusCode"], 404, "{missing}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::harness::*;
 
 const WAIT: Duration = Duration::from_secs(120);
 
-fn env_keys() -> Vec<(&'static str, &'static str)> {
+pub(crate) fn env_keys() -> Vec<(&'static str, &'static str)> {
     vec![
         ("RENDITION__URLS__SIGNING_KEYS", "[\"rendition-test-signing-key-0123456789abcdef\", \"rendition-old-signing-key-0123456789abcdefgh\"]"),
         ("RENDITION__URLS__SCHEME", "http"),
@@ -21,7 +21,7 @@ fn env_keys() -> Vec<(&'static str, &'static str)> {
 }
 
 /// `rendition url …` with the same configuration as the server.
-fn url_of(
+pub(crate) fn url_of(
     cwd: &Path,
     bucket: &Path,
     source: &str,
@@ -57,9 +57,22 @@ pub(crate) struct Server {
 /// `rendition serve` on a free loopback port over an empty folder bucket (also used by
 /// the contact sheet tests).
 pub(crate) async fn start(env: &[(&str, &str)]) -> Server {
+    start_with_config(None, env).await
+}
+
+/// [`start`] with `config` as `./rendition.toml` (appended to the repository's own).
+pub(crate) async fn start_with_config(config: Option<&str>, env: &[(&str, &str)]) -> Server {
     let tmp = tempfile::tempdir().unwrap();
     let bucket = tmp.path().join("bucket");
     std::fs::create_dir_all(bucket.join("originals")).unwrap();
+    if let Some(config) = config {
+        let defaults = std::fs::read_to_string(repo_root().join("rendition.toml")).unwrap();
+        std::fs::write(
+            tmp.path().join("rendition.toml"),
+            format!("{defaults}\n{config}"),
+        )
+        .unwrap();
+    }
     let mut app = Running::spawn(
         tmp.path(),
         &[

@@ -29,6 +29,12 @@ fn chromium() -> PathBuf {
 
 /// The DOM of `url` after its load event, as headless Chromium serializes it.
 async fn dump_dom(url: &str, scratch: &Path) -> String {
+    dump_dom_with(url, scratch, &["--window-size=1280,2000"]).await
+}
+
+/// [`dump_dom`] with `flags` (the window size, a device scale factor…) added; also used
+/// by the `rendition html` tests.
+pub(crate) async fn dump_dom_with(url: &str, scratch: &Path, flags: &[&str]) -> String {
     let home = scratch.join("chromium-home");
     let profile = scratch.join("chromium-profile");
     std::fs::create_dir_all(&home).unwrap();
@@ -41,9 +47,9 @@ async fn dump_dom(url: &str, scratch: &Path) -> String {
         "--no-first-run",
         "--no-default-browser-check",
         "--hide-scrollbars",
-        "--window-size=1280,2000",
         "--virtual-time-budget=10000",
     ])
+    .args(flags)
     .arg(format!("--user-data-dir={}", profile.display()))
     .arg("--dump-dom")
     .arg(url)
@@ -107,7 +113,7 @@ fn attributes(tag: &str) -> HashMap<String, String> {
 
 /// Every start tag `<{name} …>` in `dom`, as attribute maps. Chromium escapes `<`, `>`
 /// and `"` inside attribute values, so a tag ends at the first `>`.
-fn tags(dom: &str, name: &str) -> Vec<HashMap<String, String>> {
+pub(crate) fn tags(dom: &str, name: &str) -> Vec<HashMap<String, String>> {
     let open = format!("<{name}");
     let mut found = Vec::new();
     let mut from = 0;
@@ -125,7 +131,7 @@ fn tags(dom: &str, name: &str) -> Vec<HashMap<String, String>> {
 }
 
 /// The manifest `rendition run` wrote for `originals/{rel}`, read from disk.
-fn manifest_on_disk(bucket: &Path, rel: &str) -> serde_json::Value {
+pub(crate) fn manifest_on_disk(bucket: &Path, rel: &str) -> serde_json::Value {
     let dir = bucket.join("derived").join(rel);
     let guids: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -205,6 +211,30 @@ fn assert_sheet(dom: &str, manifest: &serde_json::Value, what: &str) {
         dims(&manifest["source"]),
         "{what}: the source at its manifest size"
     );
+    // The placeholder the manifest holds, shown beside the source.
+    let placeholder = &manifest["placeholder"];
+    let spans = tags(dom, "span");
+    let shown_as = |part: &str| -> &str {
+        spans
+            .iter()
+            .find(|s| s.get("data-placeholder").map(String::as_str) == Some(part))
+            .and_then(|s| s.get("style"))
+            .unwrap_or_else(|| panic!("{what}: no placeholder {part}"))
+    };
+    let dominant = placeholder["dominant"].as_str().expect("a placeholder");
+    assert_eq!(shown_as("dominant"), format!("background-color:{dominant}"));
+    let lqip = placeholder["lqip"].as_str().unwrap();
+    assert!(
+        shown_as("lqip").contains(&format!("url(\"{lqip}\")")),
+        "{what}"
+    );
+    let blurhash = placeholder["blurhash"].as_str().unwrap();
+    assert!(
+        dom.contains(&format!(
+            "<code data-placeholder=\"blurhash\">{blurhash}</code>"
+        )),
+        "{what}: the BlurHash"
+    );
     let shown = role("variant");
     assert_eq!(shown.len(), variants.len(), "{what}: every variant once");
     for v in variants {
@@ -255,7 +285,7 @@ async fn rendition(cwd: &Path, args: &[&str]) -> std::process::Output {
         .expect("run rendition")
 }
 
-async fn run_once(cwd: &Path, bucket: &Path) {
+pub(crate) async fn run_once(cwd: &Path, bucket: &Path) {
     let out = rendition(cwd, &["run", "--local", bucket.to_str().unwrap(), "--once"]).await;
     assert!(
         out.status.success(),

@@ -104,6 +104,27 @@ pub enum Command {
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Print a ready-made <picture> of a source: a srcset per format (AVIF, WebP, then the
+    /// JPEG/PNG <img>) over its eager width presets, size and placeholder from its manifest.
+    #[command(
+        after_help = "Examples:\n  rendition html originals/cat.jpg --local ./bucket\n  rendition html originals/cat.jpg --sizes \"(min-width: 60rem) 50vw, 100vw\" --alt \"A cat\" > cat.html\n  rendition html originals/cat.jpg --preset md --preset lg   # only these presets\n\nThe ladder is every eager preset with a width and no height (or the --preset ones), one\ncandidate per width. Each format its presets are made in gets a <source type=…>, AVIF\nfirst; the last format (JPEG or PNG when the presets list it in `formats`, else WebP —\nstderr says so) is the <img>'s srcset, with src its widest candidate and width/height\nfrom the manifest. loading=\"lazy\", decoding=\"async\", and the manifest's placeholder\n(dominant colour, LQIP) as the <img>'s background. The <img> has the widest variant's\nwidth/height: give it `max-width: 100%; height: auto` in the page's CSS. URLs come from\nurls.* like `rendition url`. Fails when the source has no manifest yet."
+    )]
+    Html {
+        /// The source's key, e.g. originals/cat.jpg.
+        source: String,
+        /// Look the source up in this folder bucket instead of S3.
+        #[arg(long, value_name = "DIR")]
+        local: Option<PathBuf>,
+        /// Only this preset (repeatable); its variants must be in the manifest.
+        #[arg(long = "preset", value_name = "NAME")]
+        presets: Vec<String>,
+        /// The `sizes` attribute: how wide the image is shown, per media condition.
+        #[arg(long, value_name = "SIZES", default_value = "100vw")]
+        sizes: String,
+        /// The `alt` text (default empty: a decorative image).
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        alt: String,
+    },
     /// Give existing sources the variant of a (new) preset: enqueue a job for each source
     /// whose manifest lacks it.
     #[command(

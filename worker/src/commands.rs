@@ -14,7 +14,7 @@ use rendition_core::store::{FsStore, StoreError};
 use crate::app::QueueKind;
 use crate::cli::Command;
 use crate::compose::{self, Bucket, ComposeError, Renders};
-use crate::{app, backfill, local, oneoff, rabbit, serve, sheet, sqs, urlcmd};
+use crate::{app, backfill, html, local, oneoff, rabbit, serve, sheet, sqs, urlcmd};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -37,6 +37,8 @@ pub enum CommandError {
     Url(#[from] urlcmd::UrlCmdError),
     #[error(transparent)]
     Sheet(#[from] sheet::SheetError),
+    #[error(transparent)]
+    Html(#[from] html::HtmlError),
     #[error(transparent)]
     OneOff(#[from] oneoff::OneOffError),
     #[error(transparent)]
@@ -86,6 +88,20 @@ pub async fn run(
             local,
             output,
         } => sheet_command(settings, &source, local.as_deref(), output).await,
+        Command::Html {
+            source,
+            local,
+            presets,
+            sizes,
+            alt,
+        } => {
+            let options = html::Options {
+                presets,
+                sizes,
+                alt,
+            };
+            html_command(settings, &source, local.as_deref(), &options).await
+        }
         Command::Render {
             input,
             preset,
@@ -178,8 +194,11 @@ async fn url(
     let (store, bucket) = compose::store(settings, Bucket::from_flag(dir))
         .await
         .map_err(ComposeError::from)?;
-    let url = urlcmd::derivative_url(settings, store.as_ref(), &bucket, source, which, now).await?;
-    println!("{url}");
+    let urls =
+        urlcmd::derivative_urls(settings, store.as_ref(), &bucket, source, which, now).await?;
+    for url in urls {
+        println!("{url}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -209,6 +228,28 @@ async fn sheet_command(
             );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn html_command(
+    settings: Arc<Settings>,
+    source: &str,
+    dir: Option<&Path>,
+    options: &html::Options,
+) -> Result<ExitCode, CommandError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // Like the sheet: manifests only, nothing rendered.
+    let engine = compose::engine(settings, Bucket::from_flag(dir), Renders::No).await?;
+    let markup = html::build(&engine, source, options, now).await?;
+    for note in &markup.notes {
+        eprintln!("note: {note}");
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(markup.html.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(write_err(Path::new("stdout")))?;
     Ok(ExitCode::SUCCESS)
 }
 

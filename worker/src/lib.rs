@@ -19,8 +19,11 @@
 //! - [`serve`]: `serve --local DIR`: on-demand HTTP with request coalescing and a source cache.
 //! - [`sheet`]: `sheet SOURCE` and `serve`'s `/sheet/{source}`: an HTML contact sheet of a
 //!   source and every variant in its manifest, self-checking in a (headless) browser.
+//! - [`html`]: `html SOURCE`: a ready-made `<picture>` (a srcset per format over the eager
+//!   width ladder, size and placeholder from the manifest).
 //! - [`urlcmd`]: `url SOURCE --preset|--spec`: a derivative's URL from the one generator.
-//! - [`sqs`]: the SQS consumer (long polling, heartbeats, batch deletes, dead-lettering).
+//! - [`sqs`]: the SQS consumer (`client`, `consumer`: long polling, heartbeats, batch
+//!   deletes, dead-lettering).
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`metrics`]: the Prometheus registry.
 
@@ -30,6 +33,7 @@ pub mod cli;
 pub mod commands;
 pub mod compose;
 pub mod handler;
+pub mod html;
 pub mod http;
 pub mod local;
 pub mod metrics;

@@ -110,8 +110,8 @@ pub async fn render_file(
         .unwrap_or("")
         .to_string();
     match (spec.format, Format::from_extension(&ext)) {
-        (Format::Original, Some(from_name)) => spec.format = from_name,
-        (Format::Original, None) => {}
+        (Format::Original | Format::Auto, Some(from_name)) => spec.format = from_name,
+        (Format::Original | Format::Auto, None) => {}
         (f, Some(from_name)) if f != from_name => {
             return Err(OneOffError::FormatMismatch {
                 spec: f.as_str(),

@@ -529,15 +529,24 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
     if let Some(refused) = respond::method_refused(&req) {
         return to_response(refused);
     }
+    if let Some(latest) = state.ondemand.latest_for_path(req.path, now_unix()).await {
+        return to_response(respond::respond(&req, Outcome::latest(&latest)));
+    }
     let verified = match state.ondemand.verify(req.path, req.query, now_unix()) {
         Ok(v) => v,
         Err(e) => return to_response(respond::respond(&req, Outcome::Failed(&e))),
     };
+    let accepts = req.accepts();
+    let target = match state.ondemand.target(&verified, accepts) {
+        Ok(t) => t,
+        Err(e) => return to_response(respond::respond(&req, Outcome::Failed(&e))),
+    };
     let ondemand = state.ondemand.clone();
-    let key = verified.key.clone();
+    // Requests that resolve to the same stored key share one render.
+    let key = target.coalescing_key().to_string();
     let shared = state.coalescer.join(&key, move || async move {
         ondemand
-            .get_verified(&verified)
+            .get_verified(&verified, accepts)
             .await
             .map(Arc::new)
             .map_err(Arc::new)

@@ -14,7 +14,9 @@
 //! or failed), writes `data-natural-width`, `data-natural-height` and
 //! `data-loaded="true|false"` on each image and `data-checked="true"` on `<body>`, so the
 //! output of `chromium --headless --dump-dom` tells whether every image decoded at the
-//! size its manifest claims. Everything taken from storage is HTML-escaped.
+//! size its manifest claims. The source's figure also shows the manifest's placeholder
+//! (dominant colour, LQIP, BlurHash) as `rendition html`'s markup paints it. Everything
+//! taken from storage is HTML-escaped.
 
 use std::fmt::Write as _;
 
@@ -23,8 +25,11 @@ use base64::Engine as _;
 use rendition_core::job::{Engine, JobError};
 use rendition_core::manifest::Manifest;
 use rendition_core::naming::NameError;
+use rendition_core::placeholder::Placeholder;
 use rendition_core::sniff::SourceFormat;
 use rendition_core::store::StoreError;
+
+use crate::html;
 
 /// Why no sheet could be made.
 #[derive(Debug, thiserror::Error)]
@@ -168,17 +173,26 @@ fn data_uri(content_type: &str, body: &[u8]) -> String {
     out
 }
 
+/// The key and contents of the manifest of the current version of `source`, found as a
+/// job would find it; [`SheetError::NoManifest`] while its derivatives are not made.
+pub async fn current_manifest(
+    engine: &Engine,
+    source: &str,
+) -> Result<(String, Manifest), SheetError> {
+    let pending = engine.pending(source, &[]).await?;
+    match pending.stored {
+        Some(manifest) => Ok((pending.manifest_key, manifest)),
+        None => Err(SheetError::NoManifest {
+            key: source.to_string(),
+            manifest_key: pending.manifest_key,
+        }),
+    }
+}
+
 /// The contact sheet of the current version of `source`: finds its manifest as a job
 /// would, reads the source (and, when embedding, every variant) from the engine's store.
 pub async fn build(engine: &Engine, source: &str, images: Images) -> Result<Sheet, SheetError> {
-    let pending = engine.pending(source, &[]).await?;
-    let manifest_key = pending.manifest_key;
-    let Some(manifest) = pending.stored else {
-        return Err(SheetError::NoManifest {
-            key: source.to_string(),
-            manifest_key,
-        });
-    };
+    let (manifest_key, manifest) = current_manifest(engine, source).await?;
     let store = engine.store();
     let limit = engine.settings().limits.max_input_bytes;
     let src = match store.get(source, limit).await {
@@ -323,6 +337,10 @@ dd { margin: 0; }
 .exact { color: #777; }
 .note { color: #a33; margin: .35rem 0 0; }
 .check { margin: .35rem 0 0; font-weight: 600; }
+.placeholder .swatch, .placeholder .lqip { display: inline-block; vertical-align: middle; height: 4rem;
+  margin-right: .5rem; border: 1px solid #ccc; border-radius: 3px; }
+.placeholder .swatch { width: 4rem; }
+.placeholder .lqip { background-size: cover; background-position: center; }
 figure.ok .check { color: #2a7a2a; }
 figure.bad .check { color: #c33; }
 "#;
@@ -410,7 +428,12 @@ pub fn page(manifest: &Manifest, manifest_key: &str, items: &[Item]) -> String {
     out.push_str("</code></p>\n<p id=\"status\">checking images…</p>\n</header>\n");
     out.push_str("<main class=\"grid\">\n");
     for item in items {
-        figure(&mut out, item);
+        // The placeholder stands beside the source it was computed from.
+        let placeholder = manifest
+            .placeholder
+            .as_ref()
+            .filter(|_| item.role == Role::Source);
+        figure(&mut out, item, placeholder);
     }
     out.push_str("</main>\n<script>");
     out.push_str(SCRIPT);
@@ -418,7 +441,7 @@ pub fn page(manifest: &Manifest, manifest_key: &str, items: &[Item]) -> String {
     out
 }
 
-fn figure(out: &mut String, item: &Item) {
+fn figure(out: &mut String, item: &Item, placeholder: Option<&Placeholder>) {
     let role = item.role.as_str();
     let _ = write!(
         out,
@@ -463,13 +486,46 @@ fn figure(out: &mut String, item: &Item) {
     push_escaped(out, &item.content_type);
     out.push_str("</dd>\n<dt>key</dt><dd><code>");
     push_escaped(out, &item.key);
-    out.push_str("</code></dd>\n</dl>\n");
+    out.push_str("</code></dd>\n");
+    if let Some(p) = placeholder {
+        placeholder_row(out, p, item.width, item.height);
+    }
+    out.push_str("</dl>\n");
     if let Some(note) = &item.note {
         out.push_str("<p class=\"note\">");
         push_escaped(out, note);
         out.push_str("</p>\n");
     }
     out.push_str("<p class=\"check\"></p>\n</figcaption>\n</figure>\n");
+}
+
+/// The manifest's placeholder as a page paints it: the dominant colour as a swatch, the
+/// LQIP stretched to the source's aspect ratio (as a background, like `rendition html`'s
+/// markup, so the page's image check counts only real images), and the BlurHash string.
+/// A colour or data URI of another shape than the writer gives them is shown as text only.
+fn placeholder_row(out: &mut String, p: &Placeholder, width: u32, height: u32) {
+    out.push_str("<dt>placeholder</dt><dd class=\"placeholder\">");
+    if let Some(colour) = html::css_colour(&p.dominant) {
+        let _ = write!(
+            out,
+            "<span class=\"swatch\" data-placeholder=\"dominant\" style=\"background-color:{colour}\" title=\"dominant colour\"></span>"
+        );
+    }
+    if let Some(uri) = html::lqip_uri(&p.lqip) {
+        let _ = write!(
+            out,
+            "<span class=\"lqip\" data-placeholder=\"lqip\" style=\"aspect-ratio:{} / {};background-image:url(",
+            width.max(1),
+            height.max(1)
+        );
+        push_escaped(out, &format!("\"{uri}\""));
+        out.push_str(")\" title=\"LQIP\"></span>");
+    }
+    out.push_str("<br><code>");
+    push_escaped(out, &p.dominant);
+    out.push_str("</code> · BlurHash <code data-placeholder=\"blurhash\">");
+    push_escaped(out, &p.blurhash);
+    out.push_str("</code></dd>\n");
 }
 
 #[cfg(test)]
@@ -479,6 +535,8 @@ mod tests {
 
     fn manifest() -> Manifest {
         Manifest {
+            version: rendition_core::manifest::MANIFEST_VERSION,
+            placeholder: None,
             source: ManifestSource {
                 bucket: "b<&>".into(),
                 key: "originals/<script>alert(1)</script> & \"q\".jpg".into(),
@@ -516,7 +574,12 @@ mod tests {
 
     #[test]
     fn page_escapes_what_comes_from_storage_and_carries_the_check_attributes() {
-        let m = manifest();
+        let mut m = manifest();
+        m.placeholder = Some(Placeholder {
+            blurhash: "L<script>x".into(),
+            dominant: "#a1b2c3".into(),
+            lqip: "data:image/webp;base64,UklGRg==".into(),
+        });
         let items = vec![
             Item {
                 role: Role::Source,
@@ -557,6 +620,24 @@ mod tests {
         assert!(html.contains("data-expected-width=\"4000\" data-expected-height=\"3000\""));
         assert!(html.contains("2.2 MiB <span class=\"exact\">(2,345,678 bytes)</span>"));
         assert!(html.contains("data-checked"));
+        // The placeholder, once, beside the source (before the variant's figure).
+        assert_eq!(html.matches("<dt>placeholder</dt>").count(), 1);
+        let at = html.find("<dt>placeholder</dt>").unwrap();
+        assert!(at < html.find("data-role=\"variant\"").unwrap());
+        assert!(html.contains("style=\"background-color:#a1b2c3\""));
+        assert!(html.contains(
+            "style=\"aspect-ratio:4000 / 3000;background-image:url(&quot;data:image/webp;base64,UklGRg==&quot;)\""
+        ));
+        assert!(html.contains("<code data-placeholder=\"blurhash\">L&lt;script&gt;x</code>"));
+        // A colour or URI of another shape is text, never CSS.
+        m.placeholder = Some(Placeholder {
+            blurhash: "h".into(),
+            dominant: "red;x:y".into(),
+            lqip: "data:image/webp;base64,A\");x".into(),
+        });
+        let other = page(&m, "k", &items);
+        assert!(!other.contains("class=\"swatch\"") && !other.contains("class=\"lqip\""));
+        assert!(other.contains("<code>red;x:y</code>"));
         assert_eq!(
             html.matches("<script>").count(),
             1,

@@ -1,5 +1,6 @@
-//! `rendition url SOURCE (--preset NAME | --spec S)`: the one URL of a derivative, built
-//! by the same generator the rest of the system uses (signing, sharding).
+//! `rendition url SOURCE (--preset NAME | --spec S)`: the URL of a derivative (for a
+//! preset in several formats, its `.auto` URL and one per format), built by the same
+//! generator the rest of the system uses (signing, sharding).
 
 use rendition_core::config::Settings;
 use rendition_core::naming::{self, NameError, SourceNames, Variant};
@@ -29,15 +30,17 @@ pub enum UrlCmdError {
     Url(#[from] UrlError),
 }
 
-/// The URL of `which` for the current version of `source` in `store` (bucket `bucket`).
-pub async fn derivative_url(
+/// The URLs of `which` for the current version of `source` in `store` (bucket `bucket`):
+/// one, or for a preset in several formats its negotiated `.auto` URL first and then one
+/// per format it is made in.
+pub async fn derivative_urls(
     settings: &Settings,
     store: &dyn BlobStore,
     bucket: &str,
     source: &str,
     which: Which<'_>,
     now_unix: u64,
-) -> Result<String, UrlCmdError> {
+) -> Result<Vec<String>, UrlCmdError> {
     // A key that is not a source is refused before anything is read.
     naming::source_rel(&settings.storage.source_prefix, source)?;
     let meta = store
@@ -45,29 +48,40 @@ pub async fn derivative_url(
         .await?
         .ok_or_else(|| UrlCmdError::NoSource(source.to_string()))?;
     let names = SourceNames::of(&settings.storage, bucket, source, meta.version())?;
-    let (variant, format) = match which {
+    let (variant, formats) = match which {
         Which::Preset(name) => {
             let preset = settings
                 .presets
                 .get(name)
                 .ok_or_else(|| UrlCmdError::UnknownPreset(name.to_string()))?;
-            (Variant::Preset(name.to_string()), preset.spec.format)
+            let mut formats = vec![preset.spec.format];
+            if !preset.formats.is_empty() {
+                formats = std::iter::once(Format::Auto)
+                    .chain(preset.formats.iter().copied())
+                    .collect();
+            }
+            (Variant::Preset(name.to_string()), formats)
         }
         Which::Spec(text) => {
             let spec: VariantSpec = text.parse()?;
             let format = spec.format;
-            (Variant::Spec(spec), format)
+            (Variant::Spec(spec), vec![format])
         }
     };
-    let ext = match format.extension() {
-        Some(ext) => ext,
-        None => {
-            // fm=original: the source's own format decides, as the renderer will.
-            let head = store.get(source, settings.limits.max_input_bytes).await?;
-            let resolved: Format = output_format(Format::Original, sniff(&head.body)?);
-            resolved.extension().expect("resolved format")
-        }
-    };
-    let key = names.derivative_key(&variant, ext)?;
-    Ok(UrlGenerator::new(settings).for_key(&key, now_unix)?)
+    let generator = UrlGenerator::new(settings);
+    let mut urls = Vec::with_capacity(formats.len());
+    for format in formats {
+        let ext = match format.extension() {
+            Some(ext) => ext,
+            None => {
+                // fm=original: the source's own format decides, as the renderer will.
+                let head = store.get(source, settings.limits.max_input_bytes).await?;
+                let resolved: Format = output_format(Format::Original, sniff(&head.body)?, false);
+                resolved.extension().expect("resolved format")
+            }
+        };
+        let key = names.derivative_key(&variant, ext)?;
+        urls.push(generator.for_key(&key, now_unix)?);
+    }
+    Ok(urls)
 }

@@ -124,6 +124,7 @@ fn serve_one(input: &mut impl io::Read, output: &mut impl Write) -> io::Result<b
         Ok(out) => {
             let reply = Reply::Rendered {
                 source: out.source,
+                placeholder: out.placeholder.clone(),
                 variants: out
                     .variants
                     .iter()

@@ -299,6 +299,7 @@ async fn exchange(
         Reply::Failed(e) => Ok(Err(memory_error(e, memory_mb))),
         Reply::Rendered {
             source,
+            placeholder,
             variants,
             skipped,
         } => {
@@ -321,6 +322,7 @@ async fn exchange(
             }
             Ok(Ok(RenderOutput {
                 source,
+                placeholder,
                 variants: out,
                 skipped,
             }))

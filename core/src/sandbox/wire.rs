@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Limits, RenderSettings};
 use crate::geometry::Size;
+use crate::placeholder::Placeholder;
 use crate::render::{RenderError, Skipped, SourceInfo, VariantRequest};
 use crate::spec::{Format, VariantSpec};
 
@@ -44,6 +45,7 @@ pub struct VariantMeta {
 pub enum Reply {
     Rendered {
         source: SourceInfo,
+        placeholder: Option<Placeholder>,
         variants: Vec<VariantMeta>,
         skipped: Vec<Skipped>,
     },

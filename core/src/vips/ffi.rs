@@ -62,6 +62,7 @@ extern "C" {
         option_string: *const c_char,
         ...
     ) -> *mut VipsImage;
+    pub fn vips_image_write_to_memory(image: *mut VipsImage, size: *mut usize) -> *mut c_void;
     pub fn vips_image_get_width(image: *const VipsImage) -> c_int;
     pub fn vips_image_get_height(image: *const VipsImage) -> c_int;
     pub fn vips_image_get_bands(image: *const VipsImage) -> c_int;

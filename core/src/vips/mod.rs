@@ -34,6 +34,25 @@ impl VipsError {
             message: message.into(),
         }
     }
+
+    /// No colour transform could be made from the source's embedded ICC profile: lcms
+    /// could not link it (its errors reach libvips' buffer as `VipsIcc: …`, e.g. a profile
+    /// whose header is sound and whose curves are garbage) or libvips' ICC operations
+    /// found no usable profile. The pixels may be fine; their profile is not. (A profile
+    /// libvips cannot parse at all is dropped by libvips itself with a warning.)
+    pub fn is_broken_profile(&self) -> bool {
+        ["VipsIcc", "icc_import", "icc_export", "icc_transform"]
+            .iter()
+            .any(|name| self.message.contains(name))
+    }
+
+    /// The loader decoded an image of another size than it announced. libvips 8.14's
+    /// HEIF loader says so ("bad image dimensions on decode") when shrink-on-load picked
+    /// the file's embedded thumbnail and that thumbnail's declared size (`ispe`) is not
+    /// the size it decodes to; the primary image is not involved.
+    pub fn is_bad_dimensions(&self) -> bool {
+        self.message.contains("bad image dimensions")
+    }
 }
 
 /// libvips' error text, then cleared: libvips keeps one buffer per process and appends
@@ -120,6 +139,21 @@ unsafe extern "C" fn log_line(
         tracing::warn!(domain, key, message, "libvips");
     } else {
         tracing::debug!(domain, key, message, "libvips");
+    }
+}
+
+/// Warns about the job this thread renders (`message`, a stable text, and the libvips
+/// error that led to it), on the way libvips' own warnings go: through `tracing` with the
+/// job's key (see [`with_job`]) when a subscriber is installed, else as one line on
+/// stderr, which is how a render helper (no subscriber of its own) reaches its parent,
+/// who logs the line with the key of the job.
+pub fn warn(message: &'static str, cause: &VipsError) {
+    if tracing::dispatcher::has_been_set() {
+        let key = JOB.with(|job| job.borrow().clone()).unwrap_or_default();
+        tracing::warn!(key, error = %cause, "{message}");
+    } else {
+        let cause = cause.to_string().replace('\n', "; ");
+        eprintln!("rendition: {message} ({cause})");
     }
 }
 
@@ -227,7 +261,18 @@ impl<'a> Image<'a> {
     /// Opens `buf` lazily (header only) with the loader libvips picks; untrusted loaders
     /// are blocked by [`init`]. Truncated or corrupt pixel data fails later, when read.
     pub fn open(buf: &'a [u8]) -> Result<Image<'a>, VipsError> {
-        let options = cstr(SEQ_LOAD);
+        Image::open_pages(buf, false)
+    }
+
+    /// [`Image::open`], and with `all_pages` (GIF and WebP only: other loaders refuse `n`)
+    /// every frame in one tall strip whose `page-height` says where frames start. Nothing
+    /// is shrunk on load: the pixels are the source's own, decoded as they are read.
+    pub fn open_pages(buf: &'a [u8], all_pages: bool) -> Result<Image<'a>, VipsError> {
+        let options = if all_pages {
+            cstr(&format!("{SEQ_LOAD},n=-1"))
+        } else {
+            cstr(SEQ_LOAD)
+        };
         let access = cstr("access");
         wrap(
             "load",
@@ -399,6 +444,67 @@ impl<'a> Image<'a> {
                 }
             }),
         )
+    }
+
+    /// What [`Image::thumbnail_buffer`] makes, from an image already opened (see
+    /// [`Image::open_pages`]) and so without shrink-on-load: resampled to exactly
+    /// `width`×`height` per frame, auto-rotated by EXIF orientation, converted to sRGB
+    /// with the embedded profile when `to_srgb` (libvips' generic CMYK profile for a CMYK
+    /// image without one), alpha premultiplied while resampling.
+    pub fn thumbnail(
+        &self,
+        width: u32,
+        height: u32,
+        to_srgb: bool,
+    ) -> Result<Image<'a>, VipsError> {
+        let k_height = cstr("height");
+        let k_size = cstr("size");
+        let k_export = cstr("export_profile");
+        let v_srgb = cstr("srgb");
+        wrap(
+            "thumbnail",
+            Box::new(|out| {
+                // SAFETY: valid image; NULL-terminated typed option list.
+                unsafe {
+                    if to_srgb {
+                        ffi::vips_thumbnail_image(
+                            self.raw,
+                            out,
+                            width as c_int,
+                            k_height.as_ptr(),
+                            height as c_int,
+                            k_size.as_ptr(),
+                            ffi::VIPS_SIZE_FORCE,
+                            k_export.as_ptr(),
+                            v_srgb.as_ptr(),
+                            ptr::null::<c_char>(),
+                        )
+                    } else {
+                        ffi::vips_thumbnail_image(
+                            self.raw,
+                            out,
+                            width as c_int,
+                            k_height.as_ptr(),
+                            height as c_int,
+                            k_size.as_ptr(),
+                            ffi::VIPS_SIZE_FORCE,
+                            ptr::null::<c_char>(),
+                        )
+                    }
+                }
+            }),
+        )
+    }
+
+    /// A new reference to the same pixels without their embedded ICC profile, so that
+    /// colour management takes them as sRGB (grey, or libvips' generic CMYK).
+    pub fn without_profile(&self) -> Result<Image<'a>, VipsError> {
+        let copy = self.copy()?;
+        let name = cstr("icc-profile-data");
+        // SAFETY: `copy` is a new image only we reference; removing an absent field is
+        // a no-op.
+        unsafe { ffi::vips_image_remove(copy.raw, name.as_ptr()) };
+        Ok(copy)
     }
 
     /// Resamples an already decoded, oriented sRGB image to exactly `width`×`height`.
@@ -640,6 +746,27 @@ impl<'a> Image<'a> {
                 }
             }),
         )
+    }
+
+    /// The pixels of an 8-bit image, band-interleaved, row by row: width × height ×
+    /// bands bytes. Runs the pipeline so far (call on a small image).
+    pub fn pixels(&self) -> Result<Vec<u8>, VipsError> {
+        if !self.is_uchar() {
+            return Err(VipsError::new("pixels", "not an 8-bit image"));
+        }
+        let mut len: usize = 0;
+        // SAFETY: valid image; returns a g_malloc'd buffer of `len` bytes or NULL.
+        let buf = unsafe { ffi::vips_image_write_to_memory(self.raw, &mut len) };
+        if buf.is_null() {
+            return Err(last_error("pixels"));
+        }
+        // SAFETY: `buf` holds `len` bytes; copied, then freed once.
+        let bytes = unsafe {
+            let out = std::slice::from_raw_parts(buf as *const u8, len).to_vec();
+            ffi::g_free(buf);
+            out
+        };
+        Ok(bytes)
     }
 
     /// Adds an opaque alpha channel.

@@ -1,30 +1,14 @@
-//! The SQS consumer: S3 event notifications arrive on a queue (directly, or via SNS or
-//! EventBridge), competing workers long-poll it.
-//!
-//! - Long polling, up to `batch_size` (≤ 10) messages per receive, never more than the
-//!   free concurrency slots; each message is handled in its own task.
-//! - While a job runs its visibility timeout is extended (a heartbeat every half timeout),
-//!   so a slow render is not handed to a second worker.
-//! - Only successes are deleted, in batches. A retryable failure is made visible again
-//!   after a backoff that grows with the receive count; a permanent failure is sent to the
-//!   queue's dead-letter queue (found from its `RedrivePolicy`) with the reason in message
-//!   attributes, then deleted. Without a redrive policy it is made visible at once and
-//!   left to the queue. A worker that dies mid-job loses nothing: the message reappears
-//!   when its visibility timeout ends, and names are idempotent.
-//! - On shutdown: stop receiving, finish and delete what is in flight, return.
+//! The receive loop: long polls within the free concurrency, one task per message, the
+//! visibility heartbeat, and each job's disposition translated into a batched delete, a
+//! later visibility, or a dead-letter send with the reason.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::meta::region::RegionProviderChain;
-use aws_config::retry::RetryConfig;
-use aws_config::BehaviorVersion;
-use aws_sdk_sqs::config::Region;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
-    QueueAttributeName,
 };
 use aws_sdk_sqs::Client;
 use rendition_core::config::SqsSettings;
@@ -33,85 +17,10 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use super::client::dead_letter_queue;
+use super::{retry_policy, SqsError};
 use crate::handler::Handler;
 use crate::http::Readiness;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SqsError {
-    #[error("sqs.queue_url is not set")]
-    NoQueue,
-    #[error("cannot read the attributes of {queue}: {message}")]
-    Attributes { queue: String, message: String },
-}
-
-/// An SQS client from settings: credentials from the standard AWS chain, region from the
-/// settings, else the chain, else `us-east-1`, optional custom endpoint.
-pub async fn client(s: &SqsSettings) -> Client {
-    let region = RegionProviderChain::first_try(s.region.clone().map(Region::new))
-        .or_default_provider()
-        .or_else(Region::from_static("us-east-1"));
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(region)
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .load()
-        .await;
-    let mut conf = aws_sdk_sqs::config::Builder::from(&sdk);
-    if let Some(endpoint) = &s.endpoint {
-        conf = conf.endpoint_url(endpoint);
-    }
-    Client::from_conf(conf.build())
-}
-
-/// Where permanent failures go: the queue's redrive target, when it has one.
-async fn dead_letter_queue(client: &Client, queue_url: &str) -> Result<Option<String>, SqsError> {
-    let attrs = client
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(QueueAttributeName::RedrivePolicy)
-        .send()
-        .await
-        .map_err(|e| SqsError::Attributes {
-            queue: queue_url.to_string(),
-            message: DisplayErrorContext(&e).to_string(),
-        })?;
-    let Some(policy) = attrs
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
-    else {
-        return Ok(None);
-    };
-    let arn = serde_json::from_str::<serde_json::Value>(policy)
-        .ok()
-        .and_then(|v| {
-            v.get("deadLetterTargetArn")
-                .and_then(|a| a.as_str())
-                .map(str::to_string)
-        });
-    let Some(name) = arn.as_deref().and_then(|a| a.rsplit(':').next()) else {
-        return Ok(None);
-    };
-    let url = client
-        .get_queue_url()
-        .queue_name(name)
-        .send()
-        .await
-        .map_err(|e| SqsError::Attributes {
-            queue: name.to_string(),
-            message: DisplayErrorContext(&e).to_string(),
-        })?;
-    Ok(url.queue_url().map(str::to_string))
-}
-
-/// The retry policy of an SQS queue: a retryable failure is visible again after 2 s,
-/// doubling with the receive count up to 1,024 s or the visibility timeout; no cap of our
-/// own, the queue's redrive policy counts the receives out.
-pub fn retry_policy(settings: &SqsSettings) -> RetryPolicy {
-    let visibility = u64::try_from(settings.visibility_timeout_secs).unwrap_or(0);
-    RetryPolicy::uncapped(
-        Duration::from_secs(2),
-        Duration::from_secs(visibility.min(1024)),
-    )
-}
 
 struct Ctx {
     client: Client,
@@ -382,31 +291,6 @@ async fn delete_batches(
             Ok(_) => {}
             Err(e) => {
                 warn!(error = %DisplayErrorContext(&e), "batch delete failed; messages will be redelivered (idempotent)")
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retries_back_off_with_the_receive_count_up_to_the_visibility_timeout() {
-        let settings = |visibility_timeout_secs| SqsSettings {
-            visibility_timeout_secs,
-            ..SqsSettings::default()
-        };
-        for visibility in [10, 60, 43_200] {
-            let policy = retry_policy(&settings(visibility));
-            assert_eq!(policy.max_attempts, None, "the redrive policy counts");
-            for receives in 1..20u32 {
-                let expected = (1i32 << receives.min(10)).min(visibility);
-                assert_eq!(
-                    policy.delay(receives),
-                    Duration::from_secs(expected as u64),
-                    "{visibility}/{receives}"
-                );
             }
         }
     }
