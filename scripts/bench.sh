@@ -3,7 +3,7 @@
 # render sandbox on against off, ratios measured in the same run (`rendition-bench`, the
 # benchmark/ crate). The table goes to stdout, the full report to target/bench.json.
 #
-#   ./scripts/bench.sh                    # 3 timed passes per case (median), ~20-30 min on 2 cores
+#   ./scripts/bench.sh                    # 3 timed passes per case (median), ~30-40 min on 2 cores
 #   ./scripts/bench.sh --iterations 5     # any further `rendition-bench` options
 #
 # Installs the build prerequisites (scripts/install-deps.sh), fetches the photos

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use rendition_core::config::Settings;
 use rendition_core::render::VariantRequest;
 use rendition_core::renderer::Renderer;
-use rendition_core::spec::VariantSpec;
+use rendition_core::spec::{Format, VariantSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::measure;
@@ -41,7 +41,7 @@ impl Kind {
             Kind::Png => "png",
         }
     }
-    fn parse(s: &str) -> anyhow::Result<Kind> {
+    pub fn parse(s: &str) -> anyhow::Result<Kind> {
         match s {
             "jpeg" => Ok(Kind::Jpeg),
             "png" => Ok(Kind::Png),
@@ -58,17 +58,32 @@ impl Kind {
 ///   service would render them;
 /// - `eager5-jpeg` (Rendition, concurrency 1): the five widths as JPEG only, which with
 ///   `eager5` and `eager10` splits the eager set's time into decode/resize, JPEG encoding
-///   and WebP encoding.
+///   and WebP encoding;
+/// - `presets`: the built-in eager presets as configured (`xl` 2048, `lg` 1024, `md` 640,
+///   `sm` 320 wide, `thumb` 160×160 cover; WebP q75, as in rendition.toml), the requests an
+///   eager job makes (one per preset and format);
+/// - `presets-avif`: the same presets with `formats = ["avif", "webp"]`: each spec also
+///   as AVIF (same `q`, effort `render.avif_effort`), 10 outputs from one decode. Against
+///   `presets`: what adding AVIF costs. sharp renders both as one pipeline per output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Set {
     One,
     Eager5,
     Eager5Jpeg,
     Eager10,
+    Presets,
+    PresetsAvif,
 }
 
 impl Set {
-    pub const ALL: [Set; 4] = [Set::One, Set::Eager5, Set::Eager5Jpeg, Set::Eager10];
+    pub const ALL: [Set; 6] = [
+        Set::One,
+        Set::Eager5,
+        Set::Eager5Jpeg,
+        Set::Eager10,
+        Set::Presets,
+        Set::PresetsAvif,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -76,13 +91,18 @@ impl Set {
             Set::Eager5 => "eager5",
             Set::Eager5Jpeg => "eager5-jpeg",
             Set::Eager10 => "eager10",
+            Set::Presets => "presets",
+            Set::PresetsAvif => "presets-avif",
         }
     }
-    fn parse(s: &str) -> anyhow::Result<Set> {
+    pub fn parse(s: &str) -> anyhow::Result<Set> {
         Set::ALL
             .into_iter()
             .find(|set| set.as_str() == s)
-            .with_context(|| format!("unknown set {s:?}"))
+            .with_context(|| {
+                let names: Vec<&str> = Set::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown set {s:?} (known: {})", names.join(", "))
+            })
     }
     pub fn label(self) -> &'static str {
         match self {
@@ -90,21 +110,57 @@ impl Set {
             Set::Eager5 => "5 × WebP",
             Set::Eager5Jpeg => "5 × JPEG",
             Set::Eager10 => "10 (5 JPEG+5 WebP)",
+            Set::Presets => "eager presets: 5 WebP",
+            Set::PresetsAvif => "eager presets: 5 AVIF+5 WebP",
         }
     }
-    /// The variant specs, in Rendition's spec syntax.
-    fn specs(self) -> Vec<String> {
+    /// The configuration whose eager presets the `presets` sets render: the built-in
+    /// presets (rendition.toml's), as configured or with AVIF added to each.
+    pub fn preset_settings(self) -> Option<Settings> {
+        let avif = match self {
+            Set::Presets => false,
+            Set::PresetsAvif => true,
+            _ => return None,
+        };
+        let mut settings = Settings::default();
+        if avif {
+            for preset in settings.presets.values_mut().filter(|p| p.eager) {
+                // As it would be written in rendition.toml: no `fm` in the spec, the
+                // formats in order of preference.
+                preset.formats = vec![Format::Avif, preset.spec.format];
+                preset.spec.format = Format::Original;
+            }
+        }
+        Some(settings)
+    }
+    /// The requests one source gets: the variant specs (in Rendition's spec syntax), or
+    /// for the `presets` sets what an eager job asks for (core's `job::requests_of`: one
+    /// request per eager preset and format, named after the preset).
+    pub fn requests(self) -> anyhow::Result<Vec<VariantRequest>> {
+        if let Some(settings) = self.preset_settings() {
+            settings
+                .validate()
+                .context("the bench's preset configuration")?;
+            return Ok(settings
+                .eager_presets()
+                .flat_map(|(name, preset)| {
+                    preset.formats().into_iter().map(|format| VariantRequest {
+                        name: name.to_string(),
+                        spec: preset.spec_in(format),
+                    })
+                })
+                .collect());
+        }
         let jpeg = |w: u32| format!("w={w},fm=jpeg,q=80");
         let webp = |w: u32| format!("w={w},fm=webp,q=75");
-        match self {
+        let specs: Vec<String> = match self {
             Set::One => vec![jpeg(300)],
             Set::Eager5 => WIDTHS.iter().map(|&w| webp(w)).collect(),
             Set::Eager5Jpeg => WIDTHS.iter().map(|&w| jpeg(w)).collect(),
             Set::Eager10 => WIDTHS.iter().flat_map(|&w| [jpeg(w), webp(w)]).collect(),
-        }
-    }
-    fn requests(self) -> anyhow::Result<Vec<VariantRequest>> {
-        self.specs()
+            Set::Presets | Set::PresetsAvif => unreachable!("built from the presets above"),
+        };
+        specs
             .into_iter()
             .map(|text| {
                 let spec: VariantSpec = text
@@ -114,6 +170,54 @@ impl Set {
             })
             .collect()
     }
+    /// Whether sharp runs this set with `benchmark/sharp-variants.mjs` (the variants passed
+    /// as JSON, from [`Set::sharp_variants`]) rather than `bench/sharp-bench.mjs`.
+    pub fn sharp_from_json(self) -> bool {
+        matches!(self, Set::Presets | Set::PresetsAvif)
+    }
+    /// The outputs of this set as sharp pipelines, for `sharp-variants.mjs`: the same
+    /// requests Rendition renders, with Rendition's encoder settings (quality from the spec
+    /// or the format's default, AVIF effort `render.avif_effort`).
+    pub fn sharp_variants(self) -> anyhow::Result<serde_json::Value> {
+        let effort = self
+            .preset_settings()
+            .unwrap_or_default()
+            .render
+            .avif_effort;
+        let variants = self
+            .requests()?
+            .iter()
+            .map(|r| sharp_variant(&r.spec, effort))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(serde_json::Value::Array(variants))
+    }
+}
+
+/// One output as a sharp pipeline: `resize({width, height, fit, position,
+/// withoutEnlargement})` then the encoder. Only what sharp-variants.mjs does the same way as
+/// Rendition: w, h, fit, g=centre, fm (jpeg, webp, avif), q, enlarge.
+fn sharp_variant(spec: &VariantSpec, avif_effort: u8) -> anyhow::Result<serde_json::Value> {
+    let plain = VariantSpec {
+        width: spec.width,
+        height: spec.height,
+        fit: spec.fit,
+        format: spec.format,
+        quality: spec.quality,
+        enlarge: spec.enlarge,
+        ..VariantSpec::default()
+    };
+    if *spec != plain || !matches!(spec.format, Format::Jpeg | Format::Webp | Format::Avif) {
+        bail!("sharp-variants.mjs cannot render {spec} like Rendition does");
+    }
+    Ok(serde_json::json!({
+        "width": spec.width,
+        "height": spec.height,
+        "fit": spec.fit.as_str(),
+        "withoutEnlargement": !spec.enlarge,
+        "format": spec.format.as_str(),
+        "quality": spec.quality.unwrap_or(spec.format.default_quality()),
+        "effort": (spec.format == Format::Avif).then_some(avif_effort),
+    }))
 }
 
 /// One Rendition case: what `--child` runs.
@@ -224,7 +328,7 @@ pub fn child(dir: &Path, iterations: usize, arg: &str) -> anyhow::Result<()> {
             .collect(),
     );
     let requests = Arc::new(case.set.requests()?);
-    let mut settings = Settings::default();
+    let mut settings = case.set.preset_settings().unwrap_or_default();
     settings.render.vips_threads = 1;
     settings.render.sandbox = case.sandbox;
     settings.render.concurrency = case.concurrency;
@@ -318,11 +422,88 @@ mod tests {
 
     #[test]
     fn every_bench_spec_parses() {
-        for set in Set::ALL {
-            let reqs = set.requests().expect("valid specs");
-            assert_eq!(reqs.len(), set.specs().len());
+        let len = |set: Set| set.requests().expect("valid specs").len();
+        for (set, n) in [
+            (Set::One, 1),
+            (Set::Eager5, 5),
+            (Set::Eager5Jpeg, 5),
+            (Set::Eager10, 10),
+            (Set::Presets, 5),
+            (Set::PresetsAvif, 10),
+        ] {
+            assert_eq!(len(set), n, "{}", set.as_str());
         }
-        assert_eq!(Set::Eager10.specs().len(), 10);
+    }
+
+    /// The `presets` sets are rendition.toml's eager presets (the built-in ones).
+    #[test]
+    fn the_preset_sets_are_rendition_toml_s_eager_presets() {
+        let toml = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rendition.toml");
+        let configured = Settings::load(Some(&toml), std::iter::empty()).expect("rendition.toml");
+        let eager = |s: &Settings| -> Vec<(String, String)> {
+            s.eager_presets()
+                .map(|(n, p)| (n.to_string(), p.spec.to_string()))
+                .collect()
+        };
+        let ours = Set::Presets.preset_settings().unwrap();
+        assert_eq!(eager(&ours), eager(&configured));
+        assert_eq!(configured.render.avif_effort, ours.render.avif_effort);
+
+        let webp: Vec<String> = Set::Presets
+            .requests()
+            .unwrap()
+            .iter()
+            .map(|r| format!("{} {}", r.name, r.spec))
+            .collect();
+        assert_eq!(
+            webp,
+            [
+                "lg w=1024,fm=webp,q=75",
+                "md w=640,fm=webp,q=75",
+                "sm w=320,fm=webp,q=75",
+                "thumb w=160,h=160,fit=cover,fm=webp,q=75",
+                "xl w=2048,fm=webp,q=75",
+            ]
+        );
+        // Each preset in ["avif", "webp"]: the same spec in both, AVIF first.
+        let both = Set::PresetsAvif.requests().unwrap();
+        for (pair, one) in both.chunks(2).zip(Set::Presets.requests().unwrap()) {
+            assert_eq!(pair[0].name, one.name);
+            assert_eq!(pair[0].spec.format, Format::Avif);
+            assert_eq!(pair[1].spec, one.spec);
+            let as_avif = VariantSpec {
+                format: Format::Avif,
+                ..one.spec.clone()
+            };
+            assert_eq!(pair[0].spec, as_avif);
+        }
+    }
+
+    #[test]
+    fn sharp_gets_the_same_variants_and_encoder_settings() {
+        let v = Set::PresetsAvif.sharp_variants().unwrap();
+        let v = v.as_array().unwrap();
+        assert_eq!(v.len(), 10);
+        let thumb_avif = v
+            .iter()
+            .find(|x| x["height"] == 160 && x["format"] == "avif")
+            .expect("thumb as AVIF");
+        assert_eq!(thumb_avif["fit"], "cover");
+        assert_eq!(thumb_avif["quality"], 75);
+        assert_eq!(thumb_avif["effort"], 2);
+        assert_eq!(thumb_avif["withoutEnlargement"], true);
+        assert!(v
+            .iter()
+            .filter(|x| x["format"] == "webp")
+            .all(|x| x["effort"].is_null() && x["quality"] == 75));
+        assert!(sharp_variant(
+            &"w=300,fx=0.5,fy=0.5,h=300,fit=cover,fm=webp"
+                .parse()
+                .unwrap(),
+            2
+        )
+        .is_err());
+        assert!(sharp_variant(&"w=300,fm=avif".parse().unwrap(), 4).unwrap()["quality"] == 50);
     }
 
     #[test]

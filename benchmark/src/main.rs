@@ -21,7 +21,8 @@
 //!
 //! # Layout
 //! - `main.rs`: the command line; the render-helper dispatch; parse, then run.
-//! - [`cases`]: the photo kinds and variant sets, and one Rendition case in this process
+//! - [`cases`]: the photo kinds and variant sets (including the eager presets with and
+//!   without AVIF), and one Rendition case in this process
 //!   (`--child`), sandbox off (`Renderer::in_process`) or on (a helper pool).
 //! - [`measure`]: child processes measured with `wait4`; `/proc` readings.
 //! - [`external`]: the sharp (node) and vipsthumbnail cases.
@@ -44,7 +45,7 @@ use rendition_core::sandbox;
     name = "rendition-bench",
     version,
     about = "Measure images/s and peak RSS of Rendition against sharp and vipsthumbnail, and with the render sandbox on and off, on a folder of photos",
-    after_help = "Example:\n  dir=$(scripts/fetch-photos.sh | tail -n1)\n  MALLOC_ARENA_MAX=2 rendition-bench \"$dir\" --json target/bench.json\n\nJPEGs and PNGs are measured separately: one variant (w=300 JPEG q80), the eager set\n(2048/1024/640/320/160 px as WebP, and as JPEG + WebP) at concurrency 1 and 2, each case\nin its own process (peak RSS via wait4). Rendition runs with the render sandbox off and\non (helper pool of the case's concurrency); target: on ≥ 0.95 × off img/s. sharp runs\nwhen node and ${RENDITION_CACHE:-~/.cache/rendition}/sharp/node_modules/sharp exist\n(scripts/bench.sh installs it); vipsthumbnail when on PATH."
+    after_help = "Example:\n  dir=$(scripts/fetch-photos.sh | tail -n1)\n  MALLOC_ARENA_MAX=2 rendition-bench \"$dir\" --json target/bench.json\n\nJPEGs and PNGs are measured separately: one variant (w=300 JPEG q80), the eager set\n(2048/1024/640/320/160 px as WebP, and as JPEG + WebP) at concurrency 1 and 2, each case\nin its own process (peak RSS via wait4). Rendition runs with the render sandbox off and\non (helper pool of the case's concurrency); target: on ≥ 0.95 × off img/s. Then the\neager presets as configured (5 WebP) and with AVIF added (5 AVIF + 5 WebP): what AVIF\ncosts an eager job. sharp runs when node and\n${RENDITION_CACHE:-~/.cache/rendition}/sharp/node_modules/sharp exist (scripts/bench.sh\ninstalls it); vipsthumbnail when on PATH.\n\nA subset, e.g. AVIF's cost on the JPEGs at concurrency 1, one timed pass:\n  rendition-bench \"$dir\" --only presets,presets-avif --kind jpeg --concurrency 1 --iterations 1"
 )]
 struct Args {
     /// Folder with the .jpg/.jpeg and .png files to measure.
@@ -69,6 +70,16 @@ struct Args {
     /// with 2.
     #[arg(long)]
     no_arena_compare: bool,
+    /// Run only these sets (comma-separated or repeated): one, eager5, eager10,
+    /// eager5-jpeg, presets, presets-avif. AVIF's added cost: `--only presets,presets-avif`.
+    #[arg(long, value_name = "SET", value_delimiter = ',', value_parser = cases::Set::parse)]
+    only: Vec<cases::Set>,
+    /// Only this photo kind: jpeg or png (repeatable; default both).
+    #[arg(long, value_name = "KIND", value_parser = cases::Kind::parse)]
+    kind: Vec<cases::Kind>,
+    /// Only this concurrency (repeatable; default 1 and 2).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: Vec<u16>,
     /// Internal: run one Rendition case in this process (rendition:KIND:SET:C:SANDBOX).
     #[arg(long, hide = true, value_name = "CASE")]
     child: Option<String>,
@@ -94,6 +105,9 @@ fn main() -> anyhow::Result<()> {
         no_sharp: args.no_sharp,
         no_vipsthumbnail: args.no_vipsthumbnail,
         no_arena_compare: args.no_arena_compare,
+        only: args.only,
+        kinds: args.kind,
+        concurrency: args.concurrency.into_iter().map(usize::from).collect(),
     })?;
     Ok(())
 }

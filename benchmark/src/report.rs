@@ -100,6 +100,37 @@ pub struct Split {
     pub decode_resize_rest: f64,
 }
 
+/// What AVIF adds to an eager job: the eager presets as configured (WebP) against the
+/// same presets with AVIF added, Rendition in process, run back to back; and sharp on the
+/// same two sets when it ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct AvifCost {
+    pub concurrency: usize,
+    pub rendition_env: String,
+    /// Median pass time / images: wall-clock seconds per source.
+    pub webp_s_per_image: f64,
+    pub avif_webp_s_per_image: f64,
+    /// AVIF+WebP / WebP, time per source (AVIF's added cost: 1.0 = none).
+    pub time_ratio: f64,
+    pub webp_cpu_ms_per_image: f64,
+    pub avif_webp_cpu_ms_per_image: f64,
+    /// AVIF+WebP / WebP, CPU per source: steadier than wall time under load.
+    pub cpu_ratio: f64,
+    pub webp_peak_rss_mib: f64,
+    pub avif_webp_peak_rss_mib: f64,
+    /// Encoded bytes per source: the five WebPs, and the five AVIFs (AVIF+WebP minus WebP).
+    pub webp_bytes_per_image: f64,
+    pub avif_bytes_per_image: f64,
+    pub sharp_webp_s_per_image: Option<f64>,
+    pub sharp_avif_webp_s_per_image: Option<f64>,
+    /// sharp's AVIF+WebP / WebP, time per source.
+    pub sharp_time_ratio: Option<f64>,
+    pub sharp_avif_webp_cpu_ms_per_image: Option<f64>,
+    pub sharp_avif_webp_peak_rss_mib: Option<f64>,
+    /// AVIF+WebP set, img/s: Rendition / sharp (one pipeline per output).
+    pub avif_webp_rendition_over_sharp: Option<f64>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Group {
     pub kind: Kind,
@@ -111,6 +142,8 @@ pub struct Group {
     pub ratios: Vec<Ratio>,
     pub sandbox: Vec<SandboxRatio>,
     pub eager10_split: Option<Split>,
+    /// The eager presets with AVIF added against without, per concurrency.
+    pub avif_cost: Vec<AvifCost>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -136,6 +169,8 @@ pub struct Tools {
 pub struct Report {
     pub dir: String,
     pub iterations: usize,
+    /// The sets `--only` selected (empty: all).
+    pub only: Vec<&'static str>,
     pub rendition_env: String,
     /// Sandbox on / off img/s target.
     pub sandbox_target: f64,
@@ -301,6 +336,21 @@ pub fn ratios(rows: &[Row]) -> Vec<Ratio> {
                 rss(ours(Set::Eager10), theirs("sharp", Set::Eager10)),
                 Some((false, TARGET_RSS)),
             );
+            add(
+                "eager presets AVIF+WebP img/s, rendition / sharp (10 pipelines)",
+                ips(ours(Set::PresetsAvif), theirs("sharp", Set::PresetsAvif)),
+                None,
+            );
+            add(
+                "eager presets AVIF+WebP img per CPU-second, rendition / sharp",
+                cpu(ours(Set::PresetsAvif), theirs("sharp", Set::PresetsAvif)),
+                None,
+            );
+            add(
+                "eager presets AVIF+WebP peak RSS, rendition / sharp",
+                rss(ours(Set::PresetsAvif), theirs("sharp", Set::PresetsAvif)),
+                None,
+            );
         }
     }
     out
@@ -354,6 +404,50 @@ pub fn split(rows: &[Row], env: &str) -> Option<Split> {
     })
 }
 
+/// AVIF's added cost per concurrency: Rendition's `presets-avif` against `presets` (sandbox
+/// off, malloc setting `env`), with sharp's figures for the same sets when it ran.
+pub fn avif_cost(rows: &[Row], env: &str) -> Vec<AvifCost> {
+    let mut concurrencies: Vec<usize> = rows
+        .iter()
+        .filter(|r| r.set == Set::PresetsAvif.as_str())
+        .map(|r| r.concurrency)
+        .collect();
+    concurrencies.sort_unstable();
+    concurrencies.dedup();
+    let mut out = Vec::new();
+    for concurrency in concurrencies {
+        let ours = |set| find(rows, "rendition", Some(env), Some(false), set, concurrency);
+        let theirs = |set| find(rows, "sharp", None, None, set, concurrency);
+        let (Some(a), Some(b)) = (ours(Set::Presets), ours(Set::PresetsAvif)) else {
+            continue;
+        };
+        let per_image = |r: &Row| r.median_s / r.images.max(1) as f64;
+        let bytes = |r: &Row| r.out_bytes as f64 / r.images.max(1) as f64;
+        let (sa, sb) = (theirs(Set::Presets), theirs(Set::PresetsAvif));
+        out.push(AvifCost {
+            concurrency,
+            rendition_env: env.to_string(),
+            webp_s_per_image: per_image(a),
+            avif_webp_s_per_image: per_image(b),
+            time_ratio: b.median_s / a.median_s,
+            webp_cpu_ms_per_image: a.cpu_ms_per_image,
+            avif_webp_cpu_ms_per_image: b.cpu_ms_per_image,
+            cpu_ratio: b.cpu_ms_per_image / a.cpu_ms_per_image,
+            webp_peak_rss_mib: a.peak_rss_mib,
+            avif_webp_peak_rss_mib: b.peak_rss_mib,
+            webp_bytes_per_image: bytes(a),
+            avif_bytes_per_image: (bytes(b) - bytes(a)).max(0.0),
+            sharp_webp_s_per_image: sa.map(per_image),
+            sharp_avif_webp_s_per_image: sb.map(per_image),
+            sharp_time_ratio: sa.zip(sb).map(|(sa, sb)| sb.median_s / sa.median_s),
+            sharp_avif_webp_cpu_ms_per_image: sb.map(|r| r.cpu_ms_per_image),
+            sharp_avif_webp_peak_rss_mib: sb.map(|r| r.peak_rss_mib),
+            avif_webp_rendition_over_sharp: sb.map(|sb| b.images_per_s / sb.images_per_s),
+        });
+    }
+    out
+}
+
 fn on_off(sandbox: Option<bool>) -> &'static str {
     match sandbox {
         Some(true) => "on",
@@ -365,7 +459,7 @@ fn on_off(sandbox: Option<bool>) -> &'static str {
 /// One line on stderr per finished case.
 pub fn progress(kind: Kind, r: &Row) {
     eprintln!(
-        "bench: {:<4} {:<11} c={} {:<13} sandbox {:<3} {:<20} {:>7.2} img/s  median {:>6.2} s  peak RSS {:>5.0} MiB  CPU {:>5.0} ms/img",
+        "bench: {:<4} {:<12} c={} {:<13} sandbox {:<3} {:<20} {:>7.2} img/s  median {:>6.2} s  peak RSS {:>5.0} MiB  CPU {:>5.0} ms/img",
         kind.as_str(),
         r.set,
         r.concurrency,
@@ -425,7 +519,9 @@ pub fn render_table(report: &Report) -> String {
             "one" => 0,
             "eager5" => 1,
             "eager5-jpeg" => 2,
-            _ => 3,
+            "eager10" => 3,
+            "presets" => 4,
+            _ => 5,
         };
         rows.sort_by_key(|r| (order(r.set), r.concurrency));
         for r in rows {
@@ -513,6 +609,43 @@ pub fn render_table(report: &Report) -> String {
                 sp.decode_resize_rest * 100.0
             );
         }
+        if !g.avif_cost.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nAVIF's cost in an eager job: the eager presets (xl 2048, lg 1024, md 640, sm 320, thumb 160×160 cover; q75) \
+                 as configured (5 WebP) and with formats [\"avif\", \"webp\"] (5 AVIF + 5 WebP from the same decode), \
+                 Rendition in process, back to back; sharp one pipeline per output. Time = median pass / sources.\n"
+            );
+            let _ = writeln!(
+                s,
+                "| c | malloc | WebP s/src | AVIF+WebP s/src | AVIF+WebP / WebP | CPU ms/src WebP → AVIF+WebP | CPU ratio | peak RSS MiB WebP → AVIF+WebP | KB/src WebP, AVIF | sharp WebP s/src | sharp AVIF+WebP s/src | sharp ratio | AVIF+WebP img/s rendition / sharp |"
+            );
+            let _ = writeln!(s, "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+            let opt =
+                |v: Option<f64>, unit: &str| v.map_or("-".to_string(), |v| format!("{v:.2}{unit}"));
+            for c in &g.avif_cost {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {:.2} | {:.2} | {:.2}× | {:.0} → {:.0} | {:.2}× | {:.0} → {:.0} | {:.0}, {:.0} | {} | {} | {} | {} |",
+                    c.concurrency,
+                    c.rendition_env,
+                    c.webp_s_per_image,
+                    c.avif_webp_s_per_image,
+                    c.time_ratio,
+                    c.webp_cpu_ms_per_image,
+                    c.avif_webp_cpu_ms_per_image,
+                    c.cpu_ratio,
+                    c.webp_peak_rss_mib,
+                    c.avif_webp_peak_rss_mib,
+                    c.webp_bytes_per_image / 1e3,
+                    c.avif_bytes_per_image / 1e3,
+                    opt(c.sharp_webp_s_per_image, ""),
+                    opt(c.sharp_avif_webp_s_per_image, ""),
+                    opt(c.sharp_time_ratio, "×"),
+                    opt(c.avif_webp_rendition_over_sharp, "×"),
+                );
+            }
+        }
     }
     if report.sandbox_compared > 0 {
         let _ = writeln!(
@@ -585,6 +718,7 @@ mod tests {
         let table = render_table(&Report {
             dir: "d".into(),
             iterations: 1,
+            only: vec![],
             rendition_env: "MALLOC_ARENA_MAX=2".into(),
             sandbox_target: TARGET_SANDBOX,
             sandbox_passed: 0,
@@ -613,10 +747,56 @@ mod tests {
                 ratios: ratios(&rows),
                 rows,
                 eager10_split: None,
+                avif_cost: vec![],
             }],
             wall_s: 1.0,
         });
         assert!(table.contains("| 0.909 | **MISS** |"), "{table}");
+    }
+
+    #[test]
+    fn avif_cost_is_the_avif_set_over_the_webp_set() {
+        let mut rows = Vec::new();
+        for (tool, set, secs, bytes) in [
+            ("rendition", Set::Presets, 5.0, 1000),
+            ("rendition", Set::PresetsAvif, 15.0, 1600),
+            ("sharp", Set::Presets, 10.0, 1000),
+            ("sharp", Set::PresetsAvif, 40.0, 1700),
+        ] {
+            let mut o = out(10, secs, None, None);
+            o.out_bytes = bytes;
+            rows.push(row(
+                Measured {
+                    tool,
+                    env: if tool == "sharp" {
+                        GLIBC_DEFAULT
+                    } else {
+                        "MALLOC_ARENA_MAX=2"
+                    },
+                    sandbox: (tool == "rendition").then_some(false),
+                    set,
+                    concurrency: 1,
+                    maxrss_kb: 100 * 1024,
+                    cpu_s: secs * 2.0,
+                    note: None,
+                },
+                &o,
+            ));
+        }
+        let c = avif_cost(&rows, "MALLOC_ARENA_MAX=2");
+        assert_eq!(c.len(), 1);
+        let c = &c[0];
+        assert!((c.webp_s_per_image - 0.5).abs() < 1e-9);
+        assert!((c.avif_webp_s_per_image - 1.5).abs() < 1e-9);
+        assert!((c.time_ratio - 3.0).abs() < 1e-9);
+        assert!((c.cpu_ratio - 3.0).abs() < 1e-9);
+        assert!((c.avif_bytes_per_image - 60.0).abs() < 1e-9);
+        assert_eq!(c.sharp_time_ratio, Some(4.0));
+        assert!((c.avif_webp_rendition_over_sharp.unwrap() - 40.0 / 15.0).abs() < 1e-9);
+        assert!(ratios(&rows)
+            .iter()
+            .any(|r| r.what.starts_with("eager presets AVIF+WebP img/s")));
+        assert!(avif_cost(&rows[1..], "MALLOC_ARENA_MAX=2").is_empty());
     }
 
     #[test]

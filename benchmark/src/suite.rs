@@ -8,6 +8,13 @@
 //! its helpers whatever the case process has: like for like, the on case follows the off
 //! case with 2 (run once more when neither setting above is 2). sharp and vipsthumbnail
 //! always run with glibc's default arenas.
+//!
+//! After those, per kind and concurrency, the eager presets as configured (WebP) and with
+//! AVIF added (`presets`, `presets-avif`): Rendition back to back (sandbox off, the
+//! `MALLOC_ARENA_MAX` it was started with), then sharp on each; their ratio is what AVIF
+//! adds to an eager job.
+//!
+//! `--only SET,…`, `--kind` and `--concurrency` select a subset of the cases.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -34,6 +41,18 @@ pub struct Options {
     pub no_sharp: bool,
     pub no_vipsthumbnail: bool,
     pub no_arena_compare: bool,
+    /// Run only these sets (empty: all).
+    pub only: Vec<Set>,
+    /// Only these photo kinds (empty: JPEG and PNG).
+    pub kinds: Vec<Kind>,
+    /// Only these concurrencies (empty: 1 and 2).
+    pub concurrency: Vec<usize>,
+}
+
+impl Options {
+    fn wants(&self, set: Set) -> bool {
+        self.only.is_empty() || self.only.contains(&set)
+    }
 }
 
 /// Starts Rendition cases: this binary with `--child`.
@@ -57,13 +76,21 @@ impl Rendition<'_> {
         let reaped = measure::run_measured(&mut cmd, "rendition-bench case")?;
         let out: CaseOutput =
             serde_json::from_str(reaped.stdout.trim()).context("rendition case output")?;
-        let note = case.sandbox.then(|| {
-            format!(
+        let note = if case.sandbox {
+            Some(format!(
                 "{} helper{}; RSS = max(parent, helpers); CPU incl. helpers",
                 case.concurrency,
                 if case.concurrency == 1 { "" } else { "s" }
-            )
-        });
+            ))
+        } else if case.set == Set::PresetsAvif {
+            let settings = case.set.preset_settings().unwrap_or_default();
+            Some(format!(
+                "one decode; AVIF effort {}",
+                settings.render.avif_effort
+            ))
+        } else {
+            None
+        };
         Ok(report::row(
             Measured {
                 tool: "rendition",
@@ -110,6 +137,9 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let mut groups = Vec::new();
     let mut sharp_libvips = None;
     for kind in [Kind::Jpeg, Kind::Png] {
+        if !opts.kinds.is_empty() && !opts.kinds.contains(&kind) {
+            continue;
+        }
         let files = cases::list(&opts.dir, kind)?;
         if files.is_empty() {
             continue;
@@ -130,8 +160,16 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
             report::progress(kind, &r);
             rows.push(r);
         };
-        for concurrency in [1, 2] {
+        let concurrencies = if opts.concurrency.is_empty() {
+            vec![1, 2]
+        } else {
+            opts.concurrency.clone()
+        };
+        for &concurrency in &concurrencies {
             for set in [Set::One, Set::Eager5, Set::Eager10] {
+                if !opts.wants(set) {
+                    continue;
+                }
                 let case = |sandbox| Case {
                     kind,
                     set,
@@ -159,13 +197,38 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
                 }
             }
         }
-        let split_case = Case {
-            kind,
-            set: Set::Eager5Jpeg,
-            concurrency: 1,
-            sandbox: false,
-        };
-        push(rendition.run(split_case, primary.as_deref())?);
+        // AVIF's cost: the eager presets as configured, then with AVIF added, back to back
+        // (sandbox off, the primary malloc setting), then sharp on each.
+        for &concurrency in &concurrencies {
+            let sets: Vec<Set> = [Set::Presets, Set::PresetsAvif]
+                .into_iter()
+                .filter(|&s| opts.wants(s))
+                .collect();
+            for &set in &sets {
+                let case = Case {
+                    kind,
+                    set,
+                    concurrency,
+                    sandbox: false,
+                };
+                push(rendition.run(case, primary.as_deref())?);
+            }
+            for &set in &sets {
+                if let Some((r, out)) = external.sharp(&files, set, concurrency, opts.iterations)? {
+                    sharp_libvips = out.libvips.clone();
+                    push(r);
+                }
+            }
+        }
+        if opts.wants(Set::Eager5Jpeg) && concurrencies.contains(&1) {
+            let split_case = Case {
+                kind,
+                set: Set::Eager5Jpeg,
+                concurrency: 1,
+                sandbox: false,
+            };
+            push(rendition.run(split_case, primary.as_deref())?);
+        }
         groups.push(Group {
             kind,
             files: files
@@ -177,11 +240,20 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
             ratios: report::ratios(&rows),
             sandbox: report::sandbox_ratios(&rows),
             eager10_split: report::split(&rows, &primary_env),
+            avif_cost: report::avif_cost(&rows, &primary_env),
             rows,
         });
     }
     if groups.is_empty() {
-        bail!("no .jpg, .jpeg or .png files in {}", opts.dir.display());
+        bail!(
+            "no .jpg, .jpeg or .png files{} in {}",
+            if opts.kinds.is_empty() {
+                ""
+            } else {
+                " of the kinds asked for"
+            },
+            opts.dir.display()
+        );
     }
 
     let sandbox: Vec<_> = groups.iter().flat_map(|g| &g.sandbox).collect();
@@ -189,6 +261,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let report = Report {
         dir: opts.dir.display().to_string(),
         iterations: opts.iterations,
+        only: opts.only.iter().map(|s| s.as_str()).collect(),
         rendition_env: primary_env,
         sandbox_target: report::TARGET_SANDBOX,
         sandbox_passed: sandbox.iter().filter(|r| r.pass).count(),
