@@ -144,7 +144,8 @@ shell_lint() {
     sh -n infra/aws/rendition-env.sh &&
         "$VENV/bin/shellcheck" infra/aws/rendition-env.sh scripts/lint-infra.sh \
             infra/local/lib.sh infra/local/stack.sh scripts/local-recipe.sh scripts/fuzz.sh scripts/chaos.sh scripts/soak.sh \
-            scripts/e2e-bench.sh scripts/lambda-bench.sh
+            scripts/e2e-bench.sh scripts/lambda-bench.sh scripts/test-clients.sh scripts/install-sharp.sh \
+            scripts/test.sh scripts/install-deps.sh scripts/bench.sh
 }
 
 checkov_run() { # framework accepted-check-ids... -- targets...

@@ -21,6 +21,7 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+scripts/test-clients.sh 2>&1 | tee -a "$log"; clients_status=${PIPESTATUS[0]}; [ "$status" -ne 0 ] || status=$clients_status
 scripts/local-recipe.sh --bin target/debug/rendition 2>&1 | tee -a "$log"
 recipe_status=${PIPESTATUS[0]}
 # Every fuzz target for a bounded time (FUZZ_SECONDS each, default 60) on its seed corpus;

@@ -218,6 +218,25 @@ pub fn rendition_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rendition"))
 }
 
+/// Writes `dir/rendition.toml`: the repository's own configuration, then `extra`.
+pub fn write_config(dir: &Path, extra: &str) {
+    let defaults = std::fs::read_to_string(repo_root().join("rendition.toml")).unwrap();
+    std::fs::write(dir.join("rendition.toml"), format!("{defaults}\n{extra}")).unwrap();
+}
+
+/// `rendition run --local BUCKET --once` in `cwd` (its `rendition.toml`), JSON logs on
+/// stderr.
+pub async fn run_local_once(cwd: &Path, bucket: &Path) -> std::process::Output {
+    tokio::process::Command::new(rendition_bin())
+        .current_dir(cwd)
+        .args(["run", "--local", bucket.to_str().unwrap(), "--once"])
+        .env("RENDITION__LOG__FORMAT", "json")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap()
+}
+
 /// A running `rendition` process whose JSON log lines can be awaited.
 pub struct Running {
     pub child: Child,

@@ -23,3 +23,4 @@ mod shapes;
 mod sheet;
 mod sqs;
 mod tolerance;
+mod vectors;

@@ -178,24 +178,13 @@ async fn an_eager_preset_in_three_formats_is_made_from_one_job_and_listed_per_fo
     let tmp = tempfile::tempdir().unwrap();
     let bucket = tmp.path().join("bucket");
     std::fs::create_dir_all(bucket.join("originals")).unwrap();
-    let defaults = std::fs::read_to_string(repo_root().join("rendition.toml")).unwrap();
-    std::fs::write(
-        tmp.path().join("rendition.toml"),
-        format!("{defaults}\n{CONFIG}"),
-    )
-    .unwrap();
+    write_config(tmp.path(), CONFIG);
     std::fs::write(
         bucket.join("originals/cat.jpg"),
         encode_jpeg(&quadrants(800, 600), 90),
     )
     .unwrap();
-    let out = tokio::process::Command::new(rendition_bin())
-        .current_dir(tmp.path())
-        .args(["run", "--local", bucket.to_str().unwrap(), "--once"])
-        .env("RENDITION__LOG__FORMAT", "json")
-        .output()
-        .await
-        .unwrap();
+    let out = run_local_once(tmp.path(), &bucket).await;
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{logs}");
     // One job, one render (the helper's one decode), every variant of every format.
@@ -244,12 +233,7 @@ async fn an_eager_preset_in_three_formats_is_made_from_one_job_and_listed_per_fo
         assert_eq!(names.iter().filter(|n| **n == name).count(), 1, "{name}");
     }
     // A second run finds every format listed: nothing to do.
-    let again = tokio::process::Command::new(rendition_bin())
-        .current_dir(tmp.path())
-        .args(["run", "--local", bucket.to_str().unwrap(), "--once"])
-        .output()
-        .await
-        .unwrap();
+    let again = run_local_once(tmp.path(), &bucket).await;
     let again = String::from_utf8_lossy(&again.stdout);
     assert!(again.contains("already done 1"), "{again}");
 }

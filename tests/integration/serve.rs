@@ -66,12 +66,7 @@ pub(crate) async fn start_with_config(config: Option<&str>, env: &[(&str, &str)]
     let bucket = tmp.path().join("bucket");
     std::fs::create_dir_all(bucket.join("originals")).unwrap();
     if let Some(config) = config {
-        let defaults = std::fs::read_to_string(repo_root().join("rendition.toml")).unwrap();
-        std::fs::write(
-            tmp.path().join("rendition.toml"),
-            format!("{defaults}\n{config}"),
-        )
-        .unwrap();
+        write_config(tmp.path(), config);
     }
     let mut app = Running::spawn(
         tmp.path(),

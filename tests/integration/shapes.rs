@@ -18,7 +18,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use image::{Rgb, RgbImage};
 use rendition_core::config::{Limits, RenderSettings, Settings};
@@ -498,8 +497,6 @@ fn the_oracle_agrees_with_sharp() {
 
 // ---- a banner through the product -----------------------------------------------------------
 
-const WAIT: Duration = Duration::from_secs(120);
-
 /// The default presets, and one (`strip`: 400 px tall, enlarged) that a 9000×120 banner
 /// cannot have: 30000×400 is over the 8192 px limit.
 const CONFIG: &str = r#"
@@ -510,26 +507,17 @@ eager = true
 
 #[tokio::test]
 async fn a_banner_gets_every_preset_it_can_have_and_lists_the_one_it_cannot() {
-    let tmp = tempfile::tempdir().unwrap();
-    let bucket = tmp.path().join("bucket");
-    std::fs::create_dir_all(bucket.join("originals")).unwrap();
-    let config = tmp.path().join("rendition.toml");
-    let defaults = std::fs::read_to_string(repo_root().join("rendition.toml")).unwrap();
-    std::fs::write(&config, format!("{defaults}\n{CONFIG}")).unwrap();
+    // `serve` over the folder, with the configuration `run --local` uses too.
+    let server = crate::serve::start_with_config(Some(CONFIG), &[]).await;
+    let (cwd, bucket) = (server.tmp.path(), &server.bucket);
+    let config = cwd.join("rendition.toml");
     std::fs::write(
         bucket.join("originals/banner.jpg"),
         encode_jpeg(&quadrants(9_000, 120), 85),
     )
     .unwrap();
 
-    let out = tokio::process::Command::new(rendition_bin())
-        .current_dir(tmp.path())
-        .args(["run", "--local", bucket.to_str().unwrap(), "--once"])
-        .env("RENDITION__LOG__FORMAT", "json")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
+    let out = run_local_once(cwd, bucket).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("rendered 1,"), "{stdout}");
@@ -539,7 +527,7 @@ async fn a_banner_gets_every_preset_it_can_have_and_lists_the_one_it_cannot() {
     );
 
     let settings = Settings::load(Some(&config), std::iter::empty()).unwrap();
-    let store = rendition_core::store::FsStore::new(&bucket).unwrap();
+    let store = rendition_core::store::FsStore::new(bucket).unwrap();
     use rendition_core::store::BlobStore as _;
     let meta = store.head("originals/banner.jpg").await.unwrap().unwrap();
     let names = SourceNames::of(
@@ -586,34 +574,12 @@ async fn a_banner_gets_every_preset_it_can_have_and_lists_the_one_it_cannot() {
     assert_eq!(skipped.spec, settings.presets["strip"].spec.to_string());
 
     // A second run has nothing to do: the skip is recorded, not retried.
-    let again = tokio::process::Command::new(rendition_bin())
-        .current_dir(tmp.path())
-        .args(["run", "--local", bucket.to_str().unwrap(), "--once"])
-        .env("RENDITION__LOG__FORMAT", "json")
-        .output()
-        .await
-        .unwrap();
+    let again = run_local_once(cwd, bucket).await;
     let again = String::from_utf8_lossy(&again.stdout);
     assert!(again.contains("already done 1"), "{again}");
 
     // The skipped preset's URL answers with its typed 422; the made one with its bytes.
-    let mut app = Running::spawn(
-        tmp.path(),
-        &[
-            "serve",
-            "--local",
-            bucket.to_str().unwrap(),
-            "--addr",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
-    let started = app
-        .wait_for(WAIT, "the listening address", |v| {
-            field(v, "message") == Some("serving derivatives")
-        })
-        .await;
-    let addr = field(&started, "addr").unwrap().to_string();
+    let addr = server.addr.clone();
     let urls = UrlGenerator::new(&settings);
     let url = |preset: &str| {
         let key = names
@@ -629,5 +595,5 @@ async fn a_banner_gets_every_preset_it_can_have_and_lists_the_one_it_cannot() {
     let r = get(&addr, url("thumb").as_bytes(), &[]).await;
     assert_eq!(r.status, 200);
     assert_eq!(decode(&r.body).dimensions(), (160, 120));
-    app.terminate();
+    server.app.terminate();
 }

@@ -64,7 +64,7 @@ pub enum Command {
     },
     /// Serve derivatives on demand from a folder bucket or S3 (the local twin of CDN + Lambda).
     #[command(
-        after_help = "Examples:\n  rendition serve --local ./bucket\n  curl -O \"http://127.0.0.1:8080$(rendition url originals/cat.jpg --preset thumb --local ./bucket)\"\n  RENDITION__S3__BUCKET=photos rendition serve   # S3 (s3.endpoint for MinIO or moto)\n\nGET /sheet/{source key} shows a source's contact sheet."
+        after_help = "Examples:\n  rendition serve --local ./bucket\n  curl -O \"http://127.0.0.1:8080$(rendition url originals/cat.jpg --preset thumb --local ./bucket)\"\n  RENDITION__S3__BUCKET=photos rendition serve   # S3 (s3.endpoint for MinIO or moto)\n\nGET /sheet/{source key} shows a source's contact sheet; GET /latest/{source key}/{preset}\nredirects (302) to the preset's current URL. A URL ending in .auto (fm=auto) answers in\nthe best format the client's Accept takes, with Vary: Accept."
     )]
     Serve {
         /// The folder used as the bucket; without it, the S3 bucket of the configuration.
@@ -77,7 +77,7 @@ pub enum Command {
     /// Print the URL of a derivative (signed when it is an explicit spec).
     #[command(
         group(ArgGroup::new("urlvariant").required(true).args(["preset", "spec"])),
-        after_help = "Examples:\n  rendition url originals/cat.jpg --preset thumb --local ./bucket\n  rendition url originals/cat.jpg --spec \"w=300,h=300,fit=cover,fm=webp\" --local ./bucket   # needs urls.signing_keys\n\nWithout --local the source is looked up in the S3 bucket of the configuration."
+        after_help = "Examples:\n  rendition url originals/cat.jpg --preset thumb --local ./bucket\n  rendition url originals/cat.jpg --preset w640 --local ./bucket   # a preset with formats = [...]: its .auto URL, then one per format\n  rendition url originals/cat.jpg --spec \"w=300,h=300,fit=cover,fm=webp\" --local ./bucket   # needs urls.signing_keys\n\nWithout --local the source is looked up in the S3 bucket of the configuration."
     )]
     Url {
         /// The source's key, e.g. originals/cat.jpg.

@@ -457,10 +457,24 @@ impl<'a> Image<'a> {
         height: u32,
         to_srgb: bool,
     ) -> Result<Image<'a>, VipsError> {
+        self.thumbnail_image(width, height, to_srgb, true)
+    }
+
+    /// libvips' `thumbnail_image` to exactly `width`×`height`, exporting sRGB when
+    /// `to_srgb`, auto-rotating by EXIF orientation when `rotate`.
+    fn thumbnail_image(
+        &self,
+        width: u32,
+        height: u32,
+        to_srgb: bool,
+        rotate: bool,
+    ) -> Result<Image<'a>, VipsError> {
         let k_height = cstr("height");
         let k_size = cstr("size");
+        let k_norot = cstr("no_rotate");
         let k_export = cstr("export_profile");
         let v_srgb = cstr("srgb");
+        let no_rotate = c_int::from(!rotate);
         wrap(
             "thumbnail",
             Box::new(|out| {
@@ -475,6 +489,8 @@ impl<'a> Image<'a> {
                             height as c_int,
                             k_size.as_ptr(),
                             ffi::VIPS_SIZE_FORCE,
+                            k_norot.as_ptr(),
+                            no_rotate,
                             k_export.as_ptr(),
                             v_srgb.as_ptr(),
                             ptr::null::<c_char>(),
@@ -488,6 +504,8 @@ impl<'a> Image<'a> {
                             height as c_int,
                             k_size.as_ptr(),
                             ffi::VIPS_SIZE_FORCE,
+                            k_norot.as_ptr(),
+                            no_rotate,
                             ptr::null::<c_char>(),
                         )
                     }
@@ -509,29 +527,7 @@ impl<'a> Image<'a> {
 
     /// Resamples an already decoded, oriented sRGB image to exactly `width`×`height`.
     pub fn resize_to(&self, width: u32, height: u32) -> Result<Image<'a>, VipsError> {
-        let k_height = cstr("height");
-        let k_size = cstr("size");
-        let k_norot = cstr("no_rotate");
-        wrap(
-            "resize",
-            Box::new(|out| {
-                // SAFETY: valid image; NULL-terminated typed option list.
-                unsafe {
-                    ffi::vips_thumbnail_image(
-                        self.raw,
-                        out,
-                        width as c_int,
-                        k_height.as_ptr(),
-                        height as c_int,
-                        k_size.as_ptr(),
-                        ffi::VIPS_SIZE_FORCE,
-                        k_norot.as_ptr(),
-                        1 as c_int,
-                        ptr::null::<c_char>(),
-                    )
-                }
-            }),
-        )
+        self.thumbnail_image(width, height, false, false)
     }
 
     /// Runs the pipeline so far into memory; the result no longer borrows the source.
