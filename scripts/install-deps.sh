@@ -4,8 +4,9 @@
 # scripts need: libvips' command-line tools, python3-venv (for the moto S3/SQS server),
 # curl, Debian's chromium (headless, for the contact sheet test), libheif's heif-enc (HEIF
 # regression cases) and node with npm (sharp, the reference the fit semantics are checked
-# against; the CloudFront Function's tests). Idempotent; quiet when everything
-# is there.
+# against; the CloudFront Function's tests) and Debian's prometheus for its promtool (the
+# alert rules' checks and unit tests; where systemd runs, the package also enables and
+# starts a Prometheus server on :9090). Idempotent; quiet when everything is there.
 #
 #   scripts/install-deps.sh              # build (the demo)
 #   scripts/install-deps.sh --tests      # build and test
@@ -27,6 +28,7 @@ if [ "$mode" = --tests ] || [ "$mode" = --jemalloc ]; then
   command -v heif-enc >/dev/null || need+=(libheif-examples)
   command -v node >/dev/null || need+=(nodejs)
   command -v npm >/dev/null || need+=(npm)
+  command -v promtool >/dev/null || need+=(prometheus)
 fi
 if [ "$mode" = --jemalloc ]; then
   ls /usr/lib/*-linux-gnu/libjemalloc.so.2 >/dev/null 2>&1 || need+=(libjemalloc2)

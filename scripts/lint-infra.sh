@@ -12,11 +12,27 @@
 #   infra/k8s/*.yaml                 yamllint, kubernetes-validate --strict (the KEDA kinds are CRDs
 #                                    with no bundled schema: they get the cross-checks only), checkov
 #   infra/local/docker-compose.yml   yamllint, the compose-spec schema (check-jsonschema)
+#   infra/observability/             yamllint; promtool check rules / check config, and promtool
+#                                    test rules (rules.test.yml: alerts fire and stay quiet as
+#                                    expected, e.g. on a simulated DLQ spike); promtool is Debian's
+#                                    prometheus package (scripts/install-deps.sh --tests). The
+#                                    dashboard's structure (datasource and targets on every panel,
+#                                    grid, variables) and its PromQL (promtool); every metric an
+#                                    expression, a test series or a variable names is one
+#                                    worker/src/metrics.rs registers (read from its register calls,
+#                                    so a renamed metric fails) or a listed external one, every
+#                                    outcome label value one the worker counts; every alert has a
+#                                    test where it fires and one where it does not; the job, queue,
+#                                    namespace and container names match infra/k8s and
+#                                    prometheus.example.yml
 #   cross-checks                     every RENDITION__* name is a real setting
 #                                    (schemas/config.schema.json); the ConfigMap's rendition.toml
 #                                    validates against that schema; the names, ports and grace
 #                                    periods the files share agree; the CloudFront Function is
-#                                    associated (viewer request) and the cache key is its header
+#                                    associated (viewer request) and the cache key is its header;
+#                                    the CloudWatch alarms watch the DLQ, the jobs queue's age and
+#                                    both functions' Errors and Throttles, notifying AlarmTopicArn
+#                                    only when it is set
 #
 # Tools live in a venv at ${RENDITION_CACHE:-~/.cache/rendition}/lint-venv, pinned by
 # infra/lint-constraints.txt (installed from PyPI on first use). checkov is optional: when it
@@ -125,7 +141,7 @@ cfn_lint() {
 yaml_lint() {
     "$VENV/bin/yamllint" --strict -f parsable \
         -d '{extends: relaxed, rules: {line-length: disable}}' \
-        infra/aws/template.yaml infra/k8s/ infra/local/docker-compose.yml
+        infra/aws/template.yaml infra/k8s/ infra/local/docker-compose.yml infra/observability/
 }
 
 k8s_schemas() {
@@ -174,6 +190,232 @@ cloudfront_function_tests() {
         return 1
     fi
     node --test infra/aws/cloudfront/*.test.js >&2
+}
+
+# The Prometheus rules and the example scrape config, and the rules' unit tests.
+prometheus_rules() {
+    if ! command -v promtool >/dev/null; then
+        log "promtool is not installed (scripts/install-deps.sh --tests installs Debian's prometheus)"
+        return 1
+    fi
+    promtool check rules infra/observability/rules.yml >&2 &&
+        promtool check config infra/observability/prometheus.example.yml >&2 &&
+        promtool test rules infra/observability/rules.test.yml >&2
+}
+
+# The Grafana dashboard's structure and PromQL, and the metric, label and resource names the
+# observability files share with the worker and the manifests.
+observability_checks() {
+    "$VENV/bin/python" - "$ROOT" <<'PY'
+import glob, json, os, re, shutil, subprocess, sys, tempfile, tomllib
+import yaml
+
+root = sys.argv[1]
+errors = []
+def err(msg): errors.append(msg)
+def path(*p): return os.path.join(root, *p)
+obs = path("infra", "observability")
+
+# ---- what the worker exports, read from worker/src/metrics.rs: each register("name", "help",
+# var) call, under the nearest Registry::with_prefix above it, typed by var's `let`.
+src = open(path("worker", "src", "metrics.rs")).read()
+prefixes = [(m.start(), m[1]) for m in re.finditer(r'Registry::with_prefix\(\s*"(\w+)"\s*\)', src)]
+lets = [(m.start(), m[1], m[2]) for m in re.finditer(
+    r'\blet\s+(\w+)\s*=\s*(?:Family::<[^;]*?,\s*)?(Counter|Gauge|Histogram)\b', src)]
+SUFFIXES = {"Counter": ["_total"], "Gauge": [""], "Histogram": ["_bucket", "_sum", "_count"]}
+exported = set()
+calls = list(re.finditer(r'\.register(?:_with_unit)?\(', src))
+for call in re.finditer(
+        r'\.register(_with_unit)?\(\s*"(\w+)"\s*,\s*"(?:[^"\\]|\\.)*"\s*,\s*(?:Unit::(\w+)\s*,\s*)?(\w+)(?:\.clone\(\))?\s*,?\s*\)', src):
+    pre = [p for at, p in prefixes if at < call.start()]
+    typ = [t for at, v, t in lets if at < call.start() and v == call[4]]
+    if not typ:
+        err(f"metrics.rs: cannot tell the type of {call[4]} registered as {call[2]!r}")
+        continue
+    name = (pre[-1] + "_" if pre else "") + call[2] + ("_" + call[3].lower() if call[3] else "")
+    exported |= {name + s for s in SUFFIXES[typ[-1]]}
+    calls = [c for c in calls if c.start() != call.start()]
+for c in calls:
+    err(f"metrics.rs: a register call this check cannot read, at offset {c.start()}; extend the check")
+if not exported:
+    err("metrics.rs: no exported metric found")
+outcomes = set()
+for f in glob.glob(path("worker", "src", "**", "*.rs"), recursive=True):
+    outcomes |= set(re.findall(r'\.outcome\(\s*"(\w+)"\s*\)', open(f).read()))
+
+# Metrics of other exporters the rules read (rules.yml's header says which).
+EXTERNAL = {"up", "rabbitmq_queue_messages_ready", "rabbitmq_queue_messages",
+            "aws_sqs_approximate_age_of_oldest_message_maximum", "kube_pod_container_status_ready"}
+KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
+            "unless", "offset", "inf", "nan"}
+
+def metric_names(expr):
+    s = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', expr)
+    s = re.sub(r'\{[^}]*\}', ' ', s)
+    s = re.sub(r'\[[^\]]*\]', ' ', s)
+    s = re.sub(r'\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)', ' ', s)
+    return {m[1] for m in re.finditer(r'(?<![\w:.$])([A-Za-z_:][\w:]*)(?![\w:])(?!\s*\()', s)
+            if m[1].lower() not in KEYWORDS}
+
+def check_expr(where, expr, allowed=EXTERNAL):
+    names = metric_names(expr)
+    if not names:
+        err(f"{where}: no metric in {expr!r}")
+    for n in names:
+        if n not in exported and n not in allowed:
+            err(f"{where}: metric {n} is neither exported by worker/src/metrics.rs nor a known external one")
+    for op, value in re.findall(r'\boutcome\s*(=~|=|!=|!~)\s*"([^"]*)"', expr):
+        for v in value.split("|") if op in ("=~", "!~") else [value]:
+            if v not in outcomes:
+                err(f"{where}: outcome {v!r} is not one the worker counts ({sorted(outcomes)})")
+    return names
+
+# ---- rules.yml and rules.test.yml
+rules = yaml.safe_load(open(os.path.join(obs, "rules.yml")))
+alerts = {}
+for g in rules.get("groups", []):
+    for r in g.get("rules", []):
+        name = r.get("alert") or r.get("record")
+        if name in alerts:
+            err(f"rules.yml: {name} defined twice")
+        alerts[name] = r
+        check_expr(f"rules.yml {name}", r.get("expr", ""))
+        if r.get("alert"):
+            if r.get("labels", {}).get("severity") not in ("warning", "critical"):
+                err(f"rules.yml {name}: severity should be warning or critical")
+            if not {"summary", "description"} <= set(r.get("annotations", {})):
+                err(f"rules.yml {name}: needs summary and description annotations")
+tests = yaml.safe_load(open(os.path.join(obs, "rules.test.yml")))
+fired, quiet = set(), set()
+for t in tests.get("tests", []):
+    for s in t.get("input_series", []):
+        check_expr(f"rules.test.yml {t.get('name')!r} series", s["series"])
+    for case in t.get("alert_rule_test", []):
+        if case["alertname"] not in alerts:
+            err(f"rules.test.yml: tests unknown alert {case['alertname']}")
+        (fired if case.get("exp_alerts") else quiet).add(case["alertname"])
+for name, r in alerts.items():
+    if r.get("alert") and name not in fired:
+        err(f"rules.test.yml: no test where {name} fires")
+    if r.get("alert") and name not in quiet:
+        err(f"rules.test.yml: no test where {name} stays quiet")
+
+# Names the rules share with the scrape config and the Kubernetes manifests.
+exprs = "\n".join(r.get("expr", "") for r in alerts.values())
+scrape = yaml.safe_load(open(os.path.join(obs, "prometheus.example.yml")))
+jobs = {c["job_name"] for c in scrape.get("scrape_configs", [])}
+if "rules.yml" not in scrape.get("rule_files", []):
+    err("prometheus.example.yml: should load rules.yml")
+k8s = {}
+for f in glob.glob(path("infra", "k8s", "*.yaml")):
+    for doc in yaml.safe_load_all(open(f)):
+        if doc:
+            k8s.setdefault(doc["kind"], []).append(doc)
+cm = k8s.get("ConfigMap", [{}])[0]
+queue = tomllib.loads(cm.get("data", {}).get("rendition.toml", "")).get("rabbitmq", {}).get("queue", "rendition.jobs")
+if not re.search(r'format!\("\{\w+\}\.dlq"\)', open(path("worker", "src", "rabbit", "topology.rs")).read()):
+    err("worker/src/rabbit/topology.rs: the DLQ is no longer named {queue}.dlq; update rules.yml")
+dep = k8s.get("Deployment", [{}])[0]
+sqs_url = next((t["metadata"]["queueURL"] for so in k8s.get("ScaledObject", []) for t in so["spec"]["triggers"]
+                if t["type"] == "aws-sqs-queue"), "")
+shared = {
+    "job": jobs,
+    "queue": {queue, queue + ".dlq"},
+    "queue_name": {sqs_url.rsplit("/", 1)[-1]},
+    "namespace": {dep.get("metadata", {}).get("namespace")},
+    "container": {c["name"] for c in dep.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])},
+}
+for label, values in shared.items():
+    for v in re.findall(rf'\b{label}\s*=\s*"([^"]*)"', exprs):
+        if v not in values:
+            err(f"rules.yml: {label}=\"{v}\" is not one of {sorted(values)} (prometheus.example.yml, infra/k8s)")
+
+# ---- dashboard.json
+GRAFANA_VARS = {"__rate_interval", "__interval", "__range", "__interval_ms", "__range_s"}
+PANEL_TYPES = {"row", "stat", "timeseries", "heatmap", "gauge", "bargauge", "table", "text"}
+try:
+    dash = json.load(open(os.path.join(obs, "dashboard.json")))
+except ValueError as e:
+    err(f"dashboard.json: {e}")
+    dash = {}
+for k, typ in (("uid", str), ("title", str), ("schemaVersion", int), ("panels", list), ("templating", dict)):
+    if not isinstance(dash.get(k), typ):
+        err(f"dashboard.json: {k} should be a {typ.__name__}")
+variables = {v.get("name"): v for v in dash.get("templating", {}).get("list", [])}
+ds_vars = {n for n, v in variables.items() if v.get("type") == "datasource" and v.get("query") == "prometheus"}
+if not ds_vars:
+    err("dashboard.json: no Prometheus datasource variable")
+def ds_ok(where, ds):
+    if not isinstance(ds, dict) or ds.get("type") != "prometheus" or ds.get("uid", "").strip("${}") not in ds_vars:
+        err(f"{where}: datasource should be {{type: prometheus, uid: ${{<datasource variable>}}}}, got {ds!r}")
+promql = []
+def check_vars(where, text):
+    for v in re.findall(r'\$\{?(\w+)', text):
+        if v not in variables and v not in GRAFANA_VARS:
+            err(f"{where}: ${v} is not a dashboard variable")
+for name, v in variables.items():
+    if v.get("type") == "query":
+        ds_ok(f"dashboard.json variable {name}", v.get("datasource"))
+        q = v.get("query", {}).get("query", "") if isinstance(v.get("query"), dict) else v.get("query", "")
+        check_vars(f"dashboard.json variable {name}", q)
+        m = re.fullmatch(r'\s*label_values\((.*),\s*(\w+)\s*\)\s*', q)
+        check_expr(f"dashboard.json variable {name}", m[1] if m else q)
+        promql.append((f"variable_{name}", m[1] if m else q))
+ids, cells = set(), []
+for p in dash.get("panels", []):
+    where = f"dashboard.json panel {p.get('id')} {p.get('title')!r}"
+    if p.get("type") not in PANEL_TYPES:
+        err(f"{where}: unknown type {p.get('type')!r}")
+    if not isinstance(p.get("id"), int) or p.get("id") in ids:
+        err(f"{where}: id should be a unique integer")
+    ids.add(p.get("id"))
+    if not p.get("title"):
+        err(f"{where}: no title")
+    g = p.get("gridPos", {})
+    if not all(isinstance(g.get(k), int) for k in "xywh") or g["x"] < 0 or g["y"] < 0 or g["w"] < 1 or g["h"] < 1 or g["x"] + g["w"] > 24:
+        err(f"{where}: gridPos {g} is not within the 24-column grid")
+    else:
+        for other, og in cells:
+            if g["x"] < og["x"] + og["w"] and og["x"] < g["x"] + g["w"] and g["y"] < og["y"] + og["h"] and og["y"] < g["y"] + g["h"]:
+                err(f"{where}: overlaps panel {other}")
+        cells.append((p.get("id"), g))
+    if p.get("type") in ("row", "text"):
+        continue
+    ds_ok(where, p.get("datasource"))
+    targets = p.get("targets") or []
+    if not targets:
+        err(f"{where}: no targets")
+    refs = [t.get("refId") for t in targets]
+    if len(set(refs)) != len(refs) or not all(refs):
+        err(f"{where}: refIds should be present and unique, got {refs}")
+    for t in targets:
+        ds_ok(f"{where} target {t.get('refId')}", t.get("datasource"))
+        expr = t.get("expr", "")
+        check_vars(f"{where} target {t.get('refId')}", expr)
+        check_expr(f"{where} target {t.get('refId')}", expr)
+        promql.append((f"panel_{p.get('id')}_{t.get('refId')}", expr))
+
+# The dashboard's PromQL parses: promtool checks it as recording rules, variables filled in.
+if shutil.which("promtool") and promql:
+    subst = {"__rate_interval": "5m", "__interval": "1m", "__range": "6h", "__interval_ms": "60000", "__range_s": "21600"}
+    def fill(expr):
+        return re.sub(r'\$\{?(\w+)\}?', lambda m: subst.get(m[1], ".*"), expr)
+    group = {"groups": [{"name": "dashboard", "rules": [{"record": f"dashboard:{n}", "expr": fill(e)} for n, e in promql]}]}
+    with tempfile.NamedTemporaryFile("w", suffix=".yml") as f:
+        yaml.safe_dump(group, f)
+        f.flush()
+        p = subprocess.run(["promtool", "check", "rules", f.name], capture_output=True, text=True)
+        if p.returncode != 0:
+            err(f"dashboard.json: PromQL does not parse:\n{p.stdout}{p.stderr}")
+elif promql:
+    err("dashboard.json: promtool is not installed; the PromQL was not checked")
+
+for e in errors:
+    print("observability:", e, file=sys.stderr)
+print(f"observability: {len(exported)} exported names, {len(alerts)} rules, {len(promql)} dashboard queries, "
+      f"{len(errors)} problems", file=sys.stderr)
+sys.exit(1 if errors else 0)
+PY
 }
 
 # The entrypoint wrapper against a loopback stub speaking the two JSON APIs.
@@ -443,6 +685,40 @@ key = res.get("DerivativesCachePolicy", {}).get("Properties", {}).get("CachePoli
 if key.get("Headers") != ["x-rendition-format"]:
     err(f"template: the cache policy should key on x-rendition-format alone, not {key.get('Headers')}")
 
+# CloudWatch alarms: what each watches, and actions only through AlarmTopicArn.
+alarms = {n: r.get("Properties", {}) for n, r in res.items() if r.get("Type") == "AWS::CloudWatch::Alarm"}
+def watched(p):
+    dims = p.get("Dimensions", [])
+    return (p.get("Namespace"), p.get("MetricName"), dims[0].get("Value") if len(dims) == 1 else dims)
+want_alarms = {
+    ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "DeadLetterQueue.QueueName"): ("GreaterThanThreshold", 0),
+    ("AWS/SQS", "ApproximateAgeOfOldestMessage", "JobsQueue.QueueName"): ("GreaterThanThreshold", "QueueAgeAlarmSeconds"),
+    ("AWS/Lambda", "Errors", "EagerFunction"): ("GreaterThanOrEqualToThreshold", "FunctionErrorsAlarmThreshold"),
+    ("AWS/Lambda", "Errors", "OnDemandFunction"): ("GreaterThanOrEqualToThreshold", "FunctionErrorsAlarmThreshold"),
+    ("AWS/Lambda", "Throttles", "EagerFunction"): ("GreaterThanOrEqualToThreshold", 1),
+    ("AWS/Lambda", "Throttles", "OnDemandFunction"): ("GreaterThanOrEqualToThreshold", 1),
+}
+got_alarms = {}
+for n, p in alarms.items():
+    got_alarms.setdefault(watched(p), []).append(n)
+    for k in ("AlarmActions", "OKActions"):
+        if p.get(k) != ["HasAlarmTopic", ["AlarmTopicArn"], "AWS::NoValue"]:
+            err(f"template: alarm {n} {k} should be !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]")
+    if p.get("TreatMissingData") != "notBreaching":
+        err(f"template: alarm {n} should treat missing data as notBreaching (idle queues and functions report none)")
+for key, (op, threshold) in want_alarms.items():
+    names_for = got_alarms.get(key, [])
+    if len(names_for) != 1:
+        err(f"template: expected one alarm on {key}, found {names_for}")
+        continue
+    p = alarms[names_for[0]]
+    if (p.get("ComparisonOperator"), p.get("Threshold")) != (op, threshold):
+        err(f"template: alarm {names_for[0]} should be {op} {threshold}, got {p.get('ComparisonOperator')} {p.get('Threshold')}")
+for key in set(got_alarms) - set(want_alarms):
+    err(f"template: alarm {got_alarms[key]} on {key} is not one the checks know")
+if tpl.get("Conditions", {}).get("HasAlarmTopic") != [["AlarmTopicArn", ""]] or tpl.get("Parameters", {}).get("AlarmTopicArn", {}).get("Default") != "":
+    err("template: AlarmTopicArn should default to empty, with HasAlarmTopic: !Not [!Equals [!Ref AlarmTopicArn, \"\"]]")
+
 # ---- every RENDITION__ setting named anywhere is a real one
 names = set()
 for r in res.values():
@@ -473,7 +749,8 @@ log "tools: $("$VENV/bin/cfn-lint" --version), yamllint $("$VENV/bin/yamllint" -
     "check-jsonschema $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("check-jsonschema"))')," \
     "shellcheck $("$VENV/bin/shellcheck" --version | sed -n 's/^version: //p')," \
     "checkov $("$VENV/bin/checkov" --version 2>/dev/null || echo 'not installed')," \
-    "node $(node --version 2>/dev/null || echo 'not installed')"
+    "node $(node --version 2>/dev/null || echo 'not installed')," \
+    "promtool $(promtool --version 2>/dev/null | sed -n '1s/^promtool, version \([^ ]*\).*/\1/p' | grep . || echo 'not installed')"
 
 step "cfn-lint infra/aws/template.yaml" cfn_lint
 step "yamllint (relaxed, no line length)" yaml_lint
@@ -483,6 +760,8 @@ step "shellcheck" shell_lint
 step "rendition-env against a stub SSM / Secrets Manager" wrapper_test
 step "cross-checks (settings, names, ports, grace periods)" cross_checks
 step "CloudFront Function tests (node --test infra/aws/cloudfront)" cloudfront_function_tests
+step "promtool check/test infra/observability rules" prometheus_rules
+step "observability: dashboard structure, metric and label names" observability_checks
 if have_checkov; then
     step "checkov cloudformation" checkov_run cloudformation "${CHECKOV_SKIP_CFN[@]}" -- -f infra/aws/template.yaml
     step "checkov kubernetes" checkov_run kubernetes "${CHECKOV_SKIP_K8S[@]}" -- -d infra/k8s
