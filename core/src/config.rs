@@ -20,6 +20,8 @@ pub struct Settings {
     pub limits: Limits,
     pub render: RenderSettings,
     pub log: LogSettings,
+    /// Traces: where spans go besides the logs.
+    pub telemetry: TelemetrySettings,
     /// The object store (S3 or compatible) the queue workers read and write.
     pub s3: S3Settings,
     /// RabbitMQ consumer (`rendition worker --queue rabbitmq`).
@@ -119,6 +121,15 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// A tracing filter, e.g. `info,rendition=debug`.
     pub filter: String,
+}
+
+/// Traces of jobs and requests (`tracing` spans; see the README's "Traces").
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// OTLP/HTTP (JSON) endpoint of a collector, e.g. `http://127.0.0.1:4318`: spans are
+    /// exported to `{endpoint}/v1/traces`. Unset: spans are only in the logs.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// S3 or an S3-compatible server. Credentials come from the standard AWS chain.
@@ -434,6 +445,7 @@ impl Default for Settings {
             limits: Limits::default(),
             render: RenderSettings::default(),
             log: LogSettings::default(),
+            telemetry: TelemetrySettings::default(),
             s3: S3Settings::default(),
             rabbitmq: RabbitSettings::default(),
             sqs: SqsSettings::default(),
@@ -523,6 +535,13 @@ impl Settings {
     /// Checks rules types cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let rule = |msg: String| Err(ConfigError::Rule(msg));
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint {
+            if !endpoint.starts_with("http://") || endpoint.len() <= "http://".len() {
+                return rule(format!(
+                    "telemetry.otlp_endpoint must be an http:// URL of a collector (got {endpoint:?})"
+                ));
+            }
+        }
         let s = &self.storage;
         for (name, prefix) in [
             ("storage.source_prefix", &s.source_prefix),

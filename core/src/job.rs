@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::try_join_all;
-use tracing::{debug, info};
+use tracing::{debug, info, Instrument as _};
 
 use crate::config::{Preset, Settings};
 use crate::manifest::{
@@ -329,6 +329,7 @@ impl Engine {
         let source = match self
             .store
             .get(key, self.settings.limits.max_input_bytes)
+            .instrument(tracing::info_span!("fetch", key))
             .await
         {
             Ok(obj) => obj,
@@ -385,10 +386,14 @@ impl Engine {
                 bytes: v.bytes.len() as u64,
                 content_type: content_type.to_string(),
             });
-            puts.push(async move {
-                self.put_derivative(&dkey, Bytes::from(v.bytes), content_type)
-                    .await
-            });
+            let span = tracing::info_span!("put", key = dkey.as_str());
+            puts.push(
+                async move {
+                    self.put_derivative(&dkey, Bytes::from(v.bytes), content_type)
+                        .await
+                }
+                .instrument(span),
+            );
         }
         try_join_all(puts).await?;
 
@@ -460,6 +465,7 @@ impl Engine {
                     if_absent: !updating,
                 },
             )
+            .instrument(tracing::info_span!("put", key = manifest_key.as_str()))
             .await?;
         info!(key, %guid, variants = manifest.variants.len(), render_ms, "rendered");
         Ok(Outcome::Rendered {

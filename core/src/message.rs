@@ -78,7 +78,8 @@ pub async fn handle_message(
     body: &[u8],
     delete_on_remove: bool,
 ) -> Result<Handled, MessageError> {
-    let parsed = event::parse_message(body, &engine.settings().storage)?;
+    let parsed = tracing::info_span!("receive", bytes = body.len())
+        .in_scope(|| event::parse_message(body, &engine.settings().storage))?;
     Messages {
         engine,
         delete_on_remove,
@@ -94,7 +95,8 @@ pub async fn handle_event(
     event: &serde_json::Value,
     delete_on_remove: bool,
 ) -> Result<Handled, MessageError> {
-    let parsed = event::parse_value(event, &engine.settings().storage)?;
+    let parsed = tracing::info_span!("receive")
+        .in_scope(|| event::parse_value(event, &engine.settings().storage))?;
     Messages {
         engine,
         delete_on_remove,
@@ -124,6 +126,8 @@ impl Messages<'_> {
                     expected: self.engine.bucket().to_string(),
                 });
             }
+            // The job's span (its edge declares `key`) says which source it was.
+            tracing::Span::current().record("key", job.key.as_str());
             match job.action {
                 Action::Created => {
                     match self.engine.process_presets(&job.key, &job.presets).await {

@@ -261,9 +261,51 @@ pub struct Skipped {
     pub error: RenderError,
 }
 
+/// One timed step of a render (`decode`, or the `encode` of a variant), relative to the
+/// render's start: the trace's child spans of `render`, wherever the render ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phase {
+    pub name: String,
+    pub variant: Option<String>,
+    pub format: Option<String>,
+    pub start_us: u64,
+    pub dur_us: u64,
+}
+
+/// Times the phases of one render.
+struct Clock {
+    started: std::time::Instant,
+    phases: Vec<Phase>,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            started: std::time::Instant::now(),
+            phases: Vec::new(),
+        }
+    }
+
+    /// Runs `f` as the phase `name` (of `variant` in `format`).
+    fn time<T>(&mut self, name: &str, variant: Option<(&str, Format)>, f: impl FnOnce() -> T) -> T {
+        let start = self.started.elapsed();
+        let out = f();
+        self.phases.push(Phase {
+            name: name.to_string(),
+            variant: variant.map(|(v, _)| v.to_string()),
+            format: variant.map(|(_, f)| f.as_str().to_string()),
+            start_us: start.as_micros() as u64,
+            dur_us: (self.started.elapsed() - start).as_micros() as u64,
+        });
+        out
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderOutput {
     pub source: SourceInfo,
+    /// `decode` and each `encode`, timed (see [`Phase`]).
+    pub phases: Vec<Phase>,
     /// BlurHash, dominant colour and LQIP of the source, from its one decode (`None`
     /// when no variant was made, or libvips could not shrink the frame).
     pub placeholder: Option<Placeholder>,
@@ -317,17 +359,19 @@ pub fn render(
     settings: &RenderSettings,
 ) -> Result<RenderOutput, RenderError> {
     vips::init(settings.vips_threads).map_err(RenderError::Init)?;
+    let mut clock = Clock::new();
     let (info, header) = inspect(source, limits)?;
     let (plans, skipped) = plan_variants(&info, &header, variants, limits)?;
     if plans.is_empty() {
         return Ok(RenderOutput {
             source: info,
+            phases: clock.phases,
             placeholder: None,
             variants: Vec::new(),
             skipped,
         });
     }
-    let first = decode(source, &info, &header, &plans)?;
+    let first = clock.time("decode", None, || decode(source, &info, &header, &plans))?;
     let placeholder = placeholder(&first);
 
     // Largest first, so each variant can be scaled from a frame just above it.
@@ -342,7 +386,9 @@ pub fn render(
         let image = crop(frame, p)?;
         let image = embed(image, &p.plan, p.format, p.request.spec.background)?;
         let image = flatten(image, p.format, p.request.spec.background)?;
-        let bytes = encode(&image, p, settings)?;
+        let bytes = clock.time("encode", Some((&p.request.name, p.format)), || {
+            encode(&image, p, settings)
+        })?;
         out[i] = Some(Rendered {
             name: p.request.name.clone(),
             spec: p.request.spec.clone(),
@@ -354,6 +400,7 @@ pub fn render(
     }
     Ok(RenderOutput {
         source: info,
+        phases: clock.phases,
         placeholder,
         variants: out
             .into_iter()

@@ -4,6 +4,7 @@
 //! threads, with the configured limits.
 
 use bytes::Bytes;
+use tracing::Instrument as _;
 
 use crate::config::{Limits, RenderSettings, Settings};
 use crate::render::{self, RenderError, RenderOutput, VariantRequest};
@@ -62,8 +63,30 @@ impl Renderer {
         }
     }
 
-    /// Every variant of `source` from one decode. `key` names the job in logs.
+    /// Every variant of `source` from one decode. `key` names the job in logs; the
+    /// render is the span `render`, its decode and encodes child spans of it.
     pub async fn render(
+        &self,
+        key: &str,
+        source: Bytes,
+        variants: Vec<VariantRequest>,
+    ) -> Result<RenderOutput, RenderError> {
+        let span = tracing::info_span!("render", key, variants = variants.len());
+        let started = std::time::SystemTime::now();
+        let out = self
+            .render_untraced(key, source, variants)
+            .instrument(span.clone())
+            .await;
+        #[cfg(feature = "telemetry")]
+        if let Ok(out) = &out {
+            crate::telemetry::render_phases(&span, started, &out.phases);
+        }
+        #[cfg(not(feature = "telemetry"))]
+        let _ = started;
+        out
+    }
+
+    async fn render_untraced(
         &self,
         key: &str,
         source: Bytes,

@@ -1,33 +1,187 @@
-//! Structured logs with `tracing`, one set-up for every binary (the `rendition` CLI and
-//! the Lambda): human lines by default, JSON lines (`log.format = "json"`) in production.
-//! Colours only when stderr is a terminal, so CloudWatch and `kubectl logs` get plain text.
+//! Structured logs and traces with `tracing`, one set-up for every binary (the `rendition`
+//! CLI and the Lambda): human lines by default, JSON lines (`log.format = "json"`) in
+//! production. Colours only when stderr is a terminal, so CloudWatch and `kubectl logs`
+//! get plain text.
+//!
+//! Traces: a job or request is a tree of `tracing` spans (`job` → `receive`, `fetch`,
+//! `render` → `decode`, `encode`…, `put`…, `acknowledge`). When
+//! `telemetry.otlp_endpoint` is set they are exported over OTLP/HTTP (JSON) by a batch
+//! exporter on its own thread; either way each span's close is a log line with its
+//! duration. The W3C `traceparent` of a message continues its trace ([`parent_from`]) and
+//! goes on the messages a job publishes ([`traceparent`]).
 
 use std::io::IsTerminal;
+use std::time::{Duration, SystemTime};
 
-use tracing_subscriber::EnvFilter;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{Span as _, TraceContextExt, Tracer as _, TracerProvider as _};
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{LogFormat, LogSettings};
+use crate::config::{LogFormat, LogSettings, TelemetrySettings};
+use crate::render::Phase;
+
+/// The W3C trace context header (and message attribute) name.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// The instrumentation scope of Rendition's own spans.
+const SCOPE: &str = "rendition";
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid log filter {filter:?}: {reason}")]
-pub struct TelemetryError {
-    filter: String,
-    reason: String,
+pub enum TelemetryError {
+    #[error("invalid log filter {filter:?}: {reason}")]
+    Filter { filter: String, reason: String },
+    #[error("cannot export traces to {endpoint:?}: {reason}")]
+    Exporter { endpoint: String, reason: String },
 }
 
-/// Installs the global subscriber; logs go to stderr. A second call changes nothing.
-pub fn init(settings: &LogSettings) -> Result<(), TelemetryError> {
-    let filter = EnvFilter::try_new(&settings.filter).map_err(|e| TelemetryError {
-        filter: settings.filter.clone(),
+/// Flushes and stops the trace exporter when dropped (at the end of `main`).
+#[must_use = "dropping it stops the trace exporter"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports the spans ended so far, waiting for the exporter (blocking: call it from a
+    /// blocking thread). The Lambda calls it after each invocation: its environment may be
+    /// frozen before the next scheduled export.
+    pub fn flush(&self) {
+        if let Some(provider) = &self.provider {
+            if let Err(e) = provider.force_flush() {
+                tracing::warn!(error = %e, "flushing traces failed");
+            }
+        }
+    }
+
+    /// Whether spans are exported (`telemetry.otlp_endpoint` is set).
+    pub fn exports(&self) -> bool {
+        self.provider.is_some()
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            if let Err(e) = provider.shutdown() {
+                eprintln!("telemetry: flushing traces failed: {e}");
+            }
+        }
+    }
+}
+
+/// Installs the global subscriber (logs go to stderr; traces also to the OTLP endpoint
+/// when one is set) for the service `service`. A second call changes nothing.
+pub fn init(
+    log: &LogSettings,
+    telemetry: &TelemetrySettings,
+    service: &'static str,
+) -> Result<Telemetry, TelemetryError> {
+    let filter = EnvFilter::try_new(&log.filter).map_err(|e| TelemetryError::Filter {
+        filter: log.filter.clone(),
         reason: e.to_string(),
     })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let ansi = std::io::stderr().is_terminal();
+    // Each span's close is a line with its duration: the trace, when nothing exports it.
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = match settings.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Pretty => builder.with_target(false).try_init(),
+        .with_ansi(ansi)
+        .with_span_events(FmtSpan::CLOSE);
+    let fmt = match log.format {
+        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
+        LogFormat::Pretty => fmt.with_target(false).boxed(),
     };
-    Ok(())
+    let provider = match &telemetry.otlp_endpoint {
+        Some(endpoint) => Some(provider(endpoint, service)?),
+        None => None,
+    };
+    let otel = provider.as_ref().map(|p| {
+        opentelemetry::global::set_tracer_provider(p.clone());
+        tracing_opentelemetry::layer().with_tracer(p.tracer(SCOPE))
+    });
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init();
+    Ok(Telemetry { provider })
+}
+
+fn provider(endpoint: &str, service: &'static str) -> Result<SdkTracerProvider, TelemetryError> {
+    use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpJson)
+        .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+        .with_timeout(Duration::from_secs(10))
+        .with_headers(Default::default())
+        .build()
+        .map_err(|e| TelemetryError::Exporter {
+            endpoint: endpoint.to_string(),
+            reason: e.to_string(),
+        })?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service)
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
+}
+
+/// Continues the trace of a message: its W3C `traceparent` (from AMQP headers or SQS
+/// message attributes, as `get` finds them) becomes the parent of `span`. Without one,
+/// or with a malformed one, `span` starts a trace of its own.
+pub fn parent_from(span: &tracing::Span, get: impl Fn(&str) -> Option<String>) {
+    let value = get(TRACEPARENT);
+    let Some(value) = value else { return };
+    let carrier = std::collections::HashMap::from([(TRACEPARENT.to_string(), value)]);
+    let cx = TraceContextPropagator::new().extract(&carrier);
+    if cx.span().span_context().is_valid() {
+        let _ = span.set_parent(cx);
+    }
+}
+
+/// The W3C `traceparent` of `span`, to put on a message it publishes; `None` when no
+/// trace is recorded (no exporter, or the span is disabled).
+pub fn traceparent(span: &tracing::Span) -> Option<String> {
+    let cx = span.context();
+    if !cx.span().span_context().is_valid() {
+        return None;
+    }
+    let mut carrier = std::collections::HashMap::new();
+    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
+    carrier.remove(TRACEPARENT)
+}
+
+/// The phases of a render done in another process (the sandbox's helper) or in this one,
+/// as child spans of `parent` placed at their times: `render` started at `started`.
+pub fn render_phases(parent: &tracing::Span, started: SystemTime, phases: &[Phase]) {
+    let cx = parent.context();
+    if !cx.span().span_context().is_valid() {
+        return;
+    }
+    let tracer = opentelemetry::global::tracer(SCOPE);
+    for phase in phases {
+        let start = started + Duration::from_micros(phase.start_us);
+        let mut attributes = vec![KeyValue::new("phase", phase.name.clone())];
+        if let Some(variant) = &phase.variant {
+            attributes.push(KeyValue::new("variant", variant.clone()));
+        }
+        if let Some(format) = &phase.format {
+            attributes.push(KeyValue::new("format", format.clone()));
+        }
+        let mut span = tracer
+            .span_builder(phase.name.clone())
+            .with_start_time(start)
+            .with_attributes(attributes)
+            .start_with_context(&tracer, &cx);
+        span.end_with_timestamp(start + Duration::from_micros(phase.dur_us));
+    }
 }

@@ -19,7 +19,12 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     // Defaults → rendition.toml in the task root (the working directory) → RENDITION__*.
     let settings = Settings::load(None, std::env::vars()).context("loading configuration")?;
-    rendition_core::telemetry::init(&settings.log)?;
+    // Flushes the trace exporter when `main` returns.
+    let telemetry = Arc::new(rendition_core::telemetry::init(
+        &settings.log,
+        &settings.telemetry,
+        "rendition-lambda",
+    )?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -34,7 +39,15 @@ fn main() -> anyhow::Result<()> {
         tracing::info!(init_ms, bucket = %app.engine.bucket(), "cold start: initialised");
         lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
             let app = Arc::clone(&app);
-            async move { handle(&app, event.payload).await }
+            let telemetry = Arc::clone(&telemetry);
+            async move {
+                let answer = handle(&app, event.payload).await;
+                // The environment may freeze before the next scheduled export.
+                if telemetry.exports() {
+                    let _ = tokio::task::spawn_blocking(move || telemetry.flush()).await;
+                }
+                answer
+            }
         }))
         .await
         .map_err(|e| anyhow::anyhow!(e))

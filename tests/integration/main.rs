@@ -23,4 +23,5 @@ mod shapes;
 mod sheet;
 mod sqs;
 mod tolerance;
+mod traces;
 mod vectors;

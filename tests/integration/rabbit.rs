@@ -177,6 +177,11 @@ impl Broker {
 
     /// Publishes `body` to the uploads exchange, as MinIO's AMQP target does.
     pub(crate) async fn publish(&self, body: &[u8]) {
+        self.publish_with(body, FieldTable::default()).await
+    }
+
+    /// [`Broker::publish`] with message headers (e.g. a W3C `traceparent`).
+    pub(crate) async fn publish_with(&self, body: &[u8], headers: FieldTable) {
         let confirm = self
             .channel
             .basic_publish(
@@ -186,7 +191,8 @@ impl Broker {
                 body,
                 BasicProperties::default()
                     .with_delivery_mode(2)
-                    .with_content_type("application/json".into()),
+                    .with_content_type("application/json".into())
+                    .with_headers(headers),
             )
             .await
             .unwrap()
@@ -231,6 +237,11 @@ impl Broker {
             self.try_get(queue)
         })
         .await
+    }
+
+    /// The next `derivatives.ready` event, as delivered.
+    pub(crate) async fn next_ready_message(&self) -> BasicGetMessage {
+        self.get(&self.events_queue).await
     }
 
     /// The next `derivatives.ready` event.

@@ -19,7 +19,9 @@ fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let settings =
         Settings::load(cli.config.as_deref(), std::env::vars()).context("loading configuration")?;
-    rendition_core::telemetry::init(&settings.log)?;
+    // Flushes the trace exporter when `main` returns.
+    let _telemetry =
+        rendition_core::telemetry::init(&settings.log, &settings.telemetry, "rendition")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Renders wait on blocking threads; keeping idle ones (default: 10 s) avoids making

@@ -125,6 +125,7 @@ fn serve_one(input: &mut impl io::Read, output: &mut impl Write) -> io::Result<b
             let reply = Reply::Rendered {
                 source: out.source,
                 placeholder: out.placeholder.clone(),
+                phases: out.phases.clone(),
                 variants: out
                     .variants
                     .iter()

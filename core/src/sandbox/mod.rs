@@ -300,6 +300,7 @@ async fn exchange(
         Reply::Rendered {
             source,
             placeholder,
+            phases,
             variants,
             skipped,
         } => {
@@ -323,6 +324,7 @@ async fn exchange(
             Ok(Ok(RenderOutput {
                 source,
                 placeholder,
+                phases,
                 variants: out,
                 skipped,
             }))

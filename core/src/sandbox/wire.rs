@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Limits, RenderSettings};
 use crate::geometry::Size;
 use crate::placeholder::Placeholder;
-use crate::render::{RenderError, Skipped, SourceInfo, VariantRequest};
+use crate::render::{Phase, RenderError, Skipped, SourceInfo, VariantRequest};
 use crate::spec::{Format, VariantSpec};
 
 /// Written by a helper once libvips is warm and the seccomp filter is in place.
@@ -46,6 +46,7 @@ pub enum Reply {
     Rendered {
         source: SourceInfo,
         placeholder: Option<Placeholder>,
+        phases: Vec<Phase>,
         variants: Vec<VariantMeta>,
         skipped: Vec<Skipped>,
     },

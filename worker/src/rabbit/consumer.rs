@@ -209,11 +209,23 @@ pub(super) enum Settled {
     DeadLettered,
 }
 
-/// Handles one delivery and settles it: publish (confirmed), then ack; or nack.
+/// Handles one delivery and settles it: publish (confirmed), then ack; or nack. Its span
+/// `job` continues the trace of the message's `traceparent` header, when it has one.
 pub(super) async fn process(worker: Worker, channel: Channel, delivery: Delivery) {
     let Ok(_permit) = worker.limit.clone().acquire_owned().await else {
         return;
     };
+    let span = tracing::info_span!(
+        "job",
+        queue = "rabbitmq",
+        key = tracing::field::Empty,
+        outcome = tracing::field::Empty
+    );
+    rendition_core::telemetry::parent_from(&span, |name| header_text(&delivery.properties, name));
+    settle(worker, channel, delivery).instrument(span).await
+}
+
+async fn settle(worker: Worker, channel: Channel, delivery: Delivery) {
     let tag = delivery.delivery_tag;
     if !delivery.acker.usable() {
         debug!(
@@ -272,6 +284,13 @@ pub(super) async fn process(worker: Worker, channel: Channel, delivery: Delivery
         }
     };
     let metrics = worker.handler.metrics();
+    let outcome = match &settled {
+        Ok(Settled::Done) => "done",
+        Ok(Settled::Retry { .. }) => "retry",
+        Ok(Settled::DeadLettered) => "dead_letter",
+        Err(_) => "requeued",
+    };
+    tracing::Span::current().record("outcome", outcome);
     match settled {
         Ok(settled) => {
             match settled {
@@ -290,7 +309,12 @@ pub(super) async fn process(worker: Worker, channel: Channel, delivery: Delivery
                     metrics.outcome("dead_lettered");
                 }
             }
-            match delivery.acker.ack(BasicAckOptions::default()).await {
+            let acked = delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .instrument(tracing::info_span!("acknowledge"))
+                .await;
+            match acked {
                 Ok(true) => {}
                 Ok(false) => warn!(
                     delivery_tag = tag,
@@ -339,10 +363,19 @@ pub(super) async fn announce(
             target: format!("exchange {:?}", names.events.as_str()),
             reason: format!("manifest does not serialize: {e}"),
         })?;
-        let props = BasicProperties::default()
+        let mut props = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
             .with_type(READY_ROUTING_KEY.into());
+        // The job's trace goes on with whoever consumes the event.
+        if let Some(parent) = rendition_core::telemetry::traceparent(&tracing::Span::current()) {
+            let mut headers = FieldTable::default();
+            headers.insert(
+                rendition_core::telemetry::TRACEPARENT.into(),
+                long_string(&parent),
+            );
+            props = props.with_headers(headers);
+        }
         publish(channel, &names.events, &names.ready, &body, props, false).await?;
     }
     Ok(())

@@ -103,7 +103,7 @@ use rendition_core::disposition::{decide, Disposition, Failure, Field, RetryPoli
 use rendition_core::manifest::Manifest;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, warn, Instrument as _};
 
 use crate::handler::Handler;
 use crate::http::Readiness;
@@ -222,6 +222,15 @@ async fn confirming_channel(connection: &Connection) -> Result<Channel, RabbitEr
 }
 
 /// An integer header, whatever integer (or numeric string) type the publisher used.
+/// A text header (`traceparent`, …), when present as a string.
+pub fn header_text(props: &BasicProperties, name: &str) -> Option<String> {
+    match props.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok().map(str::to_string),
+        _ => None,
+    }
+}
+
 pub fn header_int(props: &BasicProperties, name: &str) -> Option<i64> {
     let value = props.headers().as_ref()?.inner().get(name)?;
     match value {

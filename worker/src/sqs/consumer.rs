@@ -15,7 +15,7 @@ use rendition_core::config::SqsSettings;
 use rendition_core::disposition::{decide, Disposition, Failure, RetryPolicy};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument as _};
 
 use super::client::dead_letter_queue;
 use super::{retry_policy, SqsError};
@@ -85,6 +85,7 @@ pub async fn run(
             .wait_time_seconds(settings.wait_seconds)
             .visibility_timeout(settings.visibility_timeout_secs)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names(rendition_core::telemetry::TRACEPARENT)
             .send();
         let received = tokio::select! {
             _ = &mut shutdown => break,
@@ -132,7 +133,26 @@ pub async fn run(
     Ok(())
 }
 
+/// One message in its span `job`, which continues the trace of the message's
+/// `traceparent` attribute when it has one.
 async fn handle_one(ctx: &Ctx, message: Message) {
+    let span = tracing::info_span!(
+        "job",
+        queue = "sqs",
+        key = tracing::field::Empty,
+        outcome = tracing::field::Empty
+    );
+    rendition_core::telemetry::parent_from(&span, |name| {
+        message
+            .message_attributes()
+            .and_then(|a| a.get(name))
+            .and_then(|v| v.string_value())
+            .map(str::to_string)
+    });
+    settle(ctx, message).instrument(span).await
+}
+
+async fn settle(ctx: &Ctx, message: Message) {
     let Some(receipt) = message.receipt_handle().map(str::to_string) else {
         return;
     };
@@ -154,26 +174,41 @@ async fn handle_one(ctx: &Ctx, message: Message) {
             _ = &mut heartbeat => unreachable!("the heartbeat never ends"),
         }
     };
-    match decide(result, receives, &ctx.policy) {
+    let disposition = decide(result, receives, &ctx.policy);
+    let outcome = match &disposition {
+        Disposition::Done(_) => "done",
+        Disposition::Retry { .. } => "retry",
+        Disposition::DeadLetter(_) => "dead_letter",
+    };
+    tracing::Span::current().record("outcome", outcome);
+    match disposition {
         Disposition::Done(handled) => {
             if let Some(events) = &ctx.settings.events_queue_url {
+                let trace = rendition_core::telemetry::traceparent(&tracing::Span::current());
                 for manifest in &handled.manifests {
                     let body = serde_json::to_string(manifest).expect("manifest serializes");
-                    if let Err(e) = ctx
+                    let mut send = ctx
                         .client
                         .send_message()
                         .queue_url(events)
-                        .message_body(body)
-                        .send()
-                        .await
-                    {
+                        .message_body(body);
+                    if let Some(parent) = &trace {
+                        send = send.message_attributes(
+                            rendition_core::telemetry::TRACEPARENT,
+                            text_attr(parent.as_str()),
+                        );
+                    }
+                    if let Err(e) = send.send().await {
                         // Not deleting means the job runs again (a no-op) and announces again.
                         warn!(message_id = %id, error = %DisplayErrorContext(&e), "completion event not sent; will retry");
                         return;
                     }
                 }
             }
-            let _ = ctx.deletes.send(receipt);
+            // Deleted in the next batch: the acknowledgement of SQS.
+            tracing::info_span!("acknowledge")
+                .in_scope(|| ctx.deletes.send(receipt))
+                .ok();
         }
         Disposition::Retry { after, failure } => {
             let metrics = ctx.handler.metrics();
@@ -236,6 +271,9 @@ async fn dead_letter(ctx: &Ctx, id: &str, receipt: &str, body: &[u8], failure: &
         .message_body(String::from_utf8_lossy(body));
     for (name, value) in failure.fields() {
         send = send.message_attributes(format!("rendition-{name}"), text_attr(value.to_string()));
+    }
+    if let Some(parent) = rendition_core::telemetry::traceparent(&tracing::Span::current()) {
+        send = send.message_attributes(rendition_core::telemetry::TRACEPARENT, text_attr(parent));
     }
     match send.send().await {
         Ok(_) => {
