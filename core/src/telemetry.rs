@@ -7,8 +7,9 @@
 //! `render` → `decode`, `encode`…, `put`…, `acknowledge`). When
 //! `telemetry.otlp_endpoint` is set they are exported over OTLP/HTTP (JSON) by a batch
 //! exporter on its own thread; either way each span's close is a log line with its
-//! duration. The W3C `traceparent` of a message continues its trace ([`parent_from`]) and
-//! goes on the messages a job publishes ([`traceparent`]).
+//! duration, and spans carry trace ids: the W3C `traceparent` of a message continues its
+//! trace ([`parent_from`]) and goes on the messages a job publishes ([`traceparent`]),
+//! exported or not.
 
 use std::io::IsTerminal;
 use std::time::{Duration, SystemTime};
@@ -44,6 +45,7 @@ pub enum TelemetryError {
 /// Flushes and stops the trace exporter when dropped (at the end of `main`).
 #[must_use = "dropping it stops the trace exporter"]
 pub struct Telemetry {
+    /// The exporting provider, when `telemetry.otlp_endpoint` is set.
     provider: Option<SdkTracerProvider>,
 }
 
@@ -96,14 +98,15 @@ pub fn init(
         LogFormat::Json => fmt.json().flatten_event(true).boxed(),
         LogFormat::Pretty => fmt.with_target(false).boxed(),
     };
-    let provider = match &telemetry.otlp_endpoint {
-        Some(endpoint) => Some(provider(endpoint, service)?),
-        None => None,
+    // Without an endpoint the spans still get trace and span ids (nothing is exported):
+    // a message's trace goes on through this worker to whoever consumes its events.
+    let (provider, exports) = match &telemetry.otlp_endpoint {
+        Some(endpoint) => (provider(endpoint, service)?, true),
+        None => (SdkTracerProvider::builder().build(), false),
     };
-    let otel = provider.as_ref().map(|p| {
-        opentelemetry::global::set_tracer_provider(p.clone());
-        tracing_opentelemetry::layer().with_tracer(p.tracer(SCOPE))
-    });
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(SCOPE));
+    let provider = exports.then_some(provider);
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let _ = tracing_subscriber::registry()
         .with(filter)
@@ -148,8 +151,8 @@ pub fn parent_from(span: &tracing::Span, get: impl Fn(&str) -> Option<String>) {
     }
 }
 
-/// The W3C `traceparent` of `span`, to put on a message it publishes; `None` when no
-/// trace is recorded (no exporter, or the span is disabled).
+/// The W3C `traceparent` of `span`, to put on a message it publishes; `None` when the
+/// span is disabled (filtered out) or no subscriber traces.
 pub fn traceparent(span: &tracing::Span) -> Option<String> {
     let cx = span.context();
     if !cx.span().span_context().is_valid() {

@@ -260,3 +260,49 @@ async fn one_job_is_one_span_tree_that_continues_the_message_s_trace() {
     assert!(one("fetch").end <= render.start, "fetch, then render");
     broker.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_sqs_message_s_trace_goes_on_without_an_exporter() {
+    use aws_sdk_sqs::types::MessageAttributeValue;
+    // No OTLP endpoint: nothing is exported, but the ids still flow through the worker.
+    let world = crate::sqs::SqsWorld::new().await;
+    let mut worker = world.worker(&[]);
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let parent_id = "b7ad6b7169203331";
+    let event = serde_json::json!({"Records": [{
+        "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": world.bucket}, "object": {"key": "originals/ghost.jpg"}}
+    }]});
+    world
+        .sqs
+        .send_message()
+        .queue_url(&world.queue_url)
+        .message_body(event.to_string())
+        .message_attributes(
+            "traceparent",
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(format!("00-{trace_id}-{parent_id}-01"))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // A missing source is dead-lettered: the DLQ message continues the same trace, as a
+    // child of the job's span (not of the uploader's).
+    let (_, attrs) = world.dlq_message().await;
+    assert_eq!(
+        attrs.get("rendition-error-kind").map(String::as_str),
+        Some("missing_source")
+    );
+    let carried = attrs
+        .get("traceparent")
+        .expect("a traceparent on the DLQ message");
+    assert!(
+        carried.starts_with(&format!("00-{trace_id}-")) && !carried.contains(parent_id),
+        "{carried}"
+    );
+    worker.terminate();
+    let _ = worker.child.wait().await;
+}
