@@ -10,6 +10,8 @@ use rendition_core::renderer::Renderer;
 use rendition_core::store::{BlobStore, S3Store};
 use rendition_core::url::UrlGenerator;
 
+use crate::emf::Emitter;
+
 /// The function's state: read-only after the cold start.
 pub struct App {
     pub settings: Arc<Settings>,
@@ -19,6 +21,8 @@ pub struct App {
     pub engine: Engine,
     /// Derivative URLs (redirects of responses over Lambda's size limit).
     pub urls: UrlGenerator,
+    /// CloudWatch metrics (EMF lines on stdout), one line per request or job.
+    pub emf: Emitter,
 }
 
 impl App {
@@ -37,6 +41,7 @@ impl App {
             engine,
             urls: UrlGenerator::new(&settings),
             settings,
+            emf: Emitter::stdout(),
         }
     }
 

@@ -77,13 +77,16 @@ fn now_unix() -> u64 {
 
 /// Handles one invocation.
 pub async fn handle(ctx: &App, event: Value) -> Result<Value, HandlerError> {
+    let started = std::time::Instant::now();
     match classify(&event) {
         Trigger::Http => Ok(http::handle(ctx, event, now_unix()).await),
         Trigger::Storage => triggers::storage(ctx, &event).await,
         Trigger::Sqs => triggers::sqs(ctx, event).await,
         Trigger::Unknown(what) => {
             tracing::warn!(what = %what, "unrecognised event");
-            Err(HandlerError::UnknownEvent(what))
+            let e = HandlerError::UnknownEvent(what);
+            triggers::measure_failure(ctx, started, &e);
+            Err(e)
         }
     }
 }

@@ -16,21 +16,26 @@
 //!   behind a CDN whose first origin is the bucket (the CDN's host resolves it).
 //! - API Gateway with a named stage puts the stage in `rawPath` (`/prod/derived/…`); it is
 //!   removed. (Custom-domain base-path mappings are not: map the API at the root.)
+//! - Every request writes one metrics line ([`crate::emf`], `Function=on-demand`): its
+//!   outcome ([`Served`]), status, error kind, time and bytes.
+
+use std::time::Instant;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
-use aws_lambda_events::http::HeaderMap;
+use aws_lambda_events::http::{HeaderMap, StatusCode};
 use aws_lambda_events::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
 };
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use rendition_core::ondemand::OnDemandError;
+use rendition_core::ondemand::{Derivative, OnDemandError};
 use rendition_core::respond::{self, Body as Content, Outcome, Response};
 use serde_json::{json, Value};
 use tracing::{error, info, warn};
 
 use crate::app::App;
+use crate::emf::{Function, Measurement};
 
 /// Largest serialized response sent inline. Lambda refuses responses over 6 MB (6,291,456
 /// bytes, the JSON envelope included); this leaves room for the envelope and headers.
@@ -153,35 +158,99 @@ fn to_value(answer: &Response, source: Source) -> Value {
     })
 }
 
+/// What a request was answered with, for its metrics line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// A derivative rendered (and stored) by this request, of this many bytes.
+    Rendered(u64),
+    /// A derivative that was already stored, of this many bytes.
+    Stored(u64),
+    /// A `/latest/` redirect.
+    Redirected,
+    /// An error of this kind.
+    Failed(&'static str),
+}
+
+impl Served {
+    fn of(d: &Derivative) -> Served {
+        let bytes = d.body.len() as u64;
+        if d.rendered {
+            Served::Rendered(bytes)
+        } else {
+            Served::Stored(bytes)
+        }
+    }
+
+    /// The `Outcome` dimension; a failure is classed by the status it was answered with.
+    pub fn outcome(self, status: StatusCode) -> &'static str {
+        match self {
+            Served::Rendered(_) => "rendered",
+            Served::Stored(_) => "stored",
+            Served::Redirected => "redirected",
+            Served::Failed(_) if status.is_server_error() => "server_error",
+            Served::Failed(_) => "client_error",
+        }
+    }
+}
+
 /// Handles one HTTP request; always a response, never a Lambda error.
 pub async fn handle(app: &App, event: Value, now_unix: u64) -> Value {
+    let started = Instant::now();
     let request = match parse(event) {
         Ok(request) => request,
         Err((source, reason)) => {
             warn!(reason = %reason, "malformed HTTP event");
             let response = respond::bad_request(&format!("malformed HTTP event: {reason}"));
+            measure(
+                app,
+                started,
+                &response,
+                Served::Failed(respond::BAD_REQUEST),
+            );
             return to_value(&response, source);
         }
     };
-    let response = answer(app, &request, now_unix).await;
+    let (response, served) = answer(app, &request, now_unix).await;
     info!(
         method = %request.method,
         path = %request.path,
         status = response.status.as_u16(),
         "request"
     );
+    measure(app, started, &response, served);
     to_value(&response, request.source)
 }
 
-/// The response to a parsed request.
-pub async fn answer(app: &App, req: &Request, now_unix: u64) -> Response {
+/// Writes the request's metrics line.
+fn measure(app: &App, started: Instant, response: &Response, served: Served) {
+    let (kind, bytes) = match served {
+        Served::Rendered(bytes) | Served::Stored(bytes) => (None, bytes),
+        Served::Redirected => (None, 0),
+        Served::Failed(kind) => (Some(kind), 0),
+    };
+    app.emf.emit(&Measurement {
+        function: Function::OnDemand,
+        outcome: served.outcome(response.status),
+        kind,
+        status: Some(response.status.as_u16()),
+        elapsed: started.elapsed(),
+        bytes,
+    });
+}
+
+/// The response to a parsed request, and what it was.
+pub async fn answer(app: &App, req: &Request, now_unix: u64) -> (Response, Served) {
     let parts =
         respond::Request::from_headers(&req.method, &req.path, req.query.as_deref(), &req.headers);
     if let Some(refused) = respond::method_refused(&parts) {
-        return refused;
+        return (refused, Served::Failed(respond::METHOD_NOT_ALLOWED));
     }
     if let Some(latest) = app.ondemand.latest_for_path(parts.path, now_unix).await {
-        return respond::respond(&parts, Outcome::latest(&latest));
+        let served = match &latest {
+            Ok(_) => Served::Redirected,
+            Err(e) => Served::Failed(e.kind()),
+        };
+        return (respond::respond(&parts, Outcome::latest(&latest)), served);
     }
     let d = match app
         .ondemand
@@ -189,26 +258,36 @@ pub async fn answer(app: &App, req: &Request, now_unix: u64) -> Response {
         .await
     {
         Ok(d) => d,
-        Err(e) => return respond::respond(&parts, Outcome::Failed(&e)),
+        Err(e) => {
+            return (
+                respond::respond(&parts, Outcome::Failed(&e)),
+                Served::Failed(e.kind()),
+            )
+        }
     };
     let found = respond::respond(&parts, Outcome::Found(&d));
     if response_size(found.body.len(), &found.headers) <= MAX_RESPONSE_BYTES {
-        return found;
+        return (found, Served::of(&d));
     }
     // Too large to send from here: it is stored by now, so its URL serves it.
     match app.urls.for_key(&d.key, now_unix) {
         Ok(location) => {
             info!(key = %d.key, bytes = d.body.len(), "over the response limit: redirecting");
-            respond::respond(
+            let redirect = respond::respond(
                 &parts,
                 Outcome::Redirect {
                     location: &location,
                 },
-            )
+            );
+            (redirect, Served::of(&d))
         }
         Err(e) => {
             let e = OnDemandError::Crashed(format!("no URL for oversized {:?}: {e}", d.key));
-            respond::respond(&parts, Outcome::Failed(&e))
+            let kind = e.kind();
+            (
+                respond::respond(&parts, Outcome::Failed(&e)),
+                Served::Failed(kind),
+            )
         }
     }
 }
@@ -418,5 +497,110 @@ mod tests {
         for reply in [&bad, &missing, &unsigned, &broken] {
             assert_eq!(reply["headers"]["x-content-type-options"], "nosniff");
         }
+    }
+
+    #[tokio::test]
+    async fn every_request_writes_one_emf_line() {
+        use base64::Engine as _;
+        use rendition_core::naming::{SourceNames, Variant};
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut app = app(dir.path());
+        let (emitter, lines) = crate::emf::tests::capture();
+        app.emf = emitter;
+        let key = "originals/cat.jpg";
+        let store = app.engine.store();
+        store
+            .put(
+                key,
+                bytes::Bytes::from_static(include_bytes!(
+                    "../../fuzz/seeds/decode_boundary/orient6.jpg"
+                )),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let version = store
+            .head(key)
+            .await
+            .unwrap()
+            .unwrap()
+            .version()
+            .to_string();
+        let path = format!(
+            "/{}",
+            SourceNames::of(&app.settings.storage, "local", key, &version)
+                .unwrap()
+                .derivative_key(&Variant::Preset("thumb".into()), "webp")
+                .unwrap()
+        );
+        let emf = || crate::emf::tests::take(&lines);
+
+        // A miss: rendered, stored, the process's first line.
+        let rendered = handle(&app, function_url("GET", &path, ""), 0).await;
+        assert_eq!(rendered["statusCode"], 200, "{rendered}");
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(rendered["body"].as_str().unwrap())
+            .unwrap();
+        let [line] = emf().try_into().expect("one line per request");
+        assert_eq!(line["Function"], "on-demand");
+        assert_eq!(line["Outcome"], "rendered");
+        assert_eq!(line["Status"], 200);
+        assert_eq!(line["Bytes"], body.len() as u64);
+        assert_eq!(line["ColdStart"], 1);
+        assert!(line["RenderMs"].as_f64().unwrap() > 0.0, "{line}");
+        assert!(line.get("Kind").is_none(), "{line}");
+
+        // A hit, then a conditional hit: the same bytes, from storage.
+        let stored = handle(&app, function_url("GET", &path, ""), 0).await;
+        let etag = stored["headers"]["etag"].as_str().unwrap().to_string();
+        let mut conditional = function_url("GET", &path, "");
+        conditional["headers"]["if-none-match"] = json!(etag);
+        let not_modified = handle(&app, conditional, 0).await;
+        assert_eq!(not_modified["statusCode"], 304, "{not_modified}");
+        let [hit, revalidated] = emf().try_into().expect("one line per request");
+        for (line, status) in [(&hit, 200), (&revalidated, 304)] {
+            assert_eq!(line["Outcome"], "stored", "{line}");
+            assert_eq!(line["Status"], status, "{line}");
+            assert_eq!(line["Bytes"], body.len() as u64, "{line}");
+            assert_eq!(line["ColdStart"], 0, "{line}");
+        }
+
+        // A redirect and refusals: classed by status, the kind beside it.
+        let missing = format!("/derived/nope.jpg/{GUID}/thumb.webp");
+        let broken = json!({"requestContext": {"http": {"method": "GET"}, "domainName": "x.lambda-url.a.on.aws"}});
+        for event in [
+            function_url("GET", "/latest/originals/cat.jpg/thumb", ""),
+            function_url("GET", &missing, ""),
+            function_url("POST", &path, ""),
+            broken,
+        ] {
+            handle(&app, event, 0).await;
+        }
+        let got: Vec<_> = emf()
+            .iter()
+            .map(|l| {
+                assert_eq!(l["Function"], "on-demand");
+                assert_eq!(l["ColdStart"], 0);
+                (
+                    l["Outcome"].as_str().unwrap().to_string(),
+                    l["Status"].as_u64().unwrap(),
+                    l["Kind"].as_str().map(str::to_string),
+                    l["Bytes"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let want = |outcome: &str, status, kind: Option<&str>| {
+            (outcome.to_string(), status, kind.map(str::to_string), 0)
+        };
+        assert_eq!(
+            got,
+            [
+                want("redirected", 302, None),
+                want("client_error", 404, Some("source_missing")),
+                want("client_error", 405, Some("method_not_allowed")),
+                want("client_error", 400, Some("bad_request")),
+            ]
+        );
     }
 }

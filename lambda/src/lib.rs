@@ -19,6 +19,8 @@
 //!   by the payload's shape.
 //! - [`error`]: [`HandlerError`], which becomes the Lambda error type
 //!   (`Rendition.Retryable.<kind>` / `Rendition.Permanent.<kind>`).
+//! - [`emf`]: CloudWatch metrics as embedded-metric-format lines on stdout (render ms,
+//!   bytes, outcome, cold start), one per request or job.
 //! - [`http`]: Function URL / API Gateway requests in, HTTP responses out: the shapes
 //!   only — status, headers and body are decided by the core's one responder
 //!   (`rendition_core::respond`, shared with `rendition serve`) — and the 6 MB response
@@ -26,9 +28,10 @@
 //! - [`triggers`]: S3 (and SNS / EventBridge) events, handed to the core as the JSON they
 //!   came as (`handle_event`), and SQS batches through the core's `handle_message`.
 //!
-//! Modules point one way: `handler` → `http`, `triggers` → `error`, `app`.
+//! Modules point one way: `handler` → `http`, `triggers` → `error`, `app` → `emf`.
 
 pub mod app;
+pub mod emf;
 pub mod error;
 pub mod handler;
 pub mod http;

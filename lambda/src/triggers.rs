@@ -2,8 +2,11 @@
 //! S3 events) and SQS batches, each message through the core's `handle_message`, so the
 //! Lambda path parses, renders, skips and deletes exactly as the queue workers do, and its
 //! result through the core's one [`decide`], whose [`Disposition`] each trigger translates.
+//! Each storage event and each SQS record writes one metrics line ([`crate::emf`],
+//! `Function=eager`): its disposition (`done`, `retry`, `dead_letter`), error kind, time
+//! and the bytes of the derivatives rendered.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
@@ -13,6 +16,7 @@ use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::app::App;
+use crate::emf::{Function, Measurement};
 use crate::error::HandlerError;
 
 /// Lambda (asynchronous retries) and SQS (redrive policy) count the attempts and time the
@@ -37,8 +41,14 @@ fn summary(handled: &Handled) -> Value {
 /// Lambda retries the event (jobs are idempotent) and, when retries run out, sends it to
 /// the function's on-failure destination; the error type says whether retrying can help.
 pub async fn storage(app: &App, event: &Value) -> Result<Value, HandlerError> {
+    let started = Instant::now();
     let handled =
-        outcome(handle_event(&app.engine, event, app.settings.worker.delete_on_remove).await)?;
+        outcome(handle_event(&app.engine, event, app.settings.worker.delete_on_remove).await);
+    match &handled {
+        Ok(handled) => measure_job(app, started, "done", None, rendered_bytes(handled)),
+        Err(e) => measure_failure(app, started, e),
+    }
+    let handled = handled?;
     info!(
         rendered = handled.rendered,
         already_done = handled.already_done,
@@ -47,6 +57,44 @@ pub async fn storage(app: &App, event: &Value) -> Result<Value, HandlerError> {
         "storage event handled"
     );
     Ok(summary(&handled))
+}
+
+/// The bytes of the derivatives a job rendered: those its manifests list, when it rendered
+/// any (a source already done rendered nothing). A manifest lists all its source's
+/// variants, so a backfill of one preset counts the others too.
+fn rendered_bytes(handled: &Handled) -> u64 {
+    if handled.rendered == 0 {
+        return 0;
+    }
+    handled
+        .manifests
+        .iter()
+        .flat_map(|m| &m.variants)
+        .map(|v| v.bytes)
+        .sum()
+}
+
+/// Writes a job's metrics line.
+fn measure_job(app: &App, started: Instant, outcome: &str, kind: Option<&str>, bytes: u64) {
+    app.emf.emit(&Measurement {
+        function: Function::Eager,
+        outcome,
+        kind,
+        status: None,
+        elapsed: started.elapsed(),
+        bytes,
+    });
+}
+
+/// Writes the metrics line of an invocation that failed as a whole: `retry` or
+/// `dead_letter`, as its Lambda error type says.
+pub(crate) fn measure_failure(app: &App, started: Instant, e: &HandlerError) {
+    let outcome = if e.is_retryable() {
+        "retry"
+    } else {
+        "dead_letter"
+    };
+    measure_job(app, started, outcome, Some(e.kind()), 0);
 }
 
 /// A storage event's disposition as the invocation's result: `Done` → the counts,
@@ -68,22 +116,14 @@ pub(crate) fn outcome(result: Result<Handled, MessageError>) -> Result<Handled, 
 /// failure reaches the queue's DLQ through its redrive policy). Needs
 /// `FunctionResponseTypes: ["ReportBatchItemFailures"]` on the event source mapping.
 pub async fn sqs(app: &App, event: Value) -> Result<Value, HandlerError> {
-    let event: SqsEvent = serde_json::from_value(event).map_err(|e| HandlerError::Malformed {
-        trigger: "SQS",
-        reason: e.to_string(),
-    })?;
-    // A failure without a message id could not be reported: refuse the batch up front
-    // (the whole batch is retried), before doing any work.
-    if let Some(i) = event
-        .records
-        .iter()
-        .position(|r| r.message_id.as_deref().is_none_or(str::is_empty))
-    {
-        return Err(HandlerError::Malformed {
-            trigger: "SQS",
-            reason: format!("record {i} has no messageId"),
-        });
-    }
+    let started = Instant::now();
+    let event = match batch(event) {
+        Ok(event) => event,
+        Err(e) => {
+            measure_failure(app, started, &e);
+            return Err(e);
+        }
+    };
     let total = event.records.len();
     let concurrency = app.settings.concurrency().max(1);
     let failed: Vec<String> = stream::iter(event.records)
@@ -108,10 +148,31 @@ pub async fn sqs(app: &App, event: Value) -> Result<Value, HandlerError> {
     })
 }
 
+/// The batch, refused as a whole when a record has no message id: its failure could not be
+/// reported, so the whole batch is retried, before any work is done.
+fn batch(event: Value) -> Result<SqsEvent, HandlerError> {
+    let event: SqsEvent = serde_json::from_value(event).map_err(|e| HandlerError::Malformed {
+        trigger: "SQS",
+        reason: e.to_string(),
+    })?;
+    if let Some(i) = event
+        .records
+        .iter()
+        .position(|r| r.message_id.as_deref().is_none_or(str::is_empty))
+    {
+        return Err(HandlerError::Malformed {
+            trigger: "SQS",
+            reason: format!("record {i} has no messageId"),
+        });
+    }
+    Ok(event)
+}
+
 /// One record; `Some(message id)` when it failed. Both a retry and a dead letter are
 /// reported as failed: SQS makes the record visible again, and its redrive policy moves
 /// one that keeps failing (a permanent failure fails every time) to the DLQ.
 async fn sqs_record(app: &App, record: SqsMessage) -> Option<String> {
+    let started = Instant::now();
     let id = record.message_id.unwrap_or_default();
     let body = record.body.unwrap_or_default();
     let receives = record
@@ -125,8 +186,9 @@ async fn sqs_record(app: &App, record: SqsMessage) -> Option<String> {
         app.settings.worker.delete_on_remove,
     )
     .await;
-    let failure = match decide(result, receives, &POLICY) {
+    let (failure, outcome) = match decide(result, receives, &POLICY) {
         Disposition::Done(handled) => {
+            measure_job(app, started, "done", None, rendered_bytes(&handled));
             info!(
                 message_id = %id,
                 rendered = handled.rendered,
@@ -137,8 +199,10 @@ async fn sqs_record(app: &App, record: SqsMessage) -> Option<String> {
             );
             return None;
         }
-        Disposition::Retry { failure, .. } | Disposition::DeadLetter(failure) => failure,
+        Disposition::Retry { failure, .. } => (failure, "retry"),
+        Disposition::DeadLetter(failure) => (failure, "dead_letter"),
     };
+    measure_job(app, started, outcome, Some(failure.kind), 0);
     warn!(
         message_id = %id,
         receives = failure.attempts,
@@ -148,4 +212,121 @@ async fn sqs_record(app: &App, record: SqsMessage) -> Option<String> {
         "message failed"
     );
     Some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rendition_core::config::Settings;
+    use rendition_core::store::FsStore;
+
+    use super::*;
+    use crate::emf::tests::{capture, take};
+
+    fn s3_event(key: &str) -> Value {
+        json!({"Records": [{
+            "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "local"}, "object": {"key": key, "size": 649}}
+        }]})
+    }
+
+    fn sqs_message(id: &str, body: String) -> Value {
+        json!({"messageId": id, "receiptHandle": "r", "body": body, "attributes": {},
+               "messageAttributes": {}, "eventSource": "aws:sqs",
+               "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:jobs"})
+    }
+
+    /// Every job writes one line: its disposition, its error kind, the bytes it rendered.
+    #[tokio::test]
+    async fn every_job_writes_one_emf_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::default();
+        let renderer = rendition_core::renderer::Renderer::in_process(&settings);
+        let store = Arc::new(FsStore::new(dir.path()).unwrap());
+        let mut app = App::new(settings, store, "local", renderer);
+        let (emitter, lines) = capture();
+        app.emf = emitter;
+        let jpeg = include_bytes!("../../fuzz/seeds/decode_boundary/orient6.jpg");
+        for key in ["originals/a.jpg", "originals/b.jpg"] {
+            app.engine
+                .store()
+                .put(key, bytes::Bytes::from_static(jpeg), Default::default())
+                .await
+                .unwrap();
+        }
+        let derived_bytes = |source: &str| -> u64 {
+            let folder = dir.path().join("derived").join(source);
+            let guid = std::fs::read_dir(&folder).unwrap().next().unwrap().unwrap();
+            std::fs::read_dir(guid.path())
+                .unwrap()
+                .map(|e| e.unwrap())
+                .filter(|e| e.file_name() != "manifest.json")
+                .map(|e| e.metadata().unwrap().len())
+                .sum()
+        };
+
+        // A storage event: rendered, the first line of the process.
+        crate::handle(&app, s3_event("originals/a.jpg"))
+            .await
+            .unwrap();
+        let [line] = take(&lines).try_into().expect("one line per storage event");
+        assert_eq!(line["Function"], "eager");
+        assert_eq!(line["Outcome"], "done");
+        assert_eq!(line["ColdStart"], 1);
+        assert_eq!(line["Bytes"], derived_bytes("a.jpg"));
+        assert!(line["Bytes"].as_u64().unwrap() > 0, "{line}");
+        assert!(line.get("Kind").is_none() && line.get("Status").is_none());
+
+        // An SQS batch: one line per record, in any order.
+        let batch = json!({"Records": [
+            sqs_message("b", s3_event("originals/b.jpg").to_string()),
+            sqs_message("again", s3_event("originals/a.jpg").to_string()),
+            sqs_message("junk", "not json".into()),
+            sqs_message("gone", s3_event("originals/gone.jpg").to_string()),
+        ]});
+        crate::handle(&app, batch).await.unwrap();
+        let mut got: Vec<_> = take(&lines)
+            .iter()
+            .map(|l| {
+                assert_eq!(l["Function"], "eager");
+                assert_eq!(l["ColdStart"], 0);
+                (
+                    l["Outcome"].as_str().unwrap().to_string(),
+                    l["Kind"].as_str().map(str::to_string),
+                    l["Bytes"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        got.sort();
+        let row = |outcome: &str, kind: Option<&str>, bytes| {
+            (outcome.to_string(), kind.map(str::to_string), bytes)
+        };
+        assert_eq!(
+            got,
+            [
+                row("dead_letter", Some("missing_source"), 0),
+                row("dead_letter", Some("not_json"), 0),
+                row("done", None, 0),
+                row("done", None, derived_bytes("b.jpg")),
+            ]
+        );
+
+        // Invocations that fail as a whole: the disposition of their Lambda error.
+        let unknown = crate::handle(&app, json!({"hello": "world"})).await;
+        assert!(unknown.is_err());
+        let malformed = crate::handle(&app, json!({"Records": [{"eventSource": "aws:sqs"}]})).await;
+        assert!(malformed.is_err());
+        let got: Vec<_> = take(&lines)
+            .iter()
+            .map(|l| (l["Outcome"].clone(), l["Kind"].clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (json!("dead_letter"), json!("unknown_event")),
+                (json!("dead_letter"), json!("malformed_event")),
+            ]
+        );
+    }
 }

@@ -237,11 +237,27 @@ pub async fn run_local_once(cwd: &Path, bucket: &Path) -> std::process::Output {
         .unwrap()
 }
 
-/// A running `rendition` process whose JSON log lines can be awaited.
+/// A running `rendition` process whose JSON log lines can be awaited. Its stderr is
+/// drained all along by a task of its own, so a test that does not look at the logs for
+/// a while never blocks the process on a full pipe.
 pub struct Running {
     pub child: Child,
-    lines: Lines<BufReader<ChildStderr>>,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
     pub seen: Vec<serde_json::Value>,
+}
+
+/// Every line of `stderr`, as it comes.
+fn drain(stderr: ChildStderr) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines: Lines<BufReader<ChildStderr>> = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 impl Running {
@@ -263,7 +279,7 @@ impl Running {
         let stderr = child.stderr.take().unwrap();
         Running {
             child,
-            lines: BufReader::new(stderr).lines(),
+            lines: drain(stderr),
             seen: Vec::new(),
         }
     }
@@ -280,12 +296,11 @@ impl Running {
         }
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let line = tokio::time::timeout_at(deadline, self.lines.next_line())
+            let line = tokio::time::timeout_at(deadline, self.lines.recv())
                 .await
                 .unwrap_or_else(|_| {
                     panic!("timed out waiting for {what}; log so far: {:#?}", self.seen)
-                })
-                .expect("read stderr");
+                });
             let Some(line) = line else {
                 panic!("process ended before {what}; log: {:#?}", self.seen)
             };

@@ -249,21 +249,29 @@ impl Function {
             .envs(env)
             .envs(extra.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let mut child = cmd.spawn().expect("spawn rendition-lambda");
-        let stderr = child.stderr.take().unwrap();
+        // Logs (stderr) and CloudWatch EMF metric lines (stdout), both as JSON values.
         let (tx, logs) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let v = serde_json::from_str(&line).unwrap_or_else(|_| json!({ "raw": line }));
-                if tx.send(v).is_err() {
-                    break;
+        let stderr = child.stderr.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        for pipe in [
+            Box::new(stderr) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+            Box::new(stdout),
+        ] {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(pipe).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let v = serde_json::from_str(&line).unwrap_or_else(|_| json!({ "raw": line }));
+                    if tx.send(v).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            });
+        }
         let mut function = Function {
             emulator,
             child,
@@ -707,6 +715,19 @@ async fn lambda_http_serves_renders_and_refuses() {
     assert_eq!(stored, first.body, "the response is what was stored");
     assert_eq!(stored_etag, etag);
     assert_eq!(decode(&first.body).dimensions(), (160, 160));
+    // Its CloudWatch EMF line, on stdout: a render of that many bytes, on a cold start.
+    let emf = f
+        .wait_for("the miss's EMF line", |v| {
+            v.get("_aws").is_some() && v["Outcome"] == "rendered"
+        })
+        .await;
+    assert_eq!(emf["Function"], "on-demand");
+    assert_eq!(emf["Bytes"].as_u64(), Some(first.body.len() as u64));
+    assert_eq!(emf["ColdStart"].as_u64(), Some(1));
+    assert_eq!(
+        emf["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "Rendition"
+    );
 
     // The same request again: the identical bytes, from S3 (one render only).
     let second = f.get(&path, &[]).await;

@@ -13,6 +13,7 @@ mod lambda;
 mod lifecycle;
 mod local;
 mod markup;
+mod observability;
 mod proxy;
 mod rabbit;
 mod render;

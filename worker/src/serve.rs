@@ -14,7 +14,11 @@
 //!   closed at once), request headers within `serve.header_read_timeout_secs`, idle
 //!   connections closed after `serve.idle_timeout_secs`, and a shutdown that waits at most
 //!   `worker.shutdown_grace_secs` for the connections in flight;
-//! - `X-Content-Type-Options: nosniff` on every response, the contact sheets' included.
+//! - `X-Content-Type-Options: nosniff` on every response, the contact sheets' included;
+//! - `GET /metrics`: Prometheus text ([`ServeMetrics`]: responses by status, render
+//!   seconds, coalesced waits, cache hits, renders in flight, rejected connections) on the
+//!   serve listener itself, so `serve` and a worker on one host never contend for
+//!   `worker.http_addr`. No derivative key is one segment long, so it names no derivative.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -47,6 +51,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::metrics::{self, ServeMetrics};
+
 type Rendered = Result<Arc<Derivative>, Arc<OnDemandError>>;
 
 /// Concurrent requests for the same key share one in-flight render.
@@ -55,20 +61,26 @@ pub struct Coalescer {
     inflight: Arc<Mutex<HashMap<String, Shared<BoxFuture<'static, Rendered>>>>>,
 }
 
+/// A request's share of a render: the render, and whether it was already in flight.
+pub struct Joined {
+    pub render: Shared<BoxFuture<'static, Rendered>>,
+    /// True when another request started it (this one waits for theirs).
+    pub waited: bool,
+}
+
 impl Coalescer {
     /// Joins the render of `key` in flight, or starts one with `make`. The render runs in
     /// its own task, so waiters that time out do not cancel it for the others.
-    pub fn join<F>(
-        &self,
-        key: &str,
-        make: impl FnOnce() -> F,
-    ) -> Shared<BoxFuture<'static, Rendered>>
+    pub fn join<F>(&self, key: &str, make: impl FnOnce() -> F) -> Joined
     where
         F: Future<Output = Rendered> + Send + 'static,
     {
         let mut map = self.inflight.lock().expect("coalescer lock");
         if let Some(existing) = map.get(key) {
-            return existing.clone();
+            return Joined {
+                render: existing.clone(),
+                waited: true,
+            };
         }
         let task = tokio::spawn(make());
         let map_ref = Arc::clone(&self.inflight);
@@ -84,7 +96,27 @@ impl Coalescer {
         .boxed()
         .shared();
         map.insert(key.to_string(), shared.clone());
-        shared
+        Joined {
+            render: shared,
+            waited: false,
+        }
+    }
+}
+
+/// A render in flight, counted in the gauge until it is dropped (finished, or its task
+/// aborted at shutdown).
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl InFlight {
+    fn enter(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        InFlight(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -95,6 +127,7 @@ struct AppState {
     engine: Engine,
     coalescer: Coalescer,
     wait: Duration,
+    metrics: ServeMetrics,
 }
 
 fn now_unix() -> u64 {
@@ -144,17 +177,32 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     raise_open_file_limit(options.max_connections);
+    let metrics = ServeMetrics::new();
     let state = AppState {
         ondemand,
         engine,
         coalescer: Coalescer::default(),
         wait: options.wait,
+        metrics: metrics.clone(),
     };
+    let scraped = metrics.clone();
     let app = Router::new()
         .route("/sheet/{*source}", get(sheet))
         .fallback(handle)
         .with_state(state)
-        // A layer (not `route_layer`), so the fallback's responses get it too.
+        // Layers (not `route_layer`), so the fallback's responses get them too. Counting
+        // is layered before `/metrics` is added: scrapes are not counted.
+        .layer(axum::middleware::map_response_with_state(
+            metrics.clone(),
+            count_response,
+        ))
+        .route(
+            "/metrics",
+            get(move || {
+                let text = scraped.render();
+                async move { ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text) }
+            }),
+        )
         .layer(axum::middleware::map_response(nosniff));
 
     let mut http = http1::Builder::new();
@@ -165,7 +213,6 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(options.max_connections));
     let (stop, stopped) = watch::channel(false);
     let mut conns = JoinSet::new();
-    let mut rejected: u64 = 0;
     info!(
         addr = %listener.local_addr()?,
         max_connections = options.max_connections,
@@ -198,11 +245,11 @@ pub async fn run(
                     }
                 };
                 let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                    rejected += 1;
+                    metrics.connections_rejected.inc();
                     debug!(
                         peer = %peer,
                         max_connections = options.max_connections,
-                        rejected_total = rejected,
+                        rejected_total = metrics.connections_rejected.get(),
                         "connection over the cap closed"
                     );
                     drop(stream);
@@ -484,6 +531,12 @@ async fn nosniff(mut response: Response) -> Response {
     response
 }
 
+/// Counts every response by status (`/metrics` is routed past this layer).
+async fn count_response(State(metrics): State<ServeMetrics>, response: Response) -> Response {
+    metrics.response(response.status().as_u16());
+    response
+}
+
 /// The responder's answer as an axum response.
 fn to_response(answer: respond::Response) -> Response {
     let body = match answer.body {
@@ -542,17 +595,30 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
         Err(e) => return to_response(respond::respond(&req, Outcome::Failed(&e))),
     };
     let ondemand = state.ondemand.clone();
+    let metrics = state.metrics.clone();
     // Requests that resolve to the same stored key share one render.
     let key = target.coalescing_key().to_string();
-    let shared = state.coalescer.join(&key, move || async move {
-        ondemand
-            .get_verified(&verified, accepts)
-            .await
-            .map(Arc::new)
-            .map_err(Arc::new)
+    let joined = state.coalescer.join(&key, move || async move {
+        let _in_flight = InFlight::enter(&metrics.renders_in_flight);
+        let started = Instant::now();
+        let made = ondemand.get_verified(&verified, accepts).await;
+        if made.as_ref().is_ok_and(|d| d.rendered) {
+            metrics
+                .render_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        made.map(Arc::new).map_err(Arc::new)
     });
-    let answer = match tokio::time::timeout(state.wait, shared).await {
-        Ok(Ok(d)) => respond::respond(&req, Outcome::Found(&d)),
+    if joined.waited {
+        state.metrics.coalesced_waits.inc();
+    }
+    let answer = match tokio::time::timeout(state.wait, joined.render).await {
+        Ok(Ok(d)) => {
+            if !d.rendered {
+                state.metrics.cache_hits.inc();
+            }
+            respond::respond(&req, Outcome::Found(&d))
+        }
         Ok(Err(e)) => respond::respond(&req, Outcome::Failed(&e)),
         Err(_) => {
             warn!(key = %key, "gave up waiting for a render");
