@@ -13,6 +13,7 @@ use futures::stream::{self, StreamExt};
 use rendition_core::disposition::{decide, Disposition, RetryPolicy};
 use rendition_core::message::{handle_event, handle_message, Handled, MessageError};
 use serde_json::{json, Value};
+use tracing::Instrument as _;
 use tracing::{info, warn};
 
 use crate::app::App;
@@ -41,6 +42,16 @@ fn summary(handled: &Handled) -> Value {
 /// Lambda retries the event (jobs are idempotent) and, when retries run out, sends it to
 /// the function's on-failure destination; the error type says whether retrying can help.
 pub async fn storage(app: &App, event: &Value) -> Result<Value, HandlerError> {
+    let span = tracing::info_span!(
+        "job",
+        queue = "s3",
+        key = tracing::field::Empty,
+        outcome = tracing::field::Empty
+    );
+    storage_job(app, event).instrument(span).await
+}
+
+async fn storage_job(app: &App, event: &Value) -> Result<Value, HandlerError> {
     let started = Instant::now();
     let handled =
         outcome(handle_event(&app.engine, event, app.settings.worker.delete_on_remove).await);
@@ -48,6 +59,8 @@ pub async fn storage(app: &App, event: &Value) -> Result<Value, HandlerError> {
         Ok(handled) => measure_job(app, started, "done", None, rendered_bytes(handled)),
         Err(e) => measure_failure(app, started, e),
     }
+    let outcome = if handled.is_ok() { "done" } else { "failed" };
+    tracing::Span::current().record("outcome", outcome);
     let handled = handled?;
     info!(
         rendered = handled.rendered,
@@ -172,6 +185,23 @@ fn batch(event: Value) -> Result<SqsEvent, HandlerError> {
 /// reported as failed: SQS makes the record visible again, and its redrive policy moves
 /// one that keeps failing (a permanent failure fails every time) to the DLQ.
 async fn sqs_record(app: &App, record: SqsMessage) -> Option<String> {
+    // One span tree per record, continuing the trace of its `traceparent` attribute.
+    let span = tracing::info_span!(
+        "job",
+        queue = "sqs",
+        key = tracing::field::Empty,
+        outcome = tracing::field::Empty
+    );
+    rendition_core::telemetry::parent_from(&span, |name| {
+        record
+            .message_attributes
+            .get(name)
+            .and_then(|a| a.string_value.clone())
+    });
+    sqs_job(app, record).instrument(span).await
+}
+
+async fn sqs_job(app: &App, record: SqsMessage) -> Option<String> {
     let started = Instant::now();
     let id = record.message_id.unwrap_or_default();
     let body = record.body.unwrap_or_default();
@@ -188,6 +218,7 @@ async fn sqs_record(app: &App, record: SqsMessage) -> Option<String> {
     .await;
     let (failure, outcome) = match decide(result, receives, &POLICY) {
         Disposition::Done(handled) => {
+            tracing::Span::current().record("outcome", "done");
             measure_job(app, started, "done", None, rendered_bytes(&handled));
             info!(
                 message_id = %id,
@@ -202,6 +233,7 @@ async fn sqs_record(app: &App, record: SqsMessage) -> Option<String> {
         Disposition::Retry { failure, .. } => (failure, "retry"),
         Disposition::DeadLetter(failure) => (failure, "dead_letter"),
     };
+    tracing::Span::current().record("outcome", outcome);
     measure_job(app, started, outcome, Some(failure.kind), 0);
     warn!(
         message_id = %id,
