@@ -71,6 +71,18 @@ pub struct Handled {
     pub ignored: usize,
 }
 
+/// The root span of one job (a queue message, a Lambda record): `key` is recorded once
+/// the event is parsed, `outcome` when it is settled. Its edge sets its parent from the
+/// message's `traceparent` (`telemetry::parent_from`).
+pub fn job_span(queue: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "job",
+        queue,
+        key = tracing::field::Empty,
+        outcome = tracing::field::Empty
+    )
+}
+
 /// Handles one message body with `engine`; `delete_on_remove` decides what
 /// `ObjectRemoved` events do.
 pub async fn handle_message(

@@ -42,12 +42,7 @@ fn summary(handled: &Handled) -> Value {
 /// Lambda retries the event (jobs are idempotent) and, when retries run out, sends it to
 /// the function's on-failure destination; the error type says whether retrying can help.
 pub async fn storage(app: &App, event: &Value) -> Result<Value, HandlerError> {
-    let span = tracing::info_span!(
-        "job",
-        queue = "s3",
-        key = tracing::field::Empty,
-        outcome = tracing::field::Empty
-    );
+    let span = rendition_core::message::job_span("s3");
     storage_job(app, event).instrument(span).await
 }
 
@@ -186,12 +181,7 @@ fn batch(event: Value) -> Result<SqsEvent, HandlerError> {
 /// one that keeps failing (a permanent failure fails every time) to the DLQ.
 async fn sqs_record(app: &App, record: SqsMessage) -> Option<String> {
     // One span tree per record, continuing the trace of its `traceparent` attribute.
-    let span = tracing::info_span!(
-        "job",
-        queue = "sqs",
-        key = tracing::field::Empty,
-        outcome = tracing::field::Empty
-    );
+    let span = rendition_core::message::job_span("sqs");
     rendition_core::telemetry::parent_from(&span, |name| {
         record
             .message_attributes

@@ -215,12 +215,7 @@ pub(super) async fn process(worker: Worker, channel: Channel, delivery: Delivery
     let Ok(_permit) = worker.limit.clone().acquire_owned().await else {
         return;
     };
-    let span = tracing::info_span!(
-        "job",
-        queue = "rabbitmq",
-        key = tracing::field::Empty,
-        outcome = tracing::field::Empty
-    );
+    let span = rendition_core::message::job_span("rabbitmq");
     rendition_core::telemetry::parent_from(&span, |name| header_text(&delivery.properties, name));
     settle(worker, channel, delivery).instrument(span).await
 }

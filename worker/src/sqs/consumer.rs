@@ -136,12 +136,7 @@ pub async fn run(
 /// One message in its span `job`, which continues the trace of the message's
 /// `traceparent` attribute when it has one.
 async fn handle_one(ctx: &Ctx, message: Message) {
-    let span = tracing::info_span!(
-        "job",
-        queue = "sqs",
-        key = tracing::field::Empty,
-        outcome = tracing::field::Empty
-    );
+    let span = rendition_core::message::job_span("sqs");
     rendition_core::telemetry::parent_from(&span, |name| {
         message
             .message_attributes()
