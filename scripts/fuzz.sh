@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
-# Fuzzes rendition-core with cargo-fuzz (libFuzzer + AddressSanitizer): each target runs
-# for a bounded time on a scratch corpus seeded from fuzz/seeds/<target>/, so the tree
-# stays clean.
+# Fuzzes rendition-core with libFuzzer + AddressSanitizer, built as cargo-fuzz builds it
+# (without needing cargo-fuzz): each target runs for a bounded time on a scratch corpus
+# seeded from fuzz/seeds/<target>/, so the tree stays clean.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]    (default: 60 s, every target)
 #
 # Prints one line per target, `fuzz: <target> runs=<N> secs=<S> crashes=<0|1>`, and
 # exits non-zero when any target crashed (panic, sanitizer report, leak, timeout or
 # out-of-memory); the reproducer is written under fuzz/artifacts/<target>/ and its path
-# printed. Reproduce with `RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz <target> <file>`.
+# printed. Reproduce with `fuzz/target/<host>/release/<target> <file>` (after a run of this
+# script), or `RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz <target> <file>`.
 # FUZZ_CORPUS_DIR=<dir> keeps the grown corpora there across runs (default: a temp dir
 # that is removed at exit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-readonly CARGO_FUZZ_VERSION=0.13.2
 readonly ALL_TARGETS=(event spec url config decode_boundary)
 
 usage() {
@@ -36,19 +36,38 @@ for target in "${targets[@]}"; do
     [[ " ${ALL_TARGETS[*]} " == *" $target "* ]] || usage
 done
 
-if ! cargo fuzz --version >/dev/null 2>&1; then
-    cargo install --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
-fi
-
-# cargo-fuzz passes nightly-only flags (-Zsanitizer, sanitizer coverage); the stable
-# toolchain accepts them with RUSTC_BOOTSTRAP. Release build with debug assertions and
-# overflow checks (cargo-fuzz's default).
-export RUSTC_BOOTSTRAP=1
-for target in "${targets[@]}"; do
-    cargo fuzz build --fuzz-dir fuzz "$target"
-done
+# The build `cargo fuzz build` makes (cargo-fuzz 0.13.2 with its defaults: release with
+# debug assertions and overflow checks, AddressSanitizer, libFuzzer's coverage
+# instrumentation on every crate, one codegen unit), as one cargo invocation for all the
+# targets, without cargo-fuzz itself: a cold `cargo install cargo-fuzz` is 25-70 s of
+# compiling on 2 cores that the targets do not need. The same flags, word for word, so
+# `cargo fuzz run` afterwards finds this build fresh. --target keeps them off build
+# scripts and proc macros. The nightly-only flags (-Z, sanitizer coverage) pass on the
+# stable toolchain with RUSTC_BOOTSTRAP.
 host=$(rustc -vV | sed -n 's/^host: //p')
 bin_dir="fuzz/target/$host/release"
+fuzz_rustflags=(
+    -Cpasses=sancov-module
+    -Cllvm-args=-sanitizer-coverage-level=4
+    -Cllvm-args=-sanitizer-coverage-inline-8bit-counters
+    -Cllvm-args=-sanitizer-coverage-pc-table
+    -Cllvm-args=-sanitizer-coverage-trace-compares
+    --cfg fuzzing
+    -Cllvm-args=-simplifycfg-branch-fold-threshold=0
+    -Zsanitizer=address
+    -Cllvm-args=-sanitizer-coverage-stack-depth
+    -Cdebug-assertions
+    -Ccodegen-units=1
+)
+bins=()
+for target in "${targets[@]}"; do
+    bins+=(--bin "$target")
+done
+export RUSTC_BOOTSTRAP=1
+RUSTFLAGS="${fuzz_rustflags[*]}${RUSTFLAGS:+ $RUSTFLAGS}" \
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_odr_violation=0" \
+    cargo build --manifest-path fuzz/Cargo.toml --target "$host" --release \
+    --config 'profile.release.debug="line-tables-only"' "${bins[@]}"
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT

@@ -10,6 +10,8 @@ scripts/fetch-photos.sh >/dev/null
 # cannot be installed, and that test then says it compared with libvips only.
 RENDITION_SHARP_DIR=$(scripts/install-sharp.sh | tail -n1)
 export RENDITION_SHARP_DIR
+# Where node is installed (install-deps.sh --tests installs it), sharp must be there too.
+if command -v node >/dev/null; then export RENDITION_REQUIRE_SHARP=1; fi
 # shellcheck disable=SC1090
 . "$(infra/local/services.sh up | tail -n1)"
 

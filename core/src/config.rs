@@ -535,6 +535,13 @@ impl Settings {
     /// Checks rules types cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let rule = |msg: String| Err(ConfigError::Rule(msg));
+        // `/latest/…` is the redirect route of `serve` and the Lambda.
+        if self.storage.derived_prefix.starts_with("latest/") {
+            return rule(format!(
+                "storage.derived_prefix must not start with \"latest/\" (the /latest/ route), got {:?}",
+                self.storage.derived_prefix
+            ));
+        }
         if let Some(endpoint) = &self.telemetry.otlp_endpoint {
             if !endpoint.starts_with("http://") || endpoint.len() <= "http://".len() {
                 return rule(format!(

@@ -18,8 +18,10 @@ use crate::manifest::{
     Manifest, ManifestSkipped, ManifestSource, ManifestVariant, MANIFEST_VERSION,
 };
 use crate::naming::{NameError, SourceNames, Variant};
-use crate::render::{RenderError, VariantRequest};
+use crate::render::{output_format, RenderError, VariantRequest};
 use crate::renderer::Renderer;
+use crate::sniff::SourceFormat;
+use crate::spec::{Format, VariantSpec};
 use crate::store::{BlobStore, ObjectMeta, PutOptions, PutOutcome, StoreError, IMMUTABLE};
 
 /// A preset's variants: one per format it is made in, all from the job's one decode.
@@ -34,14 +36,24 @@ fn requests_of(name: &str, preset: &Preset) -> Vec<VariantRequest> {
         .collect()
 }
 
-/// Whether a manifest's variant is `wanted` in its format: the same content type, or for
-/// a format that depends on the source (`fm=original`, the legacy format of `fm=auto`)
-/// any.
-fn made_as(listed: &ManifestVariant, wanted: &VariantRequest) -> bool {
-    match wanted.spec.format.content_type() {
-        Some(content_type) => listed.content_type == content_type,
-        None => true,
-    }
+/// Whether a manifest's variant is `wanted` in its format: the same content type; for
+/// `fm=original`, the content type the source's format makes; for the legacy format of
+/// `fm=auto`, JPEG or PNG.
+fn made_as(listed: &ManifestVariant, wanted: &VariantRequest, source: SourceFormat) -> bool {
+    let format = match wanted.spec.format {
+        Format::Auto => {
+            return ["image/jpeg", "image/png"].contains(&listed.content_type.as_str());
+        }
+        Format::Original => output_format(Format::Original, source, false),
+        other => other,
+    };
+    format.content_type() == Some(listed.content_type.as_str())
+}
+
+/// The format a canonical spec text says (`fm=`), for entries and skips written by
+/// earlier versions too.
+fn format_of(spec: &str) -> Option<Format> {
+    spec.parse::<VariantSpec>().ok().map(|s| s.format)
 }
 
 /// Why a job failed, classified for the queue: retry or dead-letter.
@@ -288,7 +300,9 @@ impl Engine {
             .filter(|w| {
                 stored.as_ref().is_none_or(|m| {
                     let spec = w.spec.to_string();
-                    !m.variants.iter().any(|v| v.name == w.name && made_as(v, w))
+                    !m.variants
+                        .iter()
+                        .any(|v| v.name == w.name && made_as(v, w, m.source.format))
                         && !m
                             .skipped
                             .iter()
@@ -416,9 +430,16 @@ impl Engine {
         let updating = stored.is_some();
         let stored_placeholder = stored.as_ref().and_then(|m| m.placeholder.clone());
         if let Some(stored) = stored {
+            // Made or skipped again by this job: the same preset in the same format,
+            // whatever its spec was then (a changed spec replaces the old answer).
             let again = |name: &str, spec: &str| {
-                entries.iter().any(|e| e.name == name && e.spec == spec)
-                    || skipped.iter().any(|s| s.variant == name && s.spec == spec)
+                let format = format_of(spec);
+                entries
+                    .iter()
+                    .any(|e| e.name == name && format_of(&e.spec) == format)
+                    || skipped
+                        .iter()
+                        .any(|s| s.variant == name && format_of(&s.spec) == format)
             };
             let old_entries: Vec<ManifestVariant> = stored
                 .variants

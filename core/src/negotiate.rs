@@ -62,7 +62,7 @@ impl Accepts {
         while !joined.is_char_boundary(end) {
             end -= 1;
         }
-        let mut members: Vec<&str> = joined[..end].split(',').collect();
+        let mut members = split_members(&joined[..end]);
         if cut {
             members.pop();
         }
@@ -75,7 +75,9 @@ impl Accepts {
 
     /// The format an `fm=auto` variant takes: the first of `offered` (in the server's
     /// order of preference) the client takes; [`Format::Auto`] stands for the legacy
-    /// format (JPEG, or PNG for a source with alpha), which every client takes.
+    /// format (JPEG, or PNG for a source with alpha), which every client takes. When the
+    /// client takes none of them (a preset made in AVIF and WebP only), the last offered:
+    /// never a format the preset is not made in.
     pub fn choose(self, offered: &[Format]) -> Format {
         for &format in offered {
             match format {
@@ -85,7 +87,7 @@ impl Accepts {
                 other => return other,
             }
         }
-        Format::Auto
+        offered.last().copied().unwrap_or(Format::Auto)
     }
 
     /// The value of [`FORMAT_HEADER`] for this client.
@@ -114,6 +116,11 @@ struct Range<'a> {
 impl<'a> Range<'a> {
     /// `type/subtype *( OWS ";" OWS parameter )`; `None` when malformed, or its q is.
     fn parse(member: &'a str) -> Option<Range<'a>> {
+        // A quoted parameter value may hold separators: such a member is not ours to
+        // read (the CloudFront Function drops it too).
+        if member.contains('"') {
+            return None;
+        }
         let mut parts = member.split(';');
         let range = parts.next()?.trim();
         let (kind, subtype) = range.split_once('/')?;
@@ -125,8 +132,10 @@ impl<'a> Range<'a> {
             let Some((name, value)) = param.split_once('=') else {
                 continue;
             };
+            // The first `q` counts, as the CloudFront Function reads it.
             if name.trim().eq_ignore_ascii_case("q") {
                 q = qvalue(value.trim())?;
+                break;
             }
         }
         Some(Range { kind, subtype, q })
@@ -144,6 +153,24 @@ impl<'a> Range<'a> {
             None
         }
     }
+}
+
+/// The comma-separated members of a field, commas inside quoted strings left alone.
+fn split_members(field: &str) -> Vec<&str> {
+    let mut members = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (i, c) in field.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                members.push(&field[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    members.push(&field[start..]);
+    members
 }
 
 /// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )`, in thousandths.
@@ -214,6 +241,16 @@ mod tests {
         assert_eq!(chosen(&["text/html", "image/webp;q=0.1"]), Format::Webp);
         assert_eq!(chosen(&["image/webp, image/webp;q=0"]), Format::Auto);
         assert_eq!(chosen(&["image/png"]), Format::Auto, "none of ours: legacy");
+        assert_eq!(
+            chosen(&["image/avif;q=0;q=1"]),
+            Format::Auto,
+            "the first q counts"
+        );
+        assert_eq!(
+            chosen(&["x/y;p=\",image/avif,\""]),
+            Format::Auto,
+            "quoted: dropped"
+        );
     }
 
     #[test]
@@ -258,6 +295,7 @@ mod tests {
             old.choose(&[Format::Avif, Format::Webp, Format::Jpeg]),
             Format::Jpeg
         );
-        assert_eq!(old.choose(&[Format::Avif]), Format::Auto);
+        assert_eq!(old.choose(&[Format::Avif, Format::Webp]), Format::Webp);
+        assert_eq!(old.choose(&[]), Format::Auto);
     }
 }

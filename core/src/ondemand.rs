@@ -37,7 +37,9 @@ pub struct Derivative {
 }
 
 impl Derivative {
-    fn varying(self, vary: bool) -> Derivative {
+    /// The same derivative, answering a request whose format was negotiated (`vary`) or
+    /// named.
+    pub fn varying(self, vary: bool) -> Derivative {
         Derivative { vary, ..self }
     }
 }
@@ -196,6 +198,22 @@ impl OnDemand {
         })
     }
 
+    /// A render slot (`serve`), waited for at most its bounded time; `None` without
+    /// slots (the Lambda: one request per instance).
+    async fn slot(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, OnDemandError> {
+        let Some(slots) = &self.slots else {
+            return Ok(None);
+        };
+        let acquired =
+            tokio::time::timeout(slots.wait, Arc::clone(&slots.semaphore).acquire_owned()).await;
+        match acquired {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            Ok(Err(_)) | Err(_) => Err(OnDemandError::Busy {
+                in_flight: slots.max,
+            }),
+        }
+    }
+
     /// The current URL of `preset` for the source at `source` (`/latest/{source}/{preset}`):
     /// the preset's `.auto` URL when it negotiates its format, else its format's; for
     /// `fm=original`, the source's format, read from its bytes.
@@ -227,9 +245,24 @@ impl OnDemand {
         )
         .map_err(UrlError::from)?;
         let ext = match spec.formats().as_slice() {
+            // The source's own format: from its stored content type when that names an
+            // image type we make, else from its bytes, read under a render slot so that
+            // redirects cannot hold more sources in memory than renders may.
             [Format::Original] => {
-                let head = store.get(source, settings.limits.max_input_bytes).await?;
-                let format = crate::sniff::sniff(&head.body).map_err(RenderError::from)?;
+                let named = meta
+                    .content_type
+                    .as_deref()
+                    .and_then(|t| t.strip_prefix("image/"))
+                    .and_then(Format::from_extension)
+                    .and_then(crate::sniff::SourceFormat::from_format);
+                let format = match named {
+                    Some(f) => f,
+                    None => {
+                        let _slot = self.slot().await?;
+                        let head = store.get(source, settings.limits.max_input_bytes).await?;
+                        crate::sniff::sniff(&head.body).map_err(RenderError::from)?
+                    }
+                };
                 crate::render::output_format(Format::Original, format, false)
             }
             _ if spec.negotiates() => Format::Auto,
@@ -368,22 +401,7 @@ impl OnDemand {
         target: &Target,
     ) -> Result<Derivative, OnDemandError> {
         // The slot is held from the source fetch to the store: what it bounds is memory.
-        let _slot = match &self.slots {
-            None => None,
-            Some(slots) => {
-                let acquired =
-                    tokio::time::timeout(slots.wait, Arc::clone(&slots.semaphore).acquire_owned())
-                        .await;
-                match acquired {
-                    Ok(Ok(permit)) => Some(permit),
-                    Ok(Err(_)) | Err(_) => {
-                        return Err(OnDemandError::Busy {
-                            in_flight: slots.max,
-                        })
-                    }
-                }
-            }
-        };
+        let _slot = self.slot().await?;
         let parsed = &verified.parsed;
         let settings = self.settings();
         let wanted = &target.names;
@@ -490,7 +508,7 @@ pub struct Target {
     /// Keys it may be stored under already, in order.
     pub candidates: Vec<String>,
     names: SourceNames,
-    /// The format was negotiated: the answer carries `Vary: Accept`.
+    /// The format was negotiated: the answer carries `Vary` ([`crate::respond::VARY`]).
     pub vary: bool,
 }
 

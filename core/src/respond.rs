@@ -18,7 +18,7 @@
 //! - `X-Content-Type-Options: nosniff` on every response: browsers must not guess another
 //!   type than `Content-Type` (an error body sniffed as HTML would run on this origin).
 //! - An `fm=auto` derivative (its format negotiated from `Accept` or the CDN's
-//!   [`FORMAT_HEADER`]) carries `Vary: Accept` on its 200 and 304.
+//!   [`FORMAT_HEADER`]) carries `Vary: Accept, X-Rendition-Format` on its 200 and 304.
 //!
 //! Pure but for one log line per error (5xx with the error the body leaves out): no I/O,
 //! no clock.
@@ -37,6 +37,11 @@ use crate::text::truncate;
 /// edited preset moves it.
 pub const LATEST_MAX_AGE_SECS: u32 = 60;
 const LATEST_CACHE_CONTROL: &str = "public, max-age=60";
+
+/// What a negotiated (`fm=auto`) answer varies on: `Accept`, and the CDN's normalised
+/// header, which wins when a request carries it (a cache in front of `serve` that is not
+/// the CloudFront Function must not serve one client's choice to another).
+pub const VARY: &str = "Accept, X-Rendition-Format";
 
 /// Seconds a client should wait after a 503.
 pub const RETRY_AFTER_SECS: &str = "2";
@@ -255,7 +260,7 @@ fn found(req: &Request, d: &Derivative, head: bool) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
     if d.vary {
-        headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+        headers.insert(header::VARY, HeaderValue::from_static(VARY));
     }
     if let Some(etag) = HeaderValue::from_str(&d.etag)
         .ok()
@@ -430,11 +435,11 @@ mod tests {
         let cached = request("GET", &[TAG]);
         assert_eq!(
             header(&respond(&get, Outcome::Found(&auto)), "vary"),
-            Some("Accept")
+            Some(VARY)
         );
         let not_modified = respond(&cached, Outcome::Found(&auto));
         assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
-        assert_eq!(header(&not_modified, "vary"), Some("Accept"));
+        assert_eq!(header(&not_modified, "vary"), Some(VARY));
         assert_eq!(header(&respond(&get, Outcome::Found(&plain)), "vary"), None);
     }
 

@@ -19,6 +19,19 @@ pub enum SourceFormat {
 }
 
 impl SourceFormat {
+    /// The source format an output format names (`None` for `original` and `auto`).
+    pub fn from_format(format: crate::spec::Format) -> Option<SourceFormat> {
+        use crate::spec::Format;
+        match format {
+            Format::Jpeg => Some(SourceFormat::Jpeg),
+            Format::Png => Some(SourceFormat::Png),
+            Format::Webp => Some(SourceFormat::Webp),
+            Format::Gif => Some(SourceFormat::Gif),
+            Format::Avif => Some(SourceFormat::Avif),
+            Format::Original | Format::Auto => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             SourceFormat::Jpeg => "jpeg",

@@ -58,7 +58,9 @@ fn sniffed_as(format: Format) -> Option<SourceFormat> {
         Format::Webp => Some(SourceFormat::Webp),
         Format::Gif => Some(SourceFormat::Gif),
         Format::Avif => Some(SourceFormat::Avif),
-        Format::Original => None,
+        // A rendered variant always has a concrete format (`output_format` resolves
+        // these), so they never match what its bytes sniff as.
+        Format::Original | Format::Auto => None,
     }
 }
 

@@ -400,7 +400,7 @@ mod tests {
             let reply = handle(&app, event, 0).await;
             assert_eq!(reply["statusCode"], 200, "{reply}");
             assert_eq!(reply["headers"]["content-type"], want, "{headers}");
-            assert_eq!(reply["headers"]["vary"], "Accept");
+            assert_eq!(reply["headers"]["vary"], rendition_core::respond::VARY);
             let body = base64::engine::general_purpose::STANDARD
                 .decode(reply["body"].as_str().unwrap())
                 .unwrap();

@@ -448,6 +448,11 @@ const cases = JSON.parse(require('fs').readFileSync(0, 'utf8'));
 #[test]
 fn the_oracle_agrees_with_sharp() {
     let Some(dir) = std::env::var_os("RENDITION_SHARP_DIR").filter(|d| !d.is_empty()) else {
+        // scripts/test.sh requires it wherever node is installed.
+        assert!(
+            std::env::var_os("RENDITION_REQUIRE_SHARP").is_none(),
+            "RENDITION_REQUIRE_SHARP is set but sharp is not installed (scripts/install-sharp.sh)"
+        );
         eprintln!("sharp is not installed (RENDITION_SHARP_DIR unset): compared with vips only");
         return;
     };

@@ -617,6 +617,9 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
             if !d.rendered {
                 state.metrics.cache_hits.inc();
             }
+            // Whether the answer varies is this request's own (`….auto` or a named
+            // format), not that of the request whose render it joined.
+            let d = d.as_ref().clone().varying(target.vary);
             respond::respond(&req, Outcome::Found(&d))
         }
         Ok(Err(e)) => respond::respond(&req, Outcome::Failed(&e)),

@@ -221,7 +221,6 @@ async fn confirming_channel(connection: &Connection) -> Result<Channel, RabbitEr
     Ok(channel)
 }
 
-/// An integer header, whatever integer (or numeric string) type the publisher used.
 /// A text header (`traceparent`, …), when present as a string.
 pub fn header_text(props: &BasicProperties, name: &str) -> Option<String> {
     match props.headers().as_ref()?.inner().get(name)? {
@@ -231,6 +230,7 @@ pub fn header_text(props: &BasicProperties, name: &str) -> Option<String> {
     }
 }
 
+/// An integer header, whatever integer (or numeric string) type the publisher used.
 pub fn header_int(props: &BasicProperties, name: &str) -> Option<i64> {
     let value = props.headers().as_ref()?.inner().get(name)?;
     match value {
