@@ -123,6 +123,18 @@ pub const KINDS: &[(&str, &str)] = &[
     ),
     ("unknown_preset", "no preset of that name is configured"),
     (
+        "preset_not_made",
+        "`rendition html`: the source's manifest lists no variant of that preset",
+    ),
+    (
+        "no_ladder",
+        "`rendition html`: no eager preset with a width and no height to make a srcset of",
+    ),
+    (
+        "mixed_shapes",
+        "`rendition html`: the presets named have different aspect ratios",
+    ),
+    (
         "specs_disabled",
         "explicit specs are disabled (presets only, or no signing key)",
     ),
@@ -445,9 +457,13 @@ mod tests {
         for kind in &produced {
             assert!(is_known(kind), "{kind} is not in KINDS");
         }
-        // Kinds of errors outside this crate (the worker's contact sheet, the Lambda).
+        // Kinds of errors outside this crate (the worker's contact sheet and `rendition
+        // html`, the Lambda).
         let elsewhere = [
             "manifest_missing",
+            "preset_not_made",
+            "no_ladder",
+            "mixed_shapes",
             "unknown_event",
             "malformed_event",
             crate::respond::METHOD_NOT_ALLOWED,

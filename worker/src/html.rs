@@ -64,6 +64,40 @@ pub enum HtmlError {
     Url(#[from] UrlError),
 }
 
+impl HtmlError {
+    /// A short stable name ([`rendition_core::kinds::KINDS`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HtmlError::Manifest(e) => e.kind(),
+            HtmlError::UnknownPreset(_) => "unknown_preset",
+            HtmlError::NotMade { .. } => "preset_not_made",
+            HtmlError::NoLadder(_) => "no_ladder",
+            HtmlError::MixedShapes { .. } => "mixed_shapes",
+            HtmlError::Url(e) => e.kind(),
+        }
+    }
+
+    /// Whether asking again later may succeed (storage outages only).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            HtmlError::Manifest(e) => e.is_retryable(),
+            HtmlError::Url(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// The HTTP status this would be on a front door: 404 for what is not there, 400 for
+    /// a request that cannot be answered as asked.
+    pub fn status(&self) -> u16 {
+        match self {
+            HtmlError::Manifest(e) => e.status(),
+            HtmlError::UnknownPreset(_) | HtmlError::NotMade { .. } => 404,
+            HtmlError::NoLadder(_) | HtmlError::MixedShapes { .. } => 400,
+            HtmlError::Url(e) => e.status(),
+        }
+    }
+}
+
 /// What the markup is made of, besides the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -339,6 +373,35 @@ pub fn picture(srcsets: &[Srcset], placeholder: Option<&Placeholder>, options: &
 mod tests {
     use super::*;
     use rendition_core::config::Preset;
+
+    #[test]
+    fn every_error_has_a_listed_kind() {
+        let errors = [
+            HtmlError::UnknownPreset("x".into()),
+            HtmlError::NotMade {
+                key: "k".into(),
+                preset: "p".into(),
+            },
+            HtmlError::NoLadder("k".into()),
+            HtmlError::MixedShapes {
+                a: "a".into(),
+                aw: 1,
+                ah: 1,
+                b: "b".into(),
+                bw: 2,
+                bh: 1,
+            },
+        ];
+        for e in &errors {
+            assert!(
+                rendition_core::kinds::KINDS.iter().any(|(k, _)| *k == e.kind()),
+                "{}",
+                e.kind()
+            );
+            assert!(!e.is_retryable());
+            assert!((400..500).contains(&e.status()));
+        }
+    }
     use rendition_core::manifest::{ManifestSource, MANIFEST_VERSION};
     use rendition_core::sniff::SourceFormat;
 
