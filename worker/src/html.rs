@@ -394,7 +394,9 @@ mod tests {
         ];
         for e in &errors {
             assert!(
-                rendition_core::kinds::KINDS.iter().any(|(k, _)| *k == e.kind()),
+                rendition_core::kinds::KINDS
+                    .iter()
+                    .any(|(k, _)| *k == e.kind()),
                 "{}",
                 e.kind()
             );
