@@ -356,3 +356,32 @@ fn placeholders_describe_the_source_they_were_computed_from() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_named_format_and_a_negotiated_one_sharing_a_render_vary_each_as_asked() {
+    // `pic.webp` and, for a client that takes WebP but no AVIF, `pic.auto` resolve to the
+    // same stored key: a big source makes the second request join the first's render.
+    let env = env_keys();
+    let server = start_with_config(Some(CONFIG), &env).await;
+    let (cwd, bucket, addr) = (server.tmp.path(), &server.bucket, server.addr.clone());
+    let (photo, _, _) = photos(".jpg", 4000).into_iter().next().unwrap();
+    std::fs::copy(&photo, bucket.join("originals/big.jpg")).unwrap();
+    let printed = url_of(cwd, bucket, "originals/big.jpg", &["--preset", "pic"], &env);
+    let urls: Vec<String> = printed.lines().map(str::to_string).collect();
+    let (auto, webp) = (urls[0].clone(), urls[2].clone());
+    assert!(webp.ends_with("/pic.webp"), "{webp}");
+    let (a, b) = (addr.clone(), addr.clone());
+    let named = tokio::spawn(async move { get(&a, webp.as_bytes(), &[("Accept", CHROME)]).await });
+    let negotiated =
+        tokio::spawn(async move { get(&b, auto.as_bytes(), &[("Accept", SAFARI_14)]).await });
+    let (named, negotiated) = (named.await.unwrap(), negotiated.await.unwrap());
+    assert_eq!((named.status, negotiated.status), (200, 200));
+    assert_eq!(named.body, negotiated.body, "one render, one object");
+    assert_eq!(named.header("vary"), None, "a named format does not vary");
+    assert_eq!(
+        negotiated.header("vary"),
+        Some(VARY),
+        "a negotiated one does"
+    );
+    server.app.terminate();
+}
