@@ -1,23 +1,58 @@
 // sharp-bench.mjs: the sharp side of `rendition-bench` (benchmark/src/external.rs runs it).
 //
-//   node bench/sharp-bench.mjs SHARP_DIR SET CONCURRENCY ITERATIONS FILE...
+//   node bench/sharp-bench.mjs SHARP_DIR SET VARIANTS_JSON|- CONCURRENCY ITERATIONS FILE...
 //
 // SHARP_DIR is where `npm install sharp` was run (scripts/bench.sh uses
-// ${RENDITION_CACHE:-$HOME/.cache/rendition}/sharp); SET is `one` (w=300 JPEG q80) or
-// `eager10` (widths 2048/1024/640/320/160, each as JPEG q80 and WebP q75) or `eager5`
-// (the same widths, WebP q75 only). Every variant is its own sharp pipeline from the
-// source buffer (decode, resize, encode), as an on-demand service renders each request.
-// All files are read into memory first; outputs go to memory (toBuffer). sharp's
-// operation cache is off and libvips runs one thread per pipeline (sharp.concurrency(1));
-// CONCURRENCY pipelines run at once. One untimed warm-up pass, then ITERATIONS timed
-// passes over all files. Prints one JSON object on stdout.
+// ${RENDITION_CACHE:-$HOME/.cache/rendition}/sharp). VARIANTS_JSON is an array built from
+// the same requests Rendition renders (benchmark/src/cases.rs `Set::sharp_variants`), one
+// object per output:
+//   {"width": 2048, "height": null, "fit": "inside", "withoutEnlargement": true,
+//    "format": "avif", "quality": 75, "effort": 2}
+// or `-` for the named sets: SET `one` (w=300 JPEG q80), `eager10` (widths
+// 2048/1024/640/320/160, each as JPEG q80 and WebP q75) or `eager5` (the same widths, WebP
+// q75 only); otherwise SET only names the set in the output.
+// Every variant is its own sharp pipeline from the source buffer (decode, resize, encode),
+// as an on-demand service renders each request. Encoders as Rendition (libvips 8.14)
+// uses them: JPEG optimised Huffman coding and 4:2:0; WebP lossy; AVIF (AV1 in HEIF,
+// libheif with aom) at the given quality and effort, 8 bit, chroma 4:2:0 below quality
+// 90 and 4:4:4 from 90 (libvips' `subsample_mode=auto`; sharp's own default is 4:4:4).
+// Metadata is stripped (sharp's default). All files are read into memory first; outputs
+// go to memory (toBuffer). sharp's operation cache is off and libvips runs one thread per
+// pipeline (sharp.concurrency(1)); CONCURRENCY pipelines run at once. One untimed warm-up
+// pass, then ITERATIONS timed passes over all files. Prints one JSON object on stdout.
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 
-const [sharpDir, set, concurrencyArg, iterationsArg, ...files] = process.argv.slice(2);
-if (!sharpDir || !set || !files.length) {
-  console.error("usage: sharp-bench.mjs SHARP_DIR one|eager5|eager10 CONCURRENCY ITERATIONS FILE...");
+const [sharpDir, set, variantsJson, concurrencyArg, iterationsArg, ...files] =
+  process.argv.slice(2);
+if (!sharpDir || !set || !variantsJson || !files.length) {
+  console.error(
+    "usage: sharp-bench.mjs SHARP_DIR SET VARIANTS_JSON|- CONCURRENCY ITERATIONS FILE...",
+  );
+  process.exit(2);
+}
+
+const WIDTHS = [2048, 1024, 640, 320, 160];
+const widthOnly = (width, format, quality) => ({
+  width,
+  height: null,
+  fit: "inside",
+  withoutEnlargement: true,
+  format,
+  quality,
+});
+const SETS = {
+  one: [widthOnly(300, "jpeg", 80)],
+  eager5: WIDTHS.map((width) => widthOnly(width, "webp", 75)),
+  eager10: WIDTHS.flatMap((width) => [
+    widthOnly(width, "jpeg", 80),
+    widthOnly(width, "webp", 75),
+  ]),
+};
+const variants = variantsJson === "-" ? SETS[set] : JSON.parse(variantsJson);
+if (!Array.isArray(variants) || !variants.length) {
+  console.error(`no variants: unknown set ${set}, or VARIANTS_JSON is not a non-empty array`);
   process.exit(2);
 }
 const concurrency = Number(concurrencyArg);
@@ -27,31 +62,36 @@ const sharp = require("sharp");
 sharp.cache(false);
 sharp.concurrency(1);
 
-const WIDTHS = [2048, 1024, 640, 320, 160];
-const SETS = {
-  one: [{ width: 300, format: "jpeg", quality: 80 }],
-  eager5: WIDTHS.map((width) => ({ width, format: "webp", quality: 75 })),
-  eager10: WIDTHS.flatMap((width) => [
-    { width, format: "jpeg", quality: 80 },
-    { width, format: "webp", quality: 75 },
-  ]),
-};
-const variants = SETS[set];
-if (!variants) {
-  console.error(`unknown set ${set}`);
-  process.exit(2);
-}
-
 const sources = files.map((f) => readFileSync(f));
 
 function pipeline(buf, v) {
-  // Auto-orient like Rendition does (a no-op for orientation 1); metadata is stripped by
-  // default; JPEG: optimised Huffman coding (sharp's default, as Rendition), 4:2:0.
+  // Auto-orient like Rendition does (a no-op for orientation 1).
   let p = sharp(buf);
   p = typeof p.autoOrient === "function" ? p.autoOrient() : p.rotate();
-  p = p.resize({ width: v.width, withoutEnlargement: true });
-  p = v.format === "jpeg" ? p.jpeg({ quality: v.quality }) : p.webp({ quality: v.quality });
-  return p.toBuffer();
+  p = p.resize({
+    width: v.width ?? undefined,
+    height: v.height ?? undefined,
+    fit: v.fit,
+    position: "centre",
+    withoutEnlargement: v.withoutEnlargement,
+  });
+  switch (v.format) {
+    case "jpeg":
+      return p.jpeg({ quality: v.quality }).toBuffer();
+    case "webp":
+      return p.webp({ quality: v.quality }).toBuffer();
+    case "avif":
+      return p
+        .avif({
+          quality: v.quality,
+          effort: v.effort,
+          bitdepth: 8,
+          chromaSubsampling: v.quality >= 90 ? "4:4:4" : "4:2:0",
+        })
+        .toBuffer();
+    default:
+      throw new Error(`unsupported format ${v.format}`);
+  }
 }
 
 // One pass: every (image, variant) pipeline, CONCURRENCY at a time from a shared queue.

@@ -170,12 +170,12 @@ impl Set {
             })
             .collect()
     }
-    /// Whether sharp runs this set with `benchmark/sharp-variants.mjs` (the variants passed
-    /// as JSON, from [`Set::sharp_variants`]) rather than `bench/sharp-bench.mjs`.
+    /// Whether sharp is given this set's variants as JSON ([`Set::sharp_variants`]) rather
+    /// than by the set's name in `bench/sharp-bench.mjs`.
     pub fn sharp_from_json(self) -> bool {
         matches!(self, Set::Presets | Set::PresetsAvif)
     }
-    /// The outputs of this set as sharp pipelines, for `sharp-variants.mjs`: the same
+    /// The outputs of this set as sharp pipelines, for `sharp-bench.mjs`: the same
     /// requests Rendition renders, with Rendition's encoder settings (quality from the spec
     /// or the format's default, AVIF effort `render.avif_effort`).
     pub fn sharp_variants(self) -> anyhow::Result<serde_json::Value> {
@@ -194,7 +194,7 @@ impl Set {
 }
 
 /// One output as a sharp pipeline: `resize({width, height, fit, position,
-/// withoutEnlargement})` then the encoder. Only what sharp-variants.mjs does the same way as
+/// withoutEnlargement})` then the encoder. Only what sharp-bench.mjs does the same way as
 /// Rendition: w, h, fit, g=centre, fm (jpeg, webp, avif), q, enlarge.
 fn sharp_variant(spec: &VariantSpec, avif_effort: u8) -> anyhow::Result<serde_json::Value> {
     let plain = VariantSpec {
@@ -207,7 +207,7 @@ fn sharp_variant(spec: &VariantSpec, avif_effort: u8) -> anyhow::Result<serde_js
         ..VariantSpec::default()
     };
     if *spec != plain || !matches!(spec.format, Format::Jpeg | Format::Webp | Format::Avif) {
-        bail!("sharp-variants.mjs cannot render {spec} like Rendition does");
+        bail!("sharp-bench.mjs cannot render {spec} like Rendition does");
     }
     Ok(serde_json::json!({
         "width": spec.width,

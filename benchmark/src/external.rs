@@ -1,5 +1,5 @@
-//! The other tools: sharp (`bench/sharp-bench.mjs`, or for the sets given as JSON
-//! `benchmark/sharp-variants.mjs`, under node, outputs to memory) and vipsthumbnail (files written to a tmpfs, `/dev/shm`). Both run with glibc's default
+//! The other tools: sharp (`bench/sharp-bench.mjs` under node, outputs to memory) and
+//! vipsthumbnail (files written to a tmpfs, `/dev/shm`). Both run with glibc's default
 //! malloc arenas.
 
 use std::path::{Path, PathBuf};
@@ -15,20 +15,16 @@ use crate::suite::Options;
 
 /// The sharp side of the comparison, written to a temporary file when sharp runs.
 const SHARP_SCRIPT: &str = include_str!("../../bench/sharp-bench.mjs");
-/// The same for sets whose variants are passed as JSON ([`Set::sharp_from_json`]).
-const SHARP_VARIANTS_SCRIPT: &str = include_str!("../sharp-variants.mjs");
 
-/// sharp, ready to run: where it is installed, and the scripts (removed on drop).
+/// sharp, ready to run: where it is installed, and the script (removed on drop).
 pub struct Sharp {
     dir: PathBuf,
     script: PathBuf,
-    variants_script: PathBuf,
 }
 
 impl Drop for Sharp {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.script);
-        let _ = std::fs::remove_file(&self.variants_script);
     }
 }
 
@@ -88,17 +84,13 @@ impl External {
         });
         let sharp = match sharp_version {
             Some(_) => {
-                let write = |name: &str, text: &str| {
-                    let path = std::env::temp_dir()
-                        .join(format!("rendition-{name}-{}.mjs", std::process::id()));
-                    std::fs::write(&path, text)
-                        .with_context(|| format!("writing {}", path.display()))?;
-                    anyhow::Ok(path)
-                };
+                let script = std::env::temp_dir()
+                    .join(format!("rendition-sharp-bench-{}.mjs", std::process::id()));
+                std::fs::write(&script, SHARP_SCRIPT)
+                    .with_context(|| format!("writing {}", script.display()))?;
                 Some(Sharp {
                     dir: sharp_dir,
-                    script: write("sharp-bench", SHARP_SCRIPT)?,
-                    variants_script: write("sharp-variants", SHARP_VARIANTS_SCRIPT)?,
+                    script,
                 })
             }
             None => None,
@@ -143,15 +135,17 @@ impl External {
             return Ok(None);
         };
         let mut cmd = Command::new("node");
-        if set.sharp_from_json() {
-            cmd.arg(&sharp.variants_script)
-                .arg(&sharp.dir)
-                .arg(set.as_str())
-                .arg(set.sharp_variants()?.to_string());
+        // The variants as JSON, or `-` for the sets the script names itself.
+        let variants = if set.sharp_from_json() {
+            set.sharp_variants()?.to_string()
         } else {
-            cmd.arg(&sharp.script).arg(&sharp.dir).arg(set.as_str());
-        }
-        cmd.arg(concurrency.to_string())
+            "-".to_string()
+        };
+        cmd.arg(&sharp.script)
+            .arg(&sharp.dir)
+            .arg(set.as_str())
+            .arg(variants)
+            .arg(concurrency.to_string())
             .arg(iterations.to_string())
             .args(files)
             .env_remove("MALLOC_ARENA_MAX");
