@@ -372,12 +372,21 @@ impl OnDemand {
         accepts: Accepts,
     ) -> Result<Derivative, OnDemandError> {
         let target = self.target(verified, accepts)?;
+        self.get_target(verified, &target).await
+    }
+
+    /// [`OnDemand::get_verified`] for a target already resolved ([`OnDemand::target`]).
+    pub async fn get_target(
+        &self,
+        verified: &url::Verified,
+        target: &Target,
+    ) -> Result<Derivative, OnDemandError> {
         for key in &target.candidates {
             if let Some(existing) = self.existing(key).await? {
                 return Ok(existing.varying(target.vary));
             }
         }
-        Ok(self.render(verified, &target).await?.varying(target.vary))
+        Ok(self.render(verified, target).await?.varying(target.vary))
     }
 
     async fn existing(&self, key: &str) -> Result<Option<Derivative>, OnDemandError> {

@@ -51,17 +51,10 @@ fn variants() -> Vec<VariantRequest> {
     .collect()
 }
 
+/// What a rendered variant's bytes sniff as: a render always resolves `original` and
+/// `auto` to a concrete format, so those never match.
 fn sniffed_as(format: Format) -> Option<SourceFormat> {
-    match format {
-        Format::Jpeg => Some(SourceFormat::Jpeg),
-        Format::Png => Some(SourceFormat::Png),
-        Format::Webp => Some(SourceFormat::Webp),
-        Format::Gif => Some(SourceFormat::Gif),
-        Format::Avif => Some(SourceFormat::Avif),
-        // A rendered variant always has a concrete format (`output_format` resolves
-        // these), so they never match what its bytes sniff as.
-        Format::Original | Format::Auto => None,
-    }
+    SourceFormat::from_format(format)
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -598,10 +598,11 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let metrics = state.metrics.clone();
     // Requests that resolve to the same stored key share one render.
     let key = target.coalescing_key().to_string();
+    let vary = target.vary;
     let joined = state.coalescer.join(&key, move || async move {
         let _in_flight = InFlight::enter(&metrics.renders_in_flight);
         let started = Instant::now();
-        let made = ondemand.get_verified(&verified, accepts).await;
+        let made = ondemand.get_target(&verified, &target).await;
         if made.as_ref().is_ok_and(|d| d.rendered) {
             metrics
                 .render_seconds
@@ -619,7 +620,7 @@ async fn handle(State(state): State<AppState>, req: Request) -> Response {
             }
             // Whether the answer varies is this request's own (`….auto` or a named
             // format), not that of the request whose render it joined.
-            let d = d.as_ref().clone().varying(target.vary);
+            let d = d.as_ref().clone().varying(vary);
             respond::respond(&req, Outcome::Found(&d))
         }
         Ok(Err(e)) => respond::respond(&req, Outcome::Failed(&e)),
