@@ -2,13 +2,20 @@
 //! (`rendition.toml`), then `RENDITION__SECTION__KEY` environment variables; validated
 //! before anything runs. Unknown keys are errors. Handlers receive these values; nothing
 //! else reads the environment.
+//!
+//! One file, one layering, one JSON Schema, two owners: the core's sections are here
+//! ([`Settings`]); the sections of a binary's adapters (queues, worker process, `serve`)
+//! are defined next to those adapters and declared to the loader through
+//! [`AdapterSections`] ([`Settings::load_with`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use figment::providers::{Format as _, Serialized, Toml};
-use figment::Figment;
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider};
 use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{Format, VariantSpec};
@@ -24,14 +31,6 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// The object store (S3 or compatible) the queue workers read and write.
     pub s3: S3Settings,
-    /// RabbitMQ consumer (`rendition worker --queue rabbitmq`).
-    pub rabbitmq: RabbitSettings,
-    /// SQS consumer (`rendition worker --queue sqs`).
-    pub sqs: SqsSettings,
-    /// The long-running worker process.
-    pub worker: WorkerSettings,
-    /// `rendition serve`: the on-demand path on a local folder.
-    pub serve: ServeSettings,
     /// Derivative URLs: CDN hosts, sharding, and signing of explicit specs.
     pub urls: UrlSettings,
     /// Named variants. When none are configured the built-in set is used.
@@ -48,6 +47,8 @@ pub struct StorageSettings {
     pub derived_prefix: String,
     /// Local mode records sources that cannot be rendered here, with the reason.
     pub failed_prefix: String,
+    /// `ObjectRemoved` events delete that source's derivatives and manifests.
+    pub delete_on_remove: bool,
 }
 
 /// Hard limits, each checked from the header before pixels are decoded.
@@ -85,6 +86,13 @@ pub struct RenderSettings {
     pub vips_threads: u32,
     /// AVIF encoder effort 0 (fastest) – 9 (smallest).
     pub avif_effort: u8,
+    /// JPEG shrink-on-load as sharp's default (`fastShrinkOnLoad`) chooses it: decode at
+    /// 1/8, 1/4 or 1/2 as soon as the output is at most that size — faster, a little
+    /// more aliasing on fine detail. Off (the default, so that a derivative rendered again
+    /// has the same bytes): as libvips' `thumbnail` chooses it, leaving a factor of two to
+    /// the resize (1/8 only from a shrink of 16). Either way a progressive JPEG decoded at
+    /// 1/8 is read from its DC scans alone, with the same pixels.
+    pub fast_shrink_on_load: bool,
     /// Render in sandboxed helper processes (the same binary, pre-started): decoders run
     /// with a memory and CPU budget, a wall-clock deadline, `no_new_privs` and a seccomp
     /// filter, so a crash or a budget exceeded costs one job, not the process. See the
@@ -148,57 +156,6 @@ pub struct S3Settings {
     pub timeout_secs: u64,
 }
 
-/// RabbitMQ topology and retry policy; see the README's "Queues" section.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct RabbitSettings {
-    pub url: String,
-    /// The durable work queue (a quorum queue).
-    pub queue: String,
-    /// Exchange that upload events arrive on (MinIO's AMQP target publishes here); bound to
-    /// the work queue with routing key `#`.
-    pub uploads_exchange: String,
-    /// Topic exchange receiving `derivatives.ready` completion events.
-    pub events_exchange: String,
-    /// Attempts for retryable errors before dead-lettering.
-    pub max_attempts: u32,
-    /// Delay before the first retry; doubles per attempt.
-    pub retry_base_ms: u64,
-    /// Upper bound of the retry delay.
-    pub retry_max_ms: u64,
-    /// Quorum-queue delivery limit: a message that keeps crashing workers is dead-lettered.
-    pub delivery_limit: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct SqsSettings {
-    /// Queue receiving S3 event notifications.
-    pub queue_url: String,
-    /// Custom endpoint (moto, ElasticMQ).
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    /// Long-poll wait (0-20 s).
-    pub wait_seconds: i32,
-    /// Visibility timeout to hold while a job runs; extended while it is still running.
-    pub visibility_timeout_secs: i32,
-    /// Messages per receive (1-10).
-    pub batch_size: i32,
-    /// Optional queue receiving `derivatives.ready` completion events.
-    pub events_queue_url: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct WorkerSettings {
-    /// Address of `/healthz`, `/readyz` and `/metrics`.
-    pub http_addr: String,
-    /// After SIGTERM, how long jobs in flight may take before the process exits anyway.
-    pub shutdown_grace_secs: u64,
-    /// `ObjectRemoved` events delete that source's derivatives and manifests.
-    pub delete_on_remove: bool,
-}
-
 /// Derivative URLs (see [`crate::url`]): `{scheme}://{host}/{derived key}`, with
 /// `?exp=…&sig=…` on explicit specs.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -255,45 +212,6 @@ impl Default for UrlSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServeSettings {
-    /// Listen address (loopback by default).
-    pub addr: String,
-    /// How long a request waits for a render before giving up (the render carries on).
-    pub wait_timeout_secs: u64,
-    /// Memory for recently used sources, so several variants of one source read it once.
-    pub source_cache_bytes: u64,
-    /// Renders (misses) at once (0 = number of CPUs). Misses of one derivative share a
-    /// render.
-    pub max_renders: usize,
-    /// How long a miss may wait for a render slot before it is answered
-    /// `503 Service Unavailable` with `Retry-After`, in milliseconds.
-    pub render_queue_ms: u64,
-    /// Open connections at most; past it new connections are closed at once.
-    pub max_connections: usize,
-    /// A request's headers must arrive within this many seconds of the connection (or of
-    /// the previous response), else the connection is closed.
-    pub header_read_timeout_secs: u64,
-    /// A connection with no request in progress is closed after this many seconds.
-    pub idle_timeout_secs: u64,
-}
-
-impl Default for ServeSettings {
-    fn default() -> Self {
-        ServeSettings {
-            addr: "127.0.0.1:8080".into(),
-            wait_timeout_secs: 30,
-            source_cache_bytes: 256 * 1024 * 1024,
-            max_renders: 0,
-            render_queue_ms: 2000,
-            max_connections: 512,
-            header_read_timeout_secs: 10,
-            idle_timeout_secs: 60,
-        }
-    }
-}
-
 impl Default for S3Settings {
     fn default() -> Self {
         S3Settings {
@@ -302,45 +220,6 @@ impl Default for S3Settings {
             region: None,
             force_path_style: false,
             timeout_secs: 30,
-        }
-    }
-}
-
-impl Default for RabbitSettings {
-    fn default() -> Self {
-        RabbitSettings {
-            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-            queue: "rendition.jobs".into(),
-            uploads_exchange: "rendition.uploads".into(),
-            events_exchange: "rendition.events".into(),
-            max_attempts: 8,
-            retry_base_ms: 1000,
-            retry_max_ms: 60_000,
-            delivery_limit: 10,
-        }
-    }
-}
-
-impl Default for SqsSettings {
-    fn default() -> Self {
-        SqsSettings {
-            queue_url: String::new(),
-            endpoint: None,
-            region: None,
-            wait_seconds: 20,
-            visibility_timeout_secs: 60,
-            batch_size: 10,
-            events_queue_url: None,
-        }
-    }
-}
-
-impl Default for WorkerSettings {
-    fn default() -> Self {
-        WorkerSettings {
-            http_addr: "127.0.0.1:9464".into(),
-            shutdown_grace_secs: 30,
-            delete_on_remove: true,
         }
     }
 }
@@ -395,6 +274,7 @@ impl Default for StorageSettings {
             source_prefix: "originals/".into(),
             derived_prefix: "derived/".into(),
             failed_prefix: "failed/".into(),
+            delete_on_remove: true,
         }
     }
 }
@@ -418,6 +298,7 @@ impl Default for RenderSettings {
             concurrency: 0,
             vips_threads: 1,
             avif_effort: 2,
+            fast_shrink_on_load: false,
             sandbox: true,
             max_memory_mb: 1024,
             max_cpu_secs: 8,
@@ -447,10 +328,6 @@ impl Default for Settings {
             log: LogSettings::default(),
             telemetry: TelemetrySettings::default(),
             s3: S3Settings::default(),
-            rabbitmq: RabbitSettings::default(),
-            sqs: SqsSettings::default(),
-            worker: WorkerSettings::default(),
-            serve: ServeSettings::default(),
             urls: UrlSettings::default(),
             presets: default_presets(),
         }
@@ -491,45 +368,213 @@ pub enum ConfigError {
     Rule(String),
 }
 
+/// Top-level sections owned by an adapter of the `rendition` binary (its queue consumers,
+/// its worker process, `serve`) rather than by the core. Each is defined, defaulted and
+/// validated next to its adapter, and type-checked only by the binary that declares it
+/// ([`AdapterSections`]); every loader accepts all of them by name, so one file (e.g. one
+/// SSM parameter) configures both the CLI and the Lambda. A test in the CLI keeps this
+/// list equal to its sections.
+pub const ADAPTER_SECTIONS: &[&str] = &["rabbitmq", "serve", "sqs", "worker"];
+
+/// Keys that moved, with where they live now: refused with a message naming the new place,
+/// because a binary that does not own the old section would otherwise ignore them.
+const MOVED: &[(&str, &str)] = &[("worker.delete_on_remove", "storage.delete_on_remove")];
+
+/// The sections of the file a binary's adapters own, as one struct whose fields are
+/// sections (named in [`ADAPTER_SECTIONS`]); `#[serde(deny_unknown_fields, default)]` like
+/// [`Settings`]. Its doc comments become the JSON Schema's descriptions
+/// ([`crate::schema::all`]).
+pub trait AdapterSections: DeserializeOwned + Serialize + JsonSchema + Default {
+    /// Checks rules types cannot express, after the core's own
+    /// ([`Settings::validate`]) have passed.
+    fn validate(&self, core: &Settings) -> Result<(), ConfigError>;
+
+    /// The top-level section names (the fields of `Self`).
+    fn sections() -> Vec<String> {
+        section_names(&Self::default())
+    }
+}
+
+/// The field names of a struct of sections, as it serializes.
+fn section_names(sections: &impl Serialize) -> Vec<String> {
+    match figment::value::Value::serialize(sections) {
+        Ok(figment::value::Value::Dict(_, dict)) => dict.into_keys().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A binary with no adapter sections of its own (the Lambda): the adapter sections in the
+/// file are accepted by name and not read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoSections {}
+
+impl AdapterSections for NoSections {
+    fn validate(&self, _core: &Settings) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+/// The layers above the defaults, read once: the TOML file and the `RENDITION__*`
+/// variables (as dotted paths).
+struct Layers {
+    file: Option<std::path::PathBuf>,
+    /// `(variable, dotted path, value)`.
+    env: Vec<(String, String, figment::value::Value)>,
+}
+
+impl Layers {
+    fn read<I>(file: Option<&Path>, env: I) -> Result<Layers, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let file = match file {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError::MissingFile(path.display().to_string()))
+            }
+            Some(path) => Some(path.to_path_buf()),
+            None if Path::new("rendition.toml").exists() => Some("rendition.toml".into()),
+            None => None,
+        };
+        // Environment variables are passed in (main hands over `std::env::vars()`), so
+        // tests stay hermetic and nothing below main reads the environment.
+        let env = env
+            .into_iter()
+            .filter_map(|(name, raw)| {
+                let rest = name.strip_prefix("RENDITION__")?;
+                let path = rest
+                    .split("__")
+                    .map(str::to_ascii_lowercase)
+                    .collect::<Vec<_>>()
+                    .join(".");
+                let value = raw.parse().unwrap_or_else(|_| raw.clone().into());
+                Some((name, path, value))
+            })
+            .collect();
+        Ok(Layers { file, env })
+    }
+
+    /// Where `section` was set, for a message: the last variable naming it, else the file.
+    fn origin(&self, section: &str) -> String {
+        let var = self
+            .env
+            .iter()
+            .rev()
+            .find(|(_, path, _)| path.split('.').next() == Some(section));
+        match (var, &self.file) {
+            (Some((name, _, _)), _) => format!(" (from {name})"),
+            (None, Some(file)) => format!(" in {}", file.display()),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// `figment`, then the file, then the variables: only the top-level sections `keep`
+    /// accepts.
+    fn onto(&self, mut figment: Figment, keep: &dyn Fn(&str) -> bool) -> Figment {
+        if let Some(path) = &self.file {
+            figment = figment.merge(Only {
+                inner: Toml::file_exact(path),
+                keep,
+            });
+        }
+        for (_, path, value) in &self.env {
+            let section = path.split('.').next().unwrap_or_default();
+            if keep(section) {
+                figment = figment.merge(Serialized::default(path, value));
+            }
+        }
+        figment
+    }
+}
+
+/// A provider's data with only the top-level sections `keep` accepts. Its metadata is the
+/// inner provider's, so an error still names the file.
+struct Only<'a, P> {
+    inner: P,
+    keep: &'a dyn Fn(&str) -> bool,
+}
+
+impl<P: Provider> Provider for Only<'_, P> {
+    fn metadata(&self) -> Metadata {
+        self.inner.metadata()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut data = self.inner.data()?;
+        for dict in data.values_mut() {
+            dict.retain(|section, _| (self.keep)(section));
+        }
+        Ok(data)
+    }
+}
+
 impl Settings {
-    /// Defaults → `file` (or `./rendition.toml` when present) → `RENDITION__*` from `env`.
+    /// The core's sections: defaults → `file` (or `./rendition.toml` when present) →
+    /// `RENDITION__*` from `env`. Adapter sections ([`ADAPTER_SECTIONS`]) are accepted by
+    /// name and not read: the Lambda's loader. A binary with adapters uses
+    /// [`Settings::load_with`].
     pub fn load<I>(file: Option<&Path>, env: I) -> Result<Settings, ConfigError>
     where
         I: IntoIterator<Item = (String, String)>,
     {
+        Settings::load_with::<NoSections, _>(file, env).map(|(settings, _)| settings)
+    }
+
+    /// The core's sections and `A`'s, from one layering (defaults → `file` →
+    /// `RENDITION__*`). A top-level section that is neither the core's nor in
+    /// [`ADAPTER_SECTIONS`] is refused, and so is a key that moved ([`ConfigError::Rule`],
+    /// saying where). Then the core reads its sections and `A` its own, each with
+    /// `deny_unknown_fields`; the adapter sections `A` does not own (another binary's) are
+    /// accepted by name and not read. Types first, then the core's rules, then `A`'s.
+    pub fn load_with<A, I>(file: Option<&Path>, env: I) -> Result<(Settings, A), ConfigError>
+    where
+        A: AdapterSections,
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let layers = Layers::read(file, env)?;
+        let everything = layers.onto(Figment::new(), &|_| true);
+        // Checked here, not by the core's `deny_unknown_fields` alone, so the message
+        // lists every section, the adapters' included.
+        if let Ok(top) = everything.extract::<Dict>() {
+            let mut known = section_names(&Settings::default());
+            known.extend(ADAPTER_SECTIONS.iter().map(|s| s.to_string()));
+            if let Some(unknown) = top.keys().find(|k| !known.contains(k)) {
+                let from = layers.origin(unknown);
+                return Err(ConfigError::Rule(format!(
+                    "unknown section `{unknown}`{from}; the sections are {}",
+                    known.join(", ")
+                )));
+            }
+        }
+        for (old, new) in MOVED {
+            if everything.contains(old) {
+                return Err(ConfigError::Rule(format!(
+                    "{old} has moved to {new} (RENDITION__{}): set it there",
+                    new.replace('.', "__").to_ascii_uppercase()
+                )));
+            }
+        }
+
         let mut base = Settings::default();
         base.presets.clear();
-        let mut figment = Figment::from(Serialized::defaults(base));
-        match file {
-            Some(path) if !path.exists() => {
-                return Err(ConfigError::MissingFile(path.display().to_string()))
-            }
-            Some(path) => figment = figment.merge(Toml::file_exact(path)),
-            None if Path::new("rendition.toml").exists() => {
-                figment = figment.merge(Toml::file_exact("rendition.toml"))
-            }
-            None => {}
-        }
-        // Environment variables are passed in (main hands over `std::env::vars()`), so
-        // tests stay hermetic and nothing below main reads the environment.
-        for (name, raw) in env {
-            let Some(rest) = name.strip_prefix("RENDITION__") else {
-                continue;
-            };
-            let path = rest
-                .split("__")
-                .map(str::to_ascii_lowercase)
-                .collect::<Vec<_>>()
-                .join(".");
-            let value: figment::value::Value = raw.parse().unwrap_or_else(|_| raw.clone().into());
-            figment = figment.merge(Serialized::default(&path, value));
-        }
-        let mut settings: Settings = figment.extract().map_err(Box::new)?;
+        let core = layers.onto(Figment::from(Serialized::defaults(base)), &|section| {
+            !ADAPTER_SECTIONS.contains(&section)
+        });
+        let mut settings: Settings = core.extract().map_err(Box::new)?;
         if settings.presets.is_empty() {
             settings.presets = default_presets();
         }
+
+        let owned = A::sections();
+        let adapters = layers.onto(
+            Figment::from(Serialized::defaults(A::default())),
+            &|section| owned.iter().any(|o| o == section),
+        );
+        let adapters: A = adapters.extract().map_err(Box::new)?;
+
         settings.validate()?;
-        Ok(settings)
+        adapters.validate(&settings)?;
+        Ok((settings, adapters))
     }
 
     /// Checks rules types cannot express.
@@ -590,27 +635,6 @@ impl Settings {
                 self.render.avif_effort
             ));
         }
-        if !(0..=20).contains(&self.sqs.wait_seconds) {
-            return rule(format!(
-                "sqs.wait_seconds must be 0-20, got {}",
-                self.sqs.wait_seconds
-            ));
-        }
-        if !(1..=10).contains(&self.sqs.batch_size) {
-            return rule(format!(
-                "sqs.batch_size must be 1-10, got {}",
-                self.sqs.batch_size
-            ));
-        }
-        if self.sqs.visibility_timeout_secs < 10 {
-            return rule("sqs.visibility_timeout_secs must be at least 10".into());
-        }
-        if self.rabbitmq.max_attempts == 0
-            || self.rabbitmq.retry_base_ms == 0
-            || self.rabbitmq.retry_max_ms < self.rabbitmq.retry_base_ms
-        {
-            return rule("rabbitmq: max_attempts and retry_base_ms must be > 0 and retry_max_ms >= retry_base_ms".into());
-        }
         if self.render.vips_threads == 0 {
             return rule("render.vips_threads must be at least 1".into());
         }
@@ -623,19 +647,6 @@ impl Settings {
         }
         if r.recycle_after_jobs == 0 {
             return rule("render.recycle_after_jobs must be at least 1".into());
-        }
-        let v = &self.serve;
-        if v.wait_timeout_secs <= r.deadline_secs {
-            return rule(format!(
-                "serve.wait_timeout_secs ({}) must be longer than render.deadline_secs ({}): a render over its budget is answered with its error, not a timeout",
-                v.wait_timeout_secs, r.deadline_secs
-            ));
-        }
-        if v.max_connections == 0 || v.header_read_timeout_secs == 0 || v.idle_timeout_secs == 0 {
-            return rule(
-                "serve: max_connections, header_read_timeout_secs and idle_timeout_secs must be at least 1"
-                    .into(),
-            );
         }
         let u = &self.urls;
         if u.scheme != "https" && u.scheme != "http" {
@@ -721,14 +732,6 @@ impl Settings {
         }
     }
 
-    /// Renders `serve` runs at once: the configured value, or the number of CPUs.
-    pub fn serve_max_renders(&self) -> usize {
-        match self.serve.max_renders {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        }
-    }
-
     /// Eager presets, in name order.
     pub fn eager_presets(&self) -> impl Iterator<Item = (&str, &Preset)> {
         self.presets
@@ -748,4 +751,124 @@ pub fn is_preset_name(name: &str) -> bool {
         && bytes
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn toml_file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    fn rule(result: Result<Settings, ConfigError>) -> String {
+        match result {
+            Err(ConfigError::Rule(message)) => message,
+            other => panic!("expected a rule error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_core_loader_accepts_every_adapter_section_without_reading_it() {
+        // One file for the CLI and the Lambda: the Lambda's loader must not refuse the
+        // CLI's sections, whatever they hold (the CLI type-checks them).
+        let file = toml_file(
+            "[limits]\nmax_input_pixels = 1000\n[rabbitmq]\nqueue = \"jobs\"\nnot_ours = 1\n[sqs]\nwait_seconds = 99\n[serve]\naddr = 5\n[worker]\nhttp_addr = \"0.0.0.0:9464\"\n",
+        );
+        let s = Settings::load(
+            Some(file.path()),
+            env(&[("RENDITION__RABBITMQ__QUEUE", "other")]),
+        )
+        .unwrap();
+        assert_eq!(s.limits.max_input_pixels, 1000);
+    }
+
+    #[test]
+    fn an_unknown_top_level_section_is_refused() {
+        let file = toml_file("[nonsense]\nx = 1\n");
+        let message = rule(Settings::load(Some(file.path()), env(&[])));
+        assert!(message.contains("`nonsense`"), "{message}");
+        assert!(
+            message.contains(&file.path().display().to_string()),
+            "names the file: {message}"
+        );
+        assert!(
+            message.contains("storage") && message.contains("rabbitmq"),
+            "lists the sections, the adapters' too: {message}"
+        );
+        let message = rule(Settings::load(
+            None,
+            env(&[("RENDITION__NONSENSE__X", "1")]),
+        ));
+        assert!(
+            message.contains("`nonsense`") && message.contains("RENDITION__NONSENSE__X"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn errors_still_name_the_file() {
+        let file = toml_file("[limits]\nmax_input_pixls = 5\n");
+        let err = Settings::load(Some(file.path()), env(&[])).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("max_input_pixls"), "{text}");
+        assert!(
+            text.contains(&file.path().display().to_string()),
+            "the message names the file: {text}"
+        );
+    }
+
+    #[test]
+    fn delete_on_remove_is_a_storage_setting() {
+        let s = Settings::load(None, env(&[])).unwrap();
+        assert!(s.storage.delete_on_remove);
+        let file = toml_file("[storage]\ndelete_on_remove = false\n");
+        assert!(
+            !Settings::load(Some(file.path()), env(&[]))
+                .unwrap()
+                .storage
+                .delete_on_remove
+        );
+        let s = Settings::load(
+            None,
+            env(&[("RENDITION__STORAGE__DELETE_ON_REMOVE", "false")]),
+        )
+        .unwrap();
+        assert!(!s.storage.delete_on_remove);
+    }
+
+    #[test]
+    fn the_old_delete_on_remove_says_where_it_moved() {
+        let file =
+            toml_file("[worker]\nhttp_addr = \"127.0.0.1:9464\"\ndelete_on_remove = false\n");
+        for message in [
+            rule(Settings::load(Some(file.path()), env(&[]))),
+            rule(Settings::load(
+                None,
+                env(&[("RENDITION__WORKER__DELETE_ON_REMOVE", "true")]),
+            )),
+        ] {
+            assert!(
+                message.contains("worker.delete_on_remove")
+                    && message.contains("storage.delete_on_remove"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_sections_owns_none() {
+        assert!(NoSections::sections().is_empty());
+    }
 }

@@ -78,7 +78,7 @@ fn skip_fill(bytes: &[u8], from: usize) -> Option<usize> {
 
 /// Skips entropy-coded data starting at `from`; returns the index of the 0xFF that starts
 /// the next marker, or `None` at the end of the data. Each byte is looked at once.
-fn skip_entropy_data(bytes: &[u8], from: usize) -> Option<usize> {
+pub(crate) fn skip_entropy_data(bytes: &[u8], from: usize) -> Option<usize> {
     let mut pos = from;
     loop {
         let ff = find_ff(bytes, pos)?;

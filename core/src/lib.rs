@@ -5,11 +5,16 @@
 //! - [`spec`]: `VariantSpec` and its one canonical text form (`w=320,fit=cover,fm=webp`).
 //! - [`geometry`]: pure fit/crop/gravity math, no libvips.
 //! - [`naming`]: immutable, GUID-based derivative keys, and parsing them back.
-//! - [`config`]: typed settings (defaults → `rendition.toml` → `RENDITION__*`), presets.
+//! - [`config`]: typed settings (defaults → `rendition.toml` → `RENDITION__*`), presets;
+//!   the core's sections, and the one loader that also hands a binary the sections its
+//!   adapters own (`AdapterSections`, defined next to those adapters in the binaries).
 //! - [`sniff`]: source format from magic bytes, with an allow-list.
 //! - [`container`]: scans, frames and pages counted from container markers, before decoding.
 //! - [`vips`]: a small safe layer over the libvips 8.14 C API (own FFI; see there why).
 //! - [`render`]: the pipeline as ordered named steps; one decode, many variants.
+//! - [`png_fast`]: 8-bit PNGs decoded by the `png` crate and streamed into libvips,
+//!   pixel-identical to libvips' loader and faster.
+//! - [`progressive`]: DC-only rebuilds of progressive JPEGs, for thumbnails decoded at 1/8.
 //! - [`ondemand`]: a request for a derivative that may not exist yet: verify, find, render, store.
 //! - [`respond`]: status, headers and body of every on-demand answer, for every front door.
 //! - [`negotiate`]: `fm=auto`: what a client accepts (`Accept`, or the CDN's header) and
@@ -24,7 +29,8 @@
 //!   `status()` trait each error source defines once.
 //! - [`disposition`]: a job's result → done, retry after a delay, or dead-letter, decided
 //!   once; every queue edge, the Lambda triggers and the folder mode only translate it.
-//! - [`schema`]: JSON Schemas of the config, manifest, failure record and event job.
+//! - [`schema`]: JSON Schemas of the config (the core's sections plus a binary's adapter
+//!   sections, one file), manifest, failure record and event job.
 //! - [`url`]: derivative URLs (path = `/` + derived key), signed specs, host sharding.
 //! - [`sandbox`]: render helper processes with memory, CPU and time budgets and a seccomp
 //!   filter; [`renderer`]: one way to render, in a helper or in process.
@@ -44,6 +50,8 @@ pub mod naming;
 pub mod negotiate;
 pub mod ondemand;
 pub mod placeholder;
+pub mod png_fast;
+pub mod progressive;
 pub mod render;
 pub mod renderer;
 pub mod respond;

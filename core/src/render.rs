@@ -270,6 +270,40 @@ pub struct Phase {
     pub format: Option<String>,
     pub start_us: u64,
     pub dur_us: u64,
+    /// For `decode`: which decoder made the pixels ([`Decoder::as_str`]).
+    #[serde(default)]
+    pub decoder: Option<String>,
+}
+
+/// How the source's pixels were decoded (recorded on the `decode` phase, so traces, the
+/// bench and the fidelity tests see which one ran).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoder {
+    /// libvips' `thumbnail` loader with its own shrink-on-load, as vipsthumbnail decodes.
+    Libvips,
+    /// A JPEG decoded at 1/`factor` where libvips would decode larger: sharp's default
+    /// shrink-on-load (`render.fast_shrink_on_load`).
+    JpegShrink(u32),
+    /// A progressive JPEG decoded at 1/8 from its DC scans alone ([`crate::progressive`]):
+    /// the same pixels as the 1/8 decode of the whole file, for a fraction of the
+    /// entropy decoding.
+    JpegDcOnly,
+    /// An 8-bit, non-interlaced PNG whose rows the `png` crate decodes and streams into
+    /// libvips' `thumbnail`: the same pixels, less CPU ([`crate::png_fast`]).
+    PngFast,
+}
+
+impl Decoder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decoder::Libvips => "libvips",
+            Decoder::JpegShrink(2) => "jpeg_shrink_2",
+            Decoder::JpegShrink(4) => "jpeg_shrink_4",
+            Decoder::JpegShrink(_) => "jpeg_shrink_8",
+            Decoder::JpegDcOnly => "jpeg_dc_only",
+            Decoder::PngFast => "png_fast",
+        }
+    }
 }
 
 /// Times the phases of one render.
@@ -296,6 +330,7 @@ impl Clock {
             format: variant.map(|(_, f)| f.as_str().to_string()),
             start_us: start.as_micros() as u64,
             dur_us: (self.started.elapsed() - start).as_micros() as u64,
+            decoder: None,
         });
         out
     }
@@ -371,7 +406,12 @@ pub fn render(
             skipped,
         });
     }
-    let first = clock.time("decode", None, || decode(source, &info, &header, &plans))?;
+    let (first, decoder) = clock.time("decode", None, || {
+        decode(source, &info, &header, &plans, settings)
+    })?;
+    if let Some(phase) = clock.phases.last_mut() {
+        phase.decoder = Some(decoder.as_str().to_string());
+    }
     let placeholder = placeholder(&first);
 
     // Largest first, so each variant can be scaled from a frame just above it.
@@ -632,7 +672,8 @@ fn decode(
     info: &SourceInfo,
     header: &Header,
     plans: &[Planned],
-) -> Result<Image<'static>, RenderError> {
+    settings: &RenderSettings,
+) -> Result<(Image<'static>, Decoder), RenderError> {
     let ratio = |p: &Planned| {
         let sx = f64::from(p.plan.scaled.width) / f64::from(info.size.width);
         let sy = f64::from(p.plan.scaled.height) / f64::from(info.size.height);
@@ -674,16 +715,43 @@ fn decode(
         };
         in_memory(opened.thumbnail(target.width, target.height, to_srgb)?)
     };
-    let shrunk = Image::thumbnail_buffer(source, target.width, target.height, to_srgb, all_pages)
-        .and_then(in_memory);
+    let libvips = || {
+        Image::thumbnail_buffer(source, target.width, target.height, to_srgb, all_pages)
+            .and_then(in_memory)
+    };
+    let (shrunk, decoder) = match jpeg_shrink(source, info, target, settings) {
+        Some(plan) => {
+            let image = match &plan.dc_only {
+                // libvips would decode at 1/8 itself: its own call, on fewer scans.
+                Some(dc) if plan.libvips_factor == 8 => {
+                    Image::thumbnail_buffer(dc, target.width, target.height, to_srgb, false)
+                }
+                dc => Image::open_shrunk(dc.as_deref().unwrap_or(source), plan.factor)
+                    .and_then(|image| image.thumbnail(target.width, target.height, to_srgb)),
+            };
+            match image.and_then(in_memory) {
+                Ok(image) => (Ok(image), plan.decoder()),
+                // Whatever libvips refuses here is asked of the source as it came, with
+                // libvips' own answers (and retries) below.
+                Err(_) => (libvips(), Decoder::Libvips),
+            }
+        }
+        None => match crate::png_fast::thumbnail(source, header, target, to_srgb) {
+            Some(image) => (Ok(image), Decoder::PngFast),
+            None => (libvips(), Decoder::Libvips),
+        },
+    };
     // Sources other tools render get one more decode, never more.
-    let image = match shrunk {
-        Ok(image) => image,
+    let (image, decoder) = match shrunk {
+        Ok(image) => (image, decoder),
         // A profile lcms cannot link: sharp ignores it and takes the pixels as sRGB, and
         // so do we (a CMYK source through libvips' generic CMYK profile).
         Err(e) if to_srgb && header.has_icc && e.is_broken_profile() => {
             vips::warn("ignoring a broken ICC profile", &e);
-            full_decode(true).map_err(RenderError::Decode)?
+            (
+                full_decode(true).map_err(RenderError::Decode)?,
+                Decoder::Libvips,
+            )
         }
         // HEIF shrink-on-load decodes the file's embedded thumbnail instead of the image
         // and fails when that thumbnail is not the size it declares; the image is fine.
@@ -695,7 +763,10 @@ fn decode(
                 "ignoring a broken embedded thumbnail: decoding the full image",
                 &e,
             );
-            full_decode(false).map_err(RenderError::Decode)?
+            (
+                full_decode(false).map_err(RenderError::Decode)?,
+                Decoder::Libvips,
+            )
         }
         Err(e) => return Err(RenderError::Decode(e)),
     };
@@ -705,7 +776,65 @@ fn decode(
             format!("decoded {} of {} frames", image.pages_loaded(), info.frames),
         )));
     }
-    Ok(image)
+    Ok((image, decoder))
+}
+
+/// How a JPEG is shrunk on load when that differs from libvips' own choice.
+struct JpegShrink {
+    /// 1/`factor` of the source is decoded (2, 4 or 8).
+    factor: u32,
+    /// What libvips' `thumbnail` would have chosen.
+    libvips_factor: u32,
+    /// At 1/8, a progressive JPEG's DC-only rebuild.
+    dc_only: Option<Vec<u8>>,
+}
+
+impl JpegShrink {
+    fn decoder(&self) -> Decoder {
+        match self.dc_only {
+            Some(_) => Decoder::JpegDcOnly,
+            None => Decoder::JpegShrink(self.factor),
+        }
+    }
+}
+
+/// Step 3's fast paths for JPEG: the shrink-on-load factor from the decode's shrink (the
+/// smaller of the two axes', as libvips computes it) — libvips leaves a factor of two to
+/// the resize (8 from a shrink of 16), sharp's default does not (8 from 8) — and at 1/8
+/// a progressive JPEG read from its DC scans alone. `None`: libvips' own decode.
+fn jpeg_shrink(
+    source: &[u8],
+    info: &SourceInfo,
+    target: Size,
+    settings: &RenderSettings,
+) -> Option<JpegShrink> {
+    if info.format != SourceFormat::Jpeg || target.width == 0 || target.height == 0 {
+        return None;
+    }
+    let shrink = (f64::from(info.size.width) / f64::from(target.width))
+        .min(f64::from(info.size.height) / f64::from(target.height));
+    let factor_from = |leave: f64| match shrink / leave {
+        s if s >= 8.0 => 8,
+        s if s >= 4.0 => 4,
+        s if s >= 2.0 => 2,
+        _ => 1,
+    };
+    let libvips_factor = factor_from(2.0);
+    let factor = if settings.fast_shrink_on_load {
+        factor_from(1.0)
+    } else {
+        libvips_factor
+    };
+    let dc_only = if factor == 8 {
+        crate::progressive::dc_only(source)
+    } else {
+        None
+    };
+    (dc_only.is_some() || factor != libvips_factor).then_some(JpegShrink {
+        factor,
+        libvips_factor,
+        dc_only,
+    })
 }
 
 /// Step 3b: placeholders from the decode (its first frame), shrunk to at most

@@ -180,6 +180,9 @@ pub fn render_phases(parent: &tracing::Span, started: SystemTime, phases: &[Phas
         if let Some(format) = &phase.format {
             attributes.push(KeyValue::new("format", format.clone()));
         }
+        if let Some(decoder) = &phase.decoder {
+            attributes.push(KeyValue::new("decoder", decoder.clone()));
+        }
         let mut span = tracer
             .span_builder(phase.name.clone())
             .with_start_time(start)

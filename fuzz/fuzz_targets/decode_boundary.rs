@@ -65,6 +65,8 @@ fuzz_target!(|data: &[u8]| {
         vips_threads: 1,
         avif_effort: 0,
         sandbox: false,
+        // Both JPEG shrink-on-load policies (and so both DC-only regimes).
+        fast_shrink_on_load: data.len() % 2 == 0,
         ..RenderSettings::default()
     };
     rendition_core::vips::init(settings.vips_threads).expect("libvips starts");
@@ -80,6 +82,19 @@ fuzz_target!(|data: &[u8]| {
             Err(RenderError::InputTooLarge { .. })
         ));
     }
+
+    // The decode fast paths' own parsers: never panic, and a DC-only rebuild is only of a
+    // progressive JPEG and never much larger than it (tables and a few end-of-band runs).
+    if let Some(dc) = rendition_core::progressive::dc_only(data) {
+        assert!(rendition_core::progressive::is_progressive(data));
+        assert!(
+            dc.len() <= data.len() + 64 + 4 * (10 + 5 * 1024),
+            "{} → {}",
+            data.len(),
+            dc.len()
+        );
+    }
+    let _ = rendition_core::png_fast::eligible(data);
 
     let sniffed = sniff(data);
     let inspected = inspect(data, &limits);

@@ -10,7 +10,9 @@
 //!
 //! Settings are loaded once per cold start (`Settings::load(None, env)`: defaults, then
 //! `rendition.toml` in the task root when present, then `RENDITION__*`); handlers never
-//! read the environment.
+//! read the environment. The Lambda has no sections of its own: the core's are read, and
+//! the `rendition` binary's (`[rabbitmq]`, `[sqs]`, `[worker]`, `[serve]`) are accepted
+//! by name and not read, so one file (one SSM parameter) can configure both.
 //!
 //! # Layout
 //! - [`app`]: [`App`], what a cold start builds once (settings, store, on-demand renderer,

@@ -17,7 +17,8 @@ fn main() -> anyhow::Result<()> {
         std::process::exit(code);
     }
     let started = Instant::now();
-    // Defaults → rendition.toml in the task root (the working directory) → RENDITION__*.
+    // Defaults → rendition.toml in the task root (the working directory) → RENDITION__*;
+    // the core's sections (the CLI's are accepted unread).
     let settings = Settings::load(None, std::env::vars()).context("loading configuration")?;
     // Flushes the trace exporter when `main` returns.
     let telemetry = Arc::new(rendition_core::telemetry::init(

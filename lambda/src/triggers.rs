@@ -49,7 +49,7 @@ pub async fn storage(app: &App, event: &Value) -> Result<Value, HandlerError> {
 async fn storage_job(app: &App, event: &Value) -> Result<Value, HandlerError> {
     let started = Instant::now();
     let handled =
-        outcome(handle_event(&app.engine, event, app.settings.worker.delete_on_remove).await);
+        outcome(handle_event(&app.engine, event, app.settings.storage.delete_on_remove).await);
     match &handled {
         Ok(handled) => measure_job(app, started, "done", None, rendered_bytes(handled)),
         Err(e) => measure_failure(app, started, e),
@@ -203,7 +203,7 @@ async fn sqs_job(app: &App, record: SqsMessage) -> Option<String> {
     let result = handle_message(
         &app.engine,
         body.as_bytes(),
-        app.settings.worker.delete_on_remove,
+        app.settings.storage.delete_on_remove,
     )
     .await;
     let (failure, outcome) = match decide(result, receives, &POLICY) {

@@ -4,30 +4,27 @@
 //! enqueues nothing; a second run finds everything done; `--prefix` narrows the sources.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use rendition_core::manifest::Manifest;
 
-use crate::harness::{encode_jpeg, eventually, field, quadrants, rendition_bin, Running};
-use crate::rabbit::{as_str_pairs, minio_event_in, Broker};
-use crate::sqs::{s3_manifests, SqsWorld};
+use crate::harness::{encode_jpeg, eventually, field, quadrants, Bucket, World};
+use crate::rabbit::{minio_event_in, Broker};
+use crate::sqs::SqsWorld;
 
 const PRESET: &str = "og";
 const EAGER: [&str; 5] = ["lg", "md", "sm", "thumb", "xl"];
 
-/// Runs `rendition backfill ARGS` to the end; its exit code and stdout.
-async fn backfill(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let out = tokio::process::Command::new(rendition_bin())
-        .current_dir(cwd)
+/// Runs `rendition backfill ARGS` in `world` to the end; its exit code and stdout.
+async fn backfill(world: &World, args: &[&str]) -> (i32, String) {
+    let out = world
+        .rendition()
         .arg("backfill")
         .args(args)
         .env("RENDITION__LOG__FORMAT", "json")
-        .envs(env.iter().copied())
         .output()
-        .await
-        .unwrap();
+        .await;
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
         out.status.code().is_some(),
@@ -64,8 +61,7 @@ fn jpeg(seed: u32) -> Vec<u8> {
 /// Polls until every manifest in `bucket` whose source key starts with `prefix` lists
 /// `want`, and there are `n` of them.
 async fn wait_listing(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
+    bucket: &Bucket,
     prefix: &str,
     n: usize,
     want: &[&str],
@@ -74,7 +70,7 @@ async fn wait_listing(
         Duration::from_secs(60),
         &format!("{n} manifests under {prefix} listing {want:?}"),
         || async {
-            let all = s3_manifests(s3, bucket).await;
+            let all = bucket.manifests().await;
             let chosen: HashMap<_, _> = all
                 .into_iter()
                 .filter(|(k, _)| k.starts_with(prefix))
@@ -88,15 +84,16 @@ async fn wait_listing(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_through_rabbitmq_adds_the_preset_to_every_source_once() {
     let broker = Broker::new(5, 200).await;
-    let env = crate::s3::moto().await;
-    let s3 = crate::sqs::s3_client(&env);
-    let bucket = format!("rendition-{}", uuid::Uuid::new_v4().simple());
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let mut world = World::s3().await;
+    world.add_vars(broker.vars());
+    let (s3, bucket) = (world.bucket().s3.clone(), world.bucket().name.clone());
     let r = &broker.settings;
-    let tmp = tempfile::tempdir().unwrap();
-    let owned = broker.s3_worker_vars(&env, &bucket);
-    let vars = as_str_pairs(&owned);
-    let spawn = || Running::spawn(tmp.path(), &["worker", "--queue", "rabbitmq"], &vars);
+    let spawn = || {
+        world
+            .rendition()
+            .args(["worker", "--queue", "rabbitmq"])
+            .start()
+    };
 
     // Three uploads the worker processes as usual (eager presets only)…
     for i in 0..3 {
@@ -123,13 +120,13 @@ async fn backfill_through_rabbitmq_adds_the_preset_to_every_source_once() {
         .await
         .unwrap();
     let mut worker = spawn();
-    let before = wait_listing(&s3, &bucket, "originals/photo", 3, &EAGER).await;
+    let before = wait_listing(world.bucket(), "originals/photo", 3, &EAGER).await;
     worker.terminate();
     assert!(worker.child.wait().await.unwrap().success());
     broker.assert_queues_empty().await;
 
     // A dry run lists and counts, and enqueues nothing.
-    let (code, out) = backfill(tmp.path(), &["--preset", PRESET, "--dry-run"], &vars).await;
+    let (code, out) = backfill(&world, &["--preset", PRESET, "--dry-run"]).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         (
@@ -144,12 +141,7 @@ async fn backfill_through_rabbitmq_adds_the_preset_to_every_source_once() {
     assert_eq!(broker.ready_count(&r.queue).await, 0, "dry run enqueued");
 
     // The real run enqueues one job per source (no worker is running: they wait).
-    let (code, out) = backfill(
-        tmp.path(),
-        &["--preset", PRESET, "--queue", "rabbitmq"],
-        &vars,
-    )
-    .await;
+    let (code, out) = backfill(&world, &["--preset", PRESET, "--queue", "rabbitmq"]).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(count(&out, "enqueued"), 4, "{out}");
     assert_eq!(broker.ready_count(&r.queue).await, 4);
@@ -161,7 +153,7 @@ async fn backfill_through_rabbitmq_adds_the_preset_to_every_source_once() {
         v.sort_unstable();
         v
     };
-    let after = wait_listing(&s3, &bucket, "originals/photo", 3, &with_og).await;
+    let after = wait_listing(world.bucket(), "originals/photo", 3, &with_og).await;
     for (key, m) in &after {
         // The eager variants are the very same objects; og was added beside them.
         let old = &before[key];
@@ -184,15 +176,10 @@ async fn backfill_through_rabbitmq_adds_the_preset_to_every_source_once() {
         assert_eq!(head.content_length(), Some(og.bytes as i64));
     }
     // The source without a manifest got one listing just the backfilled preset.
-    wait_listing(&s3, &bucket, "originals/unannounced", 1, &[PRESET]).await;
+    wait_listing(world.bucket(), "originals/unannounced", 1, &[PRESET]).await;
 
     // Everything is done now: a rerun enqueues nothing.
-    let (code, out) = backfill(
-        tmp.path(),
-        &["--preset", PRESET, "--queue", "rabbitmq"],
-        &vars,
-    )
-    .await;
+    let (code, out) = backfill(&world, &["--preset", PRESET, "--queue", "rabbitmq"]).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         (count(&out, "done"), count(&out, "enqueued")),
@@ -201,12 +188,7 @@ async fn backfill_through_rabbitmq_adds_the_preset_to_every_source_once() {
     );
 
     // An unknown preset is refused before anything is sent.
-    let (code, out) = backfill(
-        tmp.path(),
-        &["--preset", "nope", "--queue", "rabbitmq"],
-        &vars,
-    )
-    .await;
+    let (code, out) = backfill(&world, &["--preset", "nope", "--queue", "rabbitmq"]).await;
     assert_ne!(code, 0, "{out}");
 
     worker.terminate();
@@ -235,16 +217,13 @@ async fn backfill_through_sqs_follows_the_prefix_and_resumes() {
     }
     let mut worker = world.worker(&[]);
     world.wait_manifests(3).await;
-    let vars = world.vars();
-    let dir = world.tmp.path();
 
     // Only originals/a/ (a prefix relative to the source prefix).
     let (code, out) = backfill(
-        dir,
+        &world,
         &[
             "--preset", PRESET, "--prefix", "a/", "--queue", "sqs", "--rate", "20",
         ],
-        &vars,
     )
     .await;
     assert_eq!(code, 0, "{out}");
@@ -256,12 +235,12 @@ async fn backfill_through_sqs_follows_the_prefix_and_resumes() {
     let mut with_og = EAGER.to_vec();
     with_og.push(PRESET);
     with_og.sort_unstable();
-    wait_listing(&world.s3, &world.bucket, "originals/a/", 2, &with_og).await;
+    wait_listing(world.bucket(), "originals/a/", 2, &with_og).await;
     let b = &world.manifests().await["originals/b/three.jpg"];
     assert_eq!(names(b), EAGER, "outside the prefix: untouched");
 
     // Resumed over the whole bucket: only what is missing is enqueued.
-    let (code, out) = backfill(dir, &["--preset", PRESET, "--queue", "sqs"], &vars).await;
+    let (code, out) = backfill(&world, &["--preset", PRESET, "--queue", "sqs"]).await;
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         (
@@ -272,8 +251,8 @@ async fn backfill_through_sqs_follows_the_prefix_and_resumes() {
         (3, 2, 1),
         "{out}"
     );
-    wait_listing(&world.s3, &world.bucket, "originals/", 3, &with_og).await;
-    let (_, out) = backfill(dir, &["--preset", PRESET, "--queue", "sqs"], &vars).await;
+    wait_listing(world.bucket(), "originals/", 3, &with_og).await;
+    let (_, out) = backfill(&world, &["--preset", PRESET, "--queue", "sqs"]).await;
     assert_eq!(
         (count(&out, "done"), count(&out, "enqueued")),
         (3, 0),

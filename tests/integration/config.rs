@@ -81,7 +81,7 @@ fn bad_config_is_refused_at_start() {
 #[test]
 fn checked_in_schemas_are_current() {
     let dir = crate::harness::repo_root().join("schemas");
-    for (name, text) in rendition_core::schema::all() {
+    for (name, text) in rendition_cli::settings::schemas() {
         let on_disk = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|_| {
             panic!("schemas/{name} is missing: run `rendition schema --out schemas`")
         });
@@ -100,4 +100,39 @@ fn example_config_in_repo_is_valid() {
     )
     .unwrap();
     assert!(s.eager_presets().count() > 0);
+}
+
+/// The real binary reads its adapter sections from the same file and variables: a file
+/// shared with the Lambda is accepted, a moved key or a typo in an adapter section stops it
+/// before anything runs.
+#[test]
+fn the_binary_checks_its_sections_at_start() {
+    let run = |text: &str, vars: &[(&str, &str)]| {
+        let file = toml_file(text);
+        let dir = tempfile::tempdir().unwrap();
+        let out = crate::harness::Spawn::rendition(dir.path())
+            .arg("schema")
+            .arg("--config")
+            .arg(file.path())
+            .hermetic()
+            .envs(vars.iter().copied())
+            .output_blocking();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let shared = "[storage]\ndelete_on_remove = false\n[rabbitmq]\nqueue = \"q\"\n[sqs]\nbatch_size = 2\n[worker]\nshutdown_grace_secs = 5\n[serve]\naddr = \"127.0.0.1:1\"\n";
+    let (ok, stderr) = run(shared, &[("RENDITION__RABBITMQ__MAX_ATTEMPTS", "3")]);
+    assert!(ok, "{stderr}");
+
+    let (ok, stderr) = run("[worker]\ndelete_on_remove = false\n", &[]);
+    assert!(
+        !ok && stderr.contains("storage.delete_on_remove"),
+        "{stderr}"
+    );
+    let (ok, stderr) = run("[rabbitmq]\nqueeue = \"q\"\n", &[]);
+    assert!(!ok && stderr.contains("queeue"), "{stderr}");
+    let (ok, stderr) = run(shared, &[("RENDITION__SQS__WAIT_SECONDS", "30")]);
+    assert!(!ok && stderr.contains("sqs.wait_seconds"), "{stderr}");
 }

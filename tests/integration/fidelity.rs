@@ -25,7 +25,7 @@ const MIN_PSNR_VS_VIPS: f64 = 30.0;
 const MIN_PSNR_ORIENTATION: f64 = 25.0;
 
 /// Peak signal-to-noise ratio over the R, G and B samples of two same-sized images.
-fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
+pub(crate) fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
     assert_eq!(a.dimensions(), b.dimensions(), "PSNR needs equal sizes");
     let sum: f64 = a
         .as_raw()

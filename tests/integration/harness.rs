@@ -1,14 +1,22 @@
-//! Test harness: fixtures (generated images, real photos), and helpers to run the real
-//! `rendition` binary and wait for what it logs.
+//! Test harness: fixtures (generated images, real photos); the one way to run the binaries
+//! under test ([`Spawn`], [`Running`]) and wait for what they log; the test services
+//! ([`services`]: RabbitMQ, moto's S3 and SQS) with names of a test's own ([`unique`],
+//! [`Bucket`]); a test's [`World`] (a scratch folder, a store, the variables pointing the
+//! binaries at them); one HTTP client and one [`eventually`].
 
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use aws_sdk_s3::primitives::ByteStream;
 use image::{ImageEncoder, Rgb, RgbImage};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStderr, Command};
+use rendition_core::manifest::Manifest;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -213,9 +221,49 @@ pub fn close(a: [u8; 3], b: [u8; 3], tolerance: u8) -> bool {
         .all(|(x, y)| x.abs_diff(*y) <= tolerance)
 }
 
+// ---- the binaries under test ------------------------------------------------------------------
+
 /// The `rendition` binary under test.
 pub fn rendition_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rendition"))
+}
+
+/// The `rendition-lambda` binary, built once per test process into this target dir with
+/// this profile (`CARGO_BIN_EXE_*` exists only for the worker package's own binaries).
+/// Blocking: from async code, go through [`Spawn::lambda`].
+pub fn lambda_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // {target}/{profile dir}/deps/integration-{hash}
+        let deps = exe.parent().expect("deps dir");
+        let profile_dir = deps.parent().expect("profile dir");
+        let target_dir = profile_dir.parent().expect("target dir");
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev".to_string(),
+            Some(other) => other.to_string(),
+            None => "dev".to_string(),
+        };
+        let status = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "rendition-lambda",
+                "--profile",
+                &profile,
+            ])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .status()
+            .expect("run cargo build -p rendition-lambda");
+        assert!(status.success(), "cargo build -p rendition-lambda failed");
+        let bin = profile_dir.join("rendition-lambda");
+        assert!(bin.exists(), "{} was not built", bin.display());
+        bin
+    })
 }
 
 /// Writes `dir/rendition.toml`: the repository's own configuration, then `extra`.
@@ -224,66 +272,239 @@ pub fn write_config(dir: &Path, extra: &str) {
     std::fs::write(dir.join("rendition.toml"), format!("{defaults}\n{extra}")).unwrap();
 }
 
-/// `rendition run --local BUCKET --once` in `cwd` (its `rendition.toml`), JSON logs on
-/// stderr.
-pub async fn run_local_once(cwd: &Path, bucket: &Path) -> std::process::Output {
-    tokio::process::Command::new(rendition_bin())
-        .current_dir(cwd)
-        .args(["run", "--local", bucket.to_str().unwrap(), "--once"])
-        .env("RENDITION__LOG__FORMAT", "json")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap()
+/// The one way to start a binary under test: working directory, arguments, environment,
+/// configuration file; then either [`Spawn::start`] (a long-running process: JSON logs
+/// drained all along, killed on drop, readiness awaited on a log line with
+/// [`Spawn::ready`] or [`Running::wait_for`]) or [`Spawn::output`] (a one-shot run to the
+/// end: `run --once`, `backfill`, `html`, `url`, `render` …).
+pub struct Spawn {
+    program: PathBuf,
+    cwd: PathBuf,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    remove: Vec<OsString>,
+    json_logs: bool,
+    stdout_logs: bool,
 }
 
-/// A running `rendition` process whose JSON log lines can be awaited. Its stderr is
-/// drained all along by a task of its own, so a test that does not look at the logs for
-/// a while never blocks the process on a full pipe.
-pub struct Running {
-    pub child: Child,
-    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
-    pub seen: Vec<serde_json::Value>,
-}
+impl Spawn {
+    /// `rendition` in `cwd` (which is where it looks for `rendition.toml`).
+    pub fn rendition(cwd: &Path) -> Spawn {
+        Spawn::program(rendition_bin(), cwd)
+    }
 
-/// Every line of `stderr`, as it comes.
-fn drain(stderr: ChildStderr) -> tokio::sync::mpsc::UnboundedReceiver<String> {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut lines: Lines<BufReader<ChildStderr>> = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if tx.send(line).is_err() {
-                break;
+    /// `rendition-lambda` in `cwd` (its task root), built first if need be.
+    pub async fn lambda(cwd: &Path) -> Spawn {
+        let bin = tokio::task::spawn_blocking(lambda_bin)
+            .await
+            .expect("building rendition-lambda");
+        Spawn::program(bin.to_path_buf(), cwd)
+    }
+
+    fn program(program: PathBuf, cwd: &Path) -> Spawn {
+        Spawn {
+            program,
+            cwd: cwd.to_path_buf(),
+            args: Vec::new(),
+            env: Vec::new(),
+            remove: Vec::new(),
+            json_logs: false,
+            stdout_logs: false,
+        }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Spawn {
+        self.args.push(arg.as_ref().to_os_string());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Spawn
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    /// One variable; set after the earlier ones, so it wins over them.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Spawn {
+        self.env
+            .push((key.as_ref().to_os_string(), value.as_ref().to_os_string()));
+        self
+    }
+
+    pub fn envs<I, K, V>(mut self, vars: I) -> Spawn
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        for (k, v) in vars {
+            self = self.env(k, v);
+        }
+        self
+    }
+
+    /// Does not pass `key` on from the test's own environment.
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Spawn {
+        self.remove.push(key.as_ref().to_os_string());
+        self
+    }
+
+    /// Nothing from the developer's shell configures the process: the test's own
+    /// `RENDITION__*` and `AWS_*` variables are not passed on.
+    pub fn hermetic(mut self) -> Spawn {
+        for (name, _) in std::env::vars_os() {
+            let text = name.to_string_lossy();
+            if text.starts_with("RENDITION__") || text.starts_with("AWS_") {
+                self.remove.push(name);
             }
         }
-    });
-    rx
-}
+        self
+    }
 
-impl Running {
-    /// Starts `rendition ARGS` with JSON logs on stderr.
-    pub fn spawn(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
-        let mut cmd = Command::new(rendition_bin());
-        cmd.current_dir(cwd)
-            .args(args)
-            .env("RENDITION__LOG__FORMAT", "json")
-            .env("RENDITION__LOG__FILTER", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for (k, v) in env {
-            cmd.env(k, v);
+    /// `serve --local FOLDER --addr 127.0.0.1:0`: `rendition serve` on a free loopback port
+    /// (await it with [`Running::serving_addr`]).
+    pub fn serve(self, folder: &Path) -> Spawn {
+        self.args(["serve", "--local"])
+            .arg(folder)
+            .args(["--addr", "127.0.0.1:0"])
+    }
+
+    /// Writes `./rendition.toml` in the working directory: the repository's own, then
+    /// `extra`.
+    pub fn config(self, extra: &str) -> Spawn {
+        write_config(&self.cwd, extra);
+        self
+    }
+
+    /// JSON log lines at `info` on stderr (always so for [`Spawn::start`]).
+    pub fn json_logs(mut self) -> Spawn {
+        self.json_logs = true;
+        self
+    }
+
+    /// Lines on stdout are log lines too (the Lambda's CloudWatch EMF metrics).
+    pub fn stdout_logs(mut self) -> Spawn {
+        self.stdout_logs = true;
+        self
+    }
+
+    /// The configured command, stdin closed; for a caller that must wait for the process
+    /// itself (e.g. with `wait4`, for its resource usage).
+    pub fn command(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(&self.program);
+        cmd.current_dir(&self.cwd)
+            .args(&self.args)
+            .stdin(Stdio::null());
+        for key in &self.remove {
+            cmd.env_remove(key);
         }
-        let mut child = cmd.spawn().expect("spawn rendition");
-        let stderr = child.stderr.take().unwrap();
+        if self.json_logs {
+            cmd.env("RENDITION__LOG__FORMAT", "json")
+                .env("RENDITION__LOG__FILTER", "info");
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    /// Starts the process: JSON logs on stderr (and stdout, with
+    /// [`Spawn::stdout_logs`]), drained all along; killed when the [`Running`] is dropped.
+    pub fn start(mut self) -> Running {
+        self.json_logs = true;
+        let mut cmd = Command::from(self.command());
+        cmd.stdout(if self.stdout_logs {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.program.display()));
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        drain(child.stderr.take().unwrap(), tx.clone());
+        if let Some(stdout) = child.stdout.take() {
+            drain(stdout, tx);
+        }
         Running {
             child,
-            lines: drain(stderr),
+            lines,
             seen: Vec::new(),
         }
     }
 
+    /// [`Spawn::start`], then waits for the log line that says it is ready.
+    pub async fn ready(
+        self,
+        within: Duration,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> (Running, serde_json::Value) {
+        let mut running = self.start();
+        let line = running.wait_for(within, what, pred).await;
+        (running, line)
+    }
+
+    /// Runs the process to the end; its exit status, stdout and stderr.
+    pub async fn output(self) -> std::process::Output {
+        Command::from(self.command())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("run {}: {e}", self.program.display()))
+    }
+
+    /// [`Spawn::output`] for code that is not async.
+    pub fn output_blocking(self) -> std::process::Output {
+        self.command()
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", self.program.display()))
+    }
+}
+
+/// `rendition run --local BUCKET --once` in `cwd` (its `rendition.toml`), JSON logs on
+/// stderr.
+pub async fn run_local_once(cwd: &Path, bucket: &Path) -> std::process::Output {
+    Spawn::rendition(cwd)
+        .args(["run", "--local"])
+        .arg(bucket)
+        .arg("--once")
+        .env("RENDITION__LOG__FORMAT", "json")
+        .output()
+        .await
+}
+
+/// A running binary whose JSON log lines can be awaited. Its stderr (and stdout, when
+/// those are logs too) is drained all along by a task of its own, so a test that does not
+/// look at the logs for a while never blocks the process on a full pipe.
+pub struct Running {
+    pub child: Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+    pub seen: Vec<serde_json::Value>,
+}
+
+/// Every line of `pipe`, as it comes, as JSON (`{"raw": line}` when it is not).
+fn drain(
+    pipe: impl AsyncRead + Send + Unpin + 'static,
+    tx: tokio::sync::mpsc::UnboundedSender<serde_json::Value>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let value =
+                serde_json::from_str(&line).unwrap_or_else(|_| serde_json::json!({ "raw": line }));
+            if tx.send(value).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+impl Running {
     /// Reads log lines until one satisfies `pred`, failing after `within`.
     pub async fn wait_for(
         &mut self,
@@ -291,26 +512,62 @@ impl Running {
         what: &str,
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+        if let Some(v) = self.logs().iter().find(|v| pred(v)) {
             return v.clone();
         }
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let line = tokio::time::timeout_at(deadline, self.lines.recv())
-                .await
-                .unwrap_or_else(|_| {
-                    panic!("timed out waiting for {what}; log so far: {:#?}", self.seen)
-                });
-            let Some(line) = line else {
-                panic!("process ended before {what}; log: {:#?}", self.seen)
-            };
-            let value: serde_json::Value =
-                serde_json::from_str(&line).unwrap_or_else(|_| serde_json::json!({ "raw": line }));
-            self.seen.push(value.clone());
+            let value = self.next_line(deadline, what).await;
             if pred(&value) {
                 return value;
             }
         }
+    }
+
+    /// Reads log lines until at least `n` satisfy `pred`, failing after `within`.
+    pub async fn wait_count(
+        &mut self,
+        within: Duration,
+        what: &str,
+        n: usize,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.logs().iter().filter(|v| pred(v)).count() < n {
+            self.next_line(deadline, what).await;
+        }
+    }
+
+    /// The log lines seen so far, including any that arrived since the last look.
+    pub fn logs(&mut self) -> &[serde_json::Value] {
+        while let Ok(v) = self.lines.try_recv() {
+            self.seen.push(v);
+        }
+        &self.seen
+    }
+
+    /// The next log line (also kept in `seen`), or a panic at `deadline` or at exit.
+    async fn next_line(&mut self, deadline: tokio::time::Instant, what: &str) -> serde_json::Value {
+        let line = tokio::time::timeout_at(deadline, self.lines.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("timed out waiting for {what}; log so far: {:#?}", self.seen)
+            });
+        let Some(value) = line else {
+            panic!("process ended before {what}; log: {:#?}", self.seen)
+        };
+        self.seen.push(value.clone());
+        value
+    }
+
+    /// Waits for `rendition serve` to say it listens; the address it listens on.
+    pub async fn serving_addr(&mut self, within: Duration) -> String {
+        let started = self
+            .wait_for(within, "the listening address", |v| {
+                field(v, "message") == Some("serving derivatives")
+            })
+            .await;
+        field(&started, "addr").unwrap().to_string()
     }
 
     pub fn terminate(&self) {
@@ -323,6 +580,366 @@ impl Running {
 extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// A loopback port nothing listens on (for now).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A name of `prefix` no other test (or test run) uses: buckets, queues, exchanges.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+// ---- the test services ------------------------------------------------------------------------
+
+/// Where the test services listen (`infra/local/services.sh up`: RabbitMQ, and moto for
+/// S3 and SQS) and the credentials to use with them.
+#[derive(Debug)]
+pub struct Services {
+    pub amqp_url: String,
+    pub s3_endpoint: String,
+    pub sqs_endpoint: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub region: String,
+}
+
+/// Starts (or reuses) the services once per test process. The env file `services.sh up`
+/// names is parsed here; the process environment is left alone, since other tests run in
+/// parallel.
+pub async fn services() -> &'static Services {
+    static SERVICES: OnceLock<Services> = OnceLock::new();
+    tokio::task::spawn_blocking(|| SERVICES.get_or_init(start_services))
+        .await
+        .expect("services start-up task")
+}
+
+fn start_services() -> Services {
+    let out = std::process::Command::new("bash")
+        .arg(repo_root().join("infra/local/services.sh"))
+        .arg("up")
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run infra/local/services.sh up");
+    assert!(
+        out.status.success(),
+        "infra/local/services.sh up failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf-8 output");
+    let path = stdout
+        .lines()
+        .last()
+        .expect("services.sh up prints the env file")
+        .trim();
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let vars: HashMap<&str, &str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    let var = |k: &str| {
+        vars.get(k)
+            .unwrap_or_else(|| panic!("{path} has no {k}"))
+            .to_string()
+    };
+    Services {
+        amqp_url: var("RENDITION_TEST_AMQP_URL"),
+        s3_endpoint: var("RENDITION_TEST_S3_ENDPOINT"),
+        sqs_endpoint: var("RENDITION_TEST_SQS_ENDPOINT"),
+        access_key_id: var("AWS_ACCESS_KEY_ID"),
+        secret_access_key: var("AWS_SECRET_ACCESS_KEY"),
+        region: var("AWS_REGION"),
+    }
+}
+
+/// `host:port` of a URL such as `amqp://user:pass@127.0.0.1:5672/%2f`.
+fn socket_addr_of(url: &str) -> SocketAddr {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap();
+    authority
+        .parse()
+        .unwrap_or_else(|e| panic!("{url}: not host:port ({e})"))
+}
+
+impl Services {
+    /// The broker's address (for a proxy in front of it).
+    pub fn amqp_addr(&self) -> SocketAddr {
+        socket_addr_of(&self.amqp_url)
+    }
+
+    /// The AMQP URL of a broker at `addr` (e.g. a proxy), with the same credentials.
+    pub fn amqp_url_at(&self, addr: SocketAddr) -> String {
+        self.amqp_url
+            .replace(&self.amqp_addr().to_string(), &addr.to_string())
+    }
+
+    /// moto's address (for a proxy in front of it).
+    pub fn moto_addr(&self) -> SocketAddr {
+        socket_addr_of(&self.s3_endpoint)
+    }
+
+    fn credentials(&self, source: &'static str) -> aws_sdk_s3::config::Credentials {
+        aws_sdk_s3::config::Credentials::new(
+            &self.access_key_id,
+            &self.secret_access_key,
+            None,
+            None,
+            source,
+        )
+    }
+
+    /// An S3 client for moto, built explicitly (no environment, no profile files).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new(self.region.clone()))
+            .endpoint_url(&self.s3_endpoint)
+            .force_path_style(true)
+            .credentials_provider(self.credentials("test"))
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// An S3 client for `endpoint` with an operation timeout and three attempts.
+    pub fn s3_at(&self, endpoint: &str, timeout: Duration) -> aws_sdk_s3::Client {
+        use aws_sdk_s3::config::retry::RetryConfig;
+        use aws_sdk_s3::config::timeout::TimeoutConfig;
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new(self.region.clone()))
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .credentials_provider(self.credentials("moto-env-file"))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_timeout(timeout)
+                    .connect_timeout(timeout.min(Duration::from_secs(1)))
+                    .build(),
+            )
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// An SQS client for moto.
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        let conf = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new(self.region.clone()))
+            .endpoint_url(&self.sqs_endpoint)
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                &self.access_key_id,
+                &self.secret_access_key,
+                None,
+                None,
+                "test",
+            ))
+            .build();
+        aws_sdk_sqs::Client::from_conf(conf)
+    }
+
+    /// The AWS credentials of a binary talking to moto (and no instance metadata).
+    pub fn aws_vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", self.access_key_id.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_access_key.clone()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+}
+
+/// A fresh bucket of a test's own on moto.
+pub struct Bucket {
+    pub name: String,
+    pub s3: aws_sdk_s3::Client,
+    pub services: &'static Services,
+}
+
+impl Bucket {
+    pub async fn new() -> Bucket {
+        let services = services().await;
+        let s3 = services.s3();
+        let name = unique("rendition");
+        s3.create_bucket()
+            .bucket(&name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create bucket {name}: {e:?}"));
+        Bucket { name, s3, services }
+    }
+
+    /// The `RENDITION__S3__*` and `AWS_*` variables that point a binary at this bucket.
+    pub fn vars(&self) -> Vec<(&'static str, String)> {
+        let s = self.services;
+        let mut vars = vec![
+            ("RENDITION__S3__BUCKET", self.name.clone()),
+            ("RENDITION__S3__ENDPOINT", s.s3_endpoint.clone()),
+            ("RENDITION__S3__FORCE_PATH_STYLE", "true".into()),
+            ("RENDITION__S3__REGION", s.region.clone()),
+        ];
+        vars.extend(s.aws_vars());
+        vars
+    }
+
+    /// Uploads `body` under `key` (with `content_type`, if any); the object's ETag.
+    pub async fn put(&self, key: &str, body: Vec<u8>, content_type: Option<&str>) -> String {
+        self.s3
+            .put_object()
+            .bucket(&self.name)
+            .key(key)
+            .set_content_type(content_type.map(str::to_string))
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .unwrap()
+            .e_tag()
+            .unwrap()
+            .to_string()
+    }
+
+    /// The stored object and its ETag, if any.
+    pub async fn object(&self, key: &str) -> Option<(Vec<u8>, String)> {
+        let out = self
+            .s3
+            .get_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+            .ok()?;
+        let etag = out.e_tag().unwrap_or_default().to_string();
+        let body = out.body.collect().await.unwrap().into_bytes().to_vec();
+        Some((body, etag))
+    }
+
+    pub async fn head(&self, key: &str) -> aws_sdk_s3::operation::head_object::HeadObjectOutput {
+        self.s3
+            .head_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The keys under `prefix` (one listing page).
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        let out = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.name)
+            .prefix(prefix)
+            .send()
+            .await
+            .unwrap();
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect()
+    }
+
+    /// Manifests under `derived/`, by source key.
+    pub async fn manifests(&self) -> HashMap<String, Manifest> {
+        let mut out = HashMap::new();
+        for key in self.keys("derived/").await {
+            if key.ends_with("/manifest.json") {
+                let (bytes, _) = self.object(&key).await.expect("a listed manifest");
+                let m: Manifest = serde_json::from_slice(&bytes).unwrap();
+                out.insert(m.source.key.clone(), m);
+            }
+        }
+        out
+    }
+}
+
+// ---- a test's world ---------------------------------------------------------------------------
+
+/// Where a test's binaries keep their sources and derivatives.
+pub enum Store {
+    /// A folder bucket (`--local DIR`), with `originals/` made.
+    Folder(PathBuf),
+    /// A fresh bucket on moto.
+    S3(Bucket),
+}
+
+/// A test's world: a scratch folder the binaries run in (their `rendition.toml`), the
+/// store they work on, and the variables that point them at it and at the test's queues.
+/// The protocol modules extend it (`sqs::SqsWorld`, `lambda::Function`, `rabbit::Broker`'s
+/// variables) rather than each making its own.
+pub struct World {
+    pub tmp: tempfile::TempDir,
+    pub store: Store,
+    vars: Vec<(&'static str, String)>,
+}
+
+impl World {
+    /// A scratch folder with an empty folder bucket `bucket/` in it.
+    pub fn local() -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let folder = tmp.path().join("bucket");
+        std::fs::create_dir_all(folder.join("originals")).unwrap();
+        World {
+            tmp,
+            store: Store::Folder(folder),
+            vars: Vec::new(),
+        }
+    }
+
+    /// A scratch folder and a fresh bucket on moto.
+    pub async fn s3() -> World {
+        let bucket = Bucket::new().await;
+        World {
+            tmp: tempfile::tempdir().unwrap(),
+            vars: bucket.vars(),
+            store: Store::S3(bucket),
+        }
+    }
+
+    /// The binaries' working directory.
+    pub fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// The folder bucket.
+    pub fn folder(&self) -> &Path {
+        match &self.store {
+            Store::Folder(dir) => dir,
+            Store::S3(_) => panic!("this world's store is a bucket on moto"),
+        }
+    }
+
+    /// The bucket on moto.
+    pub fn bucket(&self) -> &Bucket {
+        match &self.store {
+            Store::S3(bucket) => bucket,
+            Store::Folder(_) => panic!("this world's store is a folder"),
+        }
+    }
+
+    /// Adds variables every binary of this world gets (after the store's: they win).
+    pub fn add_vars<K: Into<String>>(&mut self, vars: impl IntoIterator<Item = (&'static str, K)>) {
+        self.vars
+            .extend(vars.into_iter().map(|(k, v)| (k, v.into())));
+    }
+
+    /// The variables every binary of this world gets.
+    pub fn vars(&self) -> Vec<(&'static str, &str)> {
+        self.vars.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+
+    /// `rendition` in this world: its folder, its variables.
+    pub fn rendition(&self) -> Spawn {
+        Spawn::rendition(self.dir()).envs(self.vars())
+    }
 }
 
 /// A log event's field, as a string.

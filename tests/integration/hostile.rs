@@ -882,19 +882,16 @@ impl Bucket {
 }
 
 async fn run_once(dir: &Path, bucket: &Path) -> (std::process::Output, Vec<serde_json::Value>) {
-    let mut cmd = tokio::process::Command::new(rendition_bin());
-    cmd.current_dir(dir)
-        .args(["run", "--local", bucket.to_str().unwrap(), "--once"])
-        .env("RENDITION__LOG__FORMAT", "json")
-        .env("RENDITION__LOG__FILTER", "info")
-        .kill_on_drop(true);
-    for (k, v) in env() {
-        cmd.env(k, v);
-    }
-    let out = tokio::time::timeout(WAIT, cmd.output())
+    let run = Spawn::rendition(dir)
+        .args(["run", "--local"])
+        .arg(bucket)
+        .arg("--once")
+        .json_logs()
+        .envs(env())
+        .output();
+    let out = tokio::time::timeout(WAIT, run)
         .await
-        .expect("run --once finishes")
-        .unwrap();
+        .expect("run --once finishes");
     let logs = String::from_utf8_lossy(&out.stderr)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|_| serde_json::json!({ "raw": l })))
@@ -1033,25 +1030,11 @@ async fn derived_key(store: &FsStore, source: &str, variant: Variant, ext: &str)
 async fn corpus_serve_answers_4xx_with_typed_bodies_and_stays_up() {
     let cases = corpus();
     let b = bucket_with_corpus(&cases);
-    let env = env();
-    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut app = Running::spawn(
-        b.tmp.path(),
-        &[
-            "serve",
-            "--local",
-            b.bucket.to_str().unwrap(),
-            "--addr",
-            "127.0.0.1:0",
-        ],
-        &env_refs,
-    );
-    let started = app
-        .wait_for(WAIT, "the listening address", |v| {
-            field(v, "message") == Some("serving derivatives")
-        })
-        .await;
-    let addr = field(&started, "addr").unwrap().to_string();
+    let mut app = Spawn::rendition(b.tmp.path())
+        .serve(&b.bucket)
+        .envs(env())
+        .start();
+    let addr = app.serving_addr(WAIT).await;
     let s = settings();
     let urls = UrlGenerator::new(&s);
     let store = FsStore::new(&b.bucket).unwrap();
@@ -1593,18 +1576,14 @@ fn expected_kinds() -> Vec<(&'static str, &'static str)> {
 
 /// Runs `rendition ARGS` with JSON logs, waiting with wait4: (usage, stderr).
 async fn run_measured(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (Usage, String) {
-    let mut cmd = std::process::Command::new(rendition_bin());
-    cmd.current_dir(cwd)
+    let mut cmd = Spawn::rendition(cwd)
         .args(args)
-        .env("RENDITION__LOG__FORMAT", "json")
-        .env("RENDITION__LOG__FILTER", "info")
+        .json_logs()
         .env_remove("RUST_BACKTRACE")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
+        .envs(env.iter().copied())
+        .command();
+    cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
     let mut child = cmd.spawn().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let mut stdout = child.stdout.take().unwrap();
@@ -1699,7 +1678,7 @@ async fn work_bombs_fail_their_job_alone_in_a_local_run_within_bounds() {
 async fn work_bombs_get_422_from_serve_within_bounds() {
     let (tmp, bucket) = bucket_with_bombs();
     let mut app = spawn_serve(tmp.path(), &bucket, &[]);
-    let addr = serve_addr(&mut app).await;
+    let addr = app.serving_addr(WAIT).await;
     let urls = UrlGenerator::new(&Settings::default());
     let store = FsStore::new(&bucket).unwrap();
     for (name, kind) in expected_kinds() {
@@ -1794,7 +1773,11 @@ fn start_watching(tmp: &Path, bucket: &Path, env: &[(&str, &str)]) -> Running {
         ("RENDITION__RENDER__CONCURRENCY", "1"),
     ];
     all.extend_from_slice(env);
-    Running::spawn(tmp, &["run", "--local", bucket.to_str().unwrap()], &all)
+    Spawn::rendition(tmp)
+        .args(["run", "--local"])
+        .arg(bucket)
+        .envs(all)
+        .start()
 }
 
 async fn stop(app: Running) {
@@ -1894,7 +1877,7 @@ async fn the_sqs_worker_dead_letters_bombs_and_forged_keys_and_stays_up() {
     let long = format!("originals/{}", "é".repeat(510));
     let event = serde_json::json!({"Records": [{
         "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-        "s3": {"bucket": {"name": world.bucket}, "object": {"key": long}}
+        "s3": {"bucket": {"name": world.bucket().name}, "object": {"key": long}}
     }]});
     world.send(&event.to_string()).await;
     for (name, bytes, _) in work_bombs() {
@@ -1989,26 +1972,7 @@ fn spawn_serve(tmp: &Path, bucket: &Path, env: &[(&str, &str)]) -> Running {
         ("RENDITION__URLS__SCHEME", "http"),
     ];
     all.extend_from_slice(env);
-    Running::spawn(
-        tmp,
-        &[
-            "serve",
-            "--local",
-            bucket.to_str().unwrap(),
-            "--addr",
-            "127.0.0.1:0",
-        ],
-        &all,
-    )
-}
-
-async fn serve_addr(app: &mut Running) -> String {
-    let started = app
-        .wait_for(WAIT, "the listening address", |v| {
-            field(v, "message") == Some("serving derivatives")
-        })
-        .await;
-    field(&started, "addr").unwrap().to_string()
+    Spawn::rendition(tmp).serve(bucket).envs(all).start()
 }
 
 fn signing_settings() -> Settings {
@@ -2037,7 +2001,7 @@ async fn serve_bounds_concurrent_misses_with_503_and_retry_after() {
             ("RENDITION__SERVE__RENDER_QUEUE_MS", "500"),
         ],
     );
-    let addr = serve_addr(&mut app).await;
+    let addr = app.serving_addr(WAIT).await;
     let serve_pid = app.child.id().unwrap();
     let urls = UrlGenerator::new(&signing_settings());
     let store = FsStore::new(&bucket).unwrap();
@@ -2111,7 +2075,7 @@ async fn serve_answers_a_render_over_budget_422_and_sigterm_ends_renders_in_flig
             ("RENDITION__WORKER__SHUTDOWN_GRACE_SECS", "2"),
         ],
     );
-    let addr = serve_addr(&mut app).await;
+    let addr = app.serving_addr(WAIT).await;
     let urls = UrlGenerator::new(&Settings::default());
     let store = FsStore::new(&bucket).unwrap();
     let thumb = Variant::Preset("thumb".into());

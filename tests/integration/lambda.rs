@@ -6,14 +6,15 @@
 //! SQS events. The emulator answers a function error with HTTP 500 and
 //! `{"errorType", "errorMessage"}` (real Lambda: 200 and `X-Amz-Function-Error`).
 //!
-//! Each test gets its own bucket, emulator (on a free port) and function process.
+//! Each test gets its own [`World`] (a bucket, and a scratch folder as the task root),
+//! emulator (on a free port) and function process, started through the harness's
+//! [`Spawn`]. The emulator, a tool rather than a binary under test, is started here.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_s3::primitives::ByteStream;
 use image::{Rgb, RgbImage};
 use rendition_core::config::Settings;
 use rendition_core::manifest::Manifest;
@@ -21,54 +22,14 @@ use rendition_core::naming::{self, SourceId, Variant};
 use rendition_core::store::{BlobStore, S3Store, IMMUTABLE};
 use rendition_core::url::{self, UrlGenerator};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
 
 use crate::harness::*;
-use crate::s3::{moto, MotoEnv};
 
 const WAIT: Duration = Duration::from_secs(120);
 const SIGNING_KEY: &str = "rendition-lambda-test-key-0123456789abcdef";
 
-// ---------------------------------------------------------------- the binaries
-
-/// The `rendition-lambda` binary, built once per test process into this target dir with
-/// this profile (`CARGO_BIN_EXE_*` exists only for the worker package's own binaries).
-fn lambda_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        // {target}/{profile dir}/deps/integration-{hash}
-        let deps = exe.parent().expect("deps dir");
-        let profile_dir = deps.parent().expect("profile dir");
-        let target_dir = profile_dir.parent().expect("target dir");
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") => "dev".to_string(),
-            Some(other) => other.to_string(),
-            None => "dev".to_string(),
-        };
-        let status = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "rendition-lambda",
-                "--profile",
-                &profile,
-            ])
-            .arg("--target-dir")
-            .arg(target_dir)
-            .current_dir(repo_root())
-            .stdin(Stdio::null())
-            .status()
-            .expect("run cargo build -p rendition-lambda");
-        assert!(status.success(), "cargo build -p rendition-lambda failed");
-        let bin = profile_dir.join("rendition-lambda");
-        assert!(bin.exists(), "{} was not built", bin.display());
-        bin
-    })
-}
+// ---------------------------------------------------------------- the emulator
 
 /// cargo-lambda, installed (or reused) by `infra/local/services.sh cargo-lambda`.
 fn cargo_lambda() -> &'static Path {
@@ -90,22 +51,6 @@ fn cargo_lambda() -> &'static Path {
         PathBuf::from(stdout.lines().last().expect("prints the binary").trim())
     })
 }
-
-async fn prepared() -> (&'static Path, &'static Path) {
-    tokio::task::spawn_blocking(|| (lambda_bin(), cargo_lambda()))
-        .await
-        .expect("building the function and installing cargo-lambda")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-// ---------------------------------------------------------------- the emulator
 
 /// `cargo lambda watch --only-lambda-apis` on a free loopback port: the Runtime API at
 /// `/.rt`, the Invoke API beside it.
@@ -187,12 +132,11 @@ fn b64decode(text: &str) -> Vec<u8> {
 
 // ---------------------------------------------------------------- the function
 
-/// A running `rendition-lambda` attached to its own emulator, with its JSON logs.
+/// A running `rendition-lambda` attached to its own emulator, with its JSON logs (and
+/// its CloudWatch EMF metric lines, which it prints on stdout).
 struct Function {
     emulator: Emulator,
-    child: Child,
-    logs: mpsc::UnboundedReceiver<Value>,
-    seen: Vec<Value>,
+    app: Running,
     init_ms: f64,
 }
 
@@ -216,115 +160,52 @@ impl Invoked {
 
 impl Function {
     async fn start(world: &World, extra: &[(&str, &str)]) -> Function {
-        let (bin, cargo_lambda) = prepared().await;
-        let emulator = Emulator::start(cargo_lambda, &world.tmp.path().join("emulator.log")).await;
-        let mut cmd = Command::new(bin);
-        // Hermetic: nothing from the developer's shell configures the function.
-        for (name, _) in std::env::vars() {
-            if name.starts_with("RENDITION__") || name.starts_with("AWS_") {
-                cmd.env_remove(name);
-            }
-        }
+        let function = Spawn::lambda(world.dir()).await;
+        let cargo_lambda = tokio::task::spawn_blocking(cargo_lambda)
+            .await
+            .expect("installing cargo-lambda");
+        let emulator = Emulator::start(cargo_lambda, &world.dir().join("emulator.log")).await;
         // With a scheme: lambda_runtime_api_client 1.1 cannot parse `127.0.0.1:PORT/.rt`.
         let runtime_api = format!("http://127.0.0.1:{}/.rt", emulator.port);
         let keys = format!("[\"{SIGNING_KEY}\"]");
-        let env: Vec<(&str, &str)> = vec![
-            ("AWS_LAMBDA_RUNTIME_API", &runtime_api),
-            ("AWS_LAMBDA_FUNCTION_NAME", "_"),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024"),
-            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-            ("AWS_ACCESS_KEY_ID", &world.env.access_key_id),
-            ("AWS_SECRET_ACCESS_KEY", &world.env.secret_access_key),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("RENDITION__S3__BUCKET", &world.bucket),
-            ("RENDITION__S3__ENDPOINT", &world.env.endpoint),
-            ("RENDITION__S3__FORCE_PATH_STYLE", "true"),
-            ("RENDITION__S3__REGION", &world.env.region),
-            ("RENDITION__URLS__SIGNING_KEYS", &keys),
-            ("RENDITION__LOG__FILTER", "info"),
-            ("RENDITION__LOG__FORMAT", "json"),
-        ];
-        // The task root: an empty folder, so no rendition.toml is picked up.
-        cmd.current_dir(world.tmp.path())
-            .envs(env)
+        // The task root is the world's empty folder, so no rendition.toml is picked up;
+        // hermetic: nothing from the developer's shell configures the function.
+        let (app, started) = function
+            .hermetic()
+            .envs([
+                ("AWS_LAMBDA_RUNTIME_API", runtime_api.as_str()),
+                ("AWS_LAMBDA_FUNCTION_NAME", "_"),
+                ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024"),
+                ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+            ])
+            .envs(world.vars())
+            .env("RENDITION__URLS__SIGNING_KEYS", &keys)
             .envs(extra.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().expect("spawn rendition-lambda");
-        // Logs (stderr) and CloudWatch EMF metric lines (stdout), both as JSON values.
-        let (tx, logs) = mpsc::unbounded_channel();
-        let stderr = child.stderr.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        for pipe in [
-            Box::new(stderr) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
-            Box::new(stdout),
-        ] {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(pipe).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let v = serde_json::from_str(&line).unwrap_or_else(|_| json!({ "raw": line }));
-                    if tx.send(v).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        let mut function = Function {
-            emulator,
-            child,
-            logs,
-            seen: Vec::new(),
-            init_ms: 0.0,
-        };
-        let started = function
-            .wait_for("the cold start log line", |v| {
+            .stdout_logs()
+            .ready(WAIT, "the cold start log line", |v| {
                 field(v, "message") == Some("cold start: initialised")
             })
             .await;
-        function.init_ms = started["init_ms"].as_f64().expect("init_ms is a number");
-        function
+        let init_ms = started["init_ms"].as_f64().expect("init_ms is a number");
+        Function {
+            emulator,
+            app,
+            init_ms,
+        }
     }
 
     /// Log lines seen so far (including any that arrived since the last look).
     fn logs(&mut self) -> &[Value] {
-        while let Ok(v) = self.logs.try_recv() {
-            self.seen.push(v);
-        }
-        &self.seen
+        self.app.logs()
     }
 
     /// Waits until at least `n` log lines satisfy `pred`.
     async fn wait_count(&mut self, what: &str, n: usize, pred: impl Fn(&Value) -> bool) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while self.logs().iter().filter(|v| pred(v)).count() < n {
-            match tokio::time::timeout_at(deadline, self.logs.recv()).await {
-                Ok(Some(v)) => self.seen.push(v),
-                Ok(None) => panic!("the function exited before {what}; log: {:#?}", self.seen),
-                Err(_) => panic!("timed out waiting for {what}; log: {:#?}", self.seen),
-            }
-        }
+        self.app.wait_count(WAIT, what, n, pred).await
     }
 
     async fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        if let Some(v) = self.logs().iter().find(|v| pred(v)) {
-            return v.clone();
-        }
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            match tokio::time::timeout_at(deadline, self.logs.recv()).await {
-                Ok(Some(v)) => {
-                    self.seen.push(v.clone());
-                    if pred(&v) {
-                        return v;
-                    }
-                }
-                Ok(None) => panic!("the function exited before {what}; log: {:#?}", self.seen),
-                Err(_) => panic!("timed out waiting for {what}; log: {:#?}", self.seen),
-            }
-        }
+        self.app.wait_for(WAIT, what, pred).await
     }
 
     async fn invoke(&self, payload: &Value) -> Invoked {
@@ -552,105 +433,36 @@ fn sqs_event(records: &[(&str, String)]) -> Value {
 
 // ---------------------------------------------------------------- the world
 
-/// A fresh bucket on moto, and a scratch folder (the function's task root).
-struct World {
-    env: MotoEnv,
-    s3: aws_sdk_s3::Client,
-    bucket: String,
-    tmp: tempfile::TempDir,
+/// Where the function finds what it serves: the names it gives derivatives and manifests
+/// of the current version of a source in the world's bucket.
+trait Named {
+    /// The derivative key of `variant` of the current version of `source`.
+    async fn derivative_key(&self, source: &str, variant: Variant, ext: &str) -> String;
+    async fn manifest(&self, source: &str) -> Option<Manifest>;
 }
 
-impl World {
-    async fn new() -> World {
-        let env = moto().await;
-        let s3 = crate::sqs::s3_client(&env);
-        let bucket = format!("rendition-lambda-{}", uuid::Uuid::new_v4().simple());
-        s3.create_bucket().bucket(&bucket).send().await.unwrap();
-        World {
-            env,
-            s3,
-            bucket,
-            tmp: tempfile::tempdir().unwrap(),
-        }
-    }
+/// The current version's guid of `source` and its key relative to `originals/`.
+async fn guid_of<'k>(bucket: &Bucket, source: &'k str) -> Option<(uuid::Uuid, &'k str)> {
+    let store = S3Store::new(bucket.s3.clone(), bucket.name.clone());
+    let meta = store.head(source).await.unwrap()?;
+    let guid = naming::source_guid(&SourceId {
+        bucket: bucket.name.clone(),
+        key: source.to_string(),
+        version: meta.version().to_string(),
+    });
+    Some((guid, naming::source_rel("originals/", source).unwrap()))
+}
 
-    /// Uploads a source; its ETag.
-    async fn upload(&self, key: &str, body: Vec<u8>, content_type: &str) -> String {
-        self.s3
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .unwrap()
-            .e_tag()
-            .unwrap()
-            .to_string()
-    }
-
-    fn store(&self) -> S3Store {
-        S3Store::new(self.s3.clone(), self.bucket.clone())
-    }
-
-    /// The stored object, if any.
-    async fn object(&self, key: &str) -> Option<(Vec<u8>, String)> {
-        let out = self
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .ok()?;
-        let etag = out.e_tag().unwrap_or_default().to_string();
-        let body = out.body.collect().await.unwrap().into_bytes().to_vec();
-        Some((body, etag))
-    }
-
-    async fn keys(&self, prefix: &str) -> Vec<String> {
-        let out = self
-            .s3
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .send()
-            .await
-            .unwrap();
-        out.contents()
-            .iter()
-            .filter_map(|o| o.key().map(str::to_string))
-            .collect()
-    }
-
-    /// The derivative key of `variant` of the current version of `source`.
+impl Named for World {
     async fn derivative_key(&self, source: &str, variant: Variant, ext: &str) -> String {
-        let meta = self
-            .store()
-            .head(source)
-            .await
-            .unwrap()
-            .expect("source exists");
-        let guid = naming::source_guid(&SourceId {
-            bucket: self.bucket.clone(),
-            key: source.to_string(),
-            version: meta.version().to_string(),
-        });
-        let rel = naming::source_rel("originals/", source).unwrap();
+        let (guid, rel) = guid_of(self.bucket(), source).await.expect("source exists");
         naming::derivative_key("derived/", rel, guid, &variant, ext).unwrap()
     }
 
     async fn manifest(&self, source: &str) -> Option<Manifest> {
-        let meta = self.store().head(source).await.unwrap()?;
-        let guid = naming::source_guid(&SourceId {
-            bucket: self.bucket.clone(),
-            key: source.to_string(),
-            version: meta.version().to_string(),
-        });
-        let rel = naming::source_rel("originals/", source).unwrap();
+        let (guid, rel) = guid_of(self.bucket(), source).await?;
         let key = naming::manifest_key("derived/", rel, guid).unwrap();
-        let (body, _) = self.object(&key).await?;
+        let (body, _) = self.bucket().object(&key).await?;
         Some(serde_json::from_slice(&body).expect("a manifest"))
     }
 }
@@ -688,21 +500,29 @@ fn is_png(b: &[u8]) -> bool {
 
 #[tokio::test]
 async fn lambda_http_serves_renders_and_refuses() {
-    let world = World::new().await;
+    let world = World::s3().await;
     let mut f = Function::start(&world, &[]).await;
     eprintln!("rendition-lambda cold start: init_ms = {:.1}", f.init_ms);
     assert!(f.init_ms > 0.0 && f.init_ms < 10_000.0, "{}", f.init_ms);
 
     let source = "originals/cat photo.jpg";
     world
-        .upload(source, encode_jpeg(&quadrants(800, 600), 90), "image/jpeg")
+        .bucket()
+        .put(
+            source,
+            encode_jpeg(&quadrants(800, 600), 90),
+            Some("image/jpeg"),
+        )
         .await;
     let thumb = world
         .derivative_key(source, Variant::Preset("thumb".into()), "webp")
         .await;
     let path = format!("/{}", url::encode_key(&thumb));
     assert!(path.contains("cat%20photo.jpg"), "{path}");
-    assert!(world.object(&thumb).await.is_none(), "not rendered yet");
+    assert!(
+        world.bucket().object(&thumb).await.is_none(),
+        "not rendered yet"
+    );
 
     // A preset miss: rendered, stored, returned.
     let first = f.get(&path, &[]).await;
@@ -711,7 +531,7 @@ async fn lambda_http_serves_renders_and_refuses() {
     assert_eq!(first.header("content-type"), Some("image/webp"));
     assert_eq!(first.header("cache-control"), Some(IMMUTABLE));
     let etag = first.header("etag").expect("an ETag").to_string();
-    let (stored, stored_etag) = world.object(&thumb).await.expect("stored in S3");
+    let (stored, stored_etag) = world.bucket().object(&thumb).await.expect("stored in S3");
     assert_eq!(stored, first.body, "the response is what was stored");
     assert_eq!(stored_etag, etag);
     assert_eq!(decode(&first.body).dimensions(), (160, 160));
@@ -800,7 +620,10 @@ async fn lambda_http_serves_renders_and_refuses() {
     assert!(is_png(&spec.body));
     assert_eq!(spec.header("content-type"), Some("image/png"));
     assert_eq!(decode(&spec.body).width(), 200);
-    assert_eq!(world.object(&spec_key).await.expect("stored").0, spec.body);
+    assert_eq!(
+        world.bucket().object(&spec_key).await.expect("stored").0,
+        spec.body
+    );
 
     let (spec_path, sig) = signed.split_once("?sig=").unwrap();
     let mut forged_sig = sig.to_string();
@@ -860,16 +683,17 @@ async fn lambda_http_serves_renders_and_refuses() {
         assert_eq!(resp.header("cache-control"), Some("no-store"));
     }
     assert!(
-        world.object(&forged_key).await.is_none(),
+        world.bucket().object(&forged_key).await.is_none(),
         "nothing rendered for refused URLs"
     );
 
     // Over a limit: a PNG declaring 30000×30000 pixels → 422, not a 500.
     world
-        .upload(
+        .bucket()
+        .put(
             "originals/bomb.png",
             png_bomb_header(30_000, 30_000),
-            "image/png",
+            Some("image/png"),
         )
         .await;
     let bomb = world
@@ -884,7 +708,8 @@ async fn lambda_http_serves_renders_and_refuses() {
     assert_eq!(resp.json()["error"], "too_many_pixels");
     // A corrupt source → 422 as well.
     world
-        .upload("originals/broken.jpg", truncated_jpeg(), "image/jpeg")
+        .bucket()
+        .put("originals/broken.jpg", truncated_jpeg(), Some("image/jpeg"))
         .await;
     let broken = world
         .derivative_key("originals/broken.jpg", Variant::Preset("sm".into()), "webp")
@@ -906,14 +731,14 @@ async fn lambda_http_serves_renders_and_refuses() {
     assert_eq!(malformed.status, 400);
 
     assert!(
-        f.child.try_wait().unwrap().is_none(),
+        f.app.child.try_wait().unwrap().is_none(),
         "the function is still running"
     );
 }
 
 #[tokio::test]
 async fn lambda_http_redirects_responses_over_the_size_limit() {
-    let world = World::new().await;
+    let world = World::s3().await;
     let f = Function::start(
         &world,
         &[("RENDITION__URLS__HOSTS", "[\"img.example.test\"]")],
@@ -929,7 +754,10 @@ async fn lambda_http_redirects_responses_over_the_size_limit() {
         Rgb([b[0], b[1], b[2]])
     });
     let source = "originals/noise.png";
-    world.upload(source, encode_png(&noise), "image/png").await;
+    world
+        .bucket()
+        .put(source, encode_png(&noise), Some("image/png"))
+        .await;
     let key = world
         .derivative_key(source, Variant::Spec("fm=png".parse().unwrap()), "png")
         .await;
@@ -956,7 +784,11 @@ async fn lambda_http_redirects_responses_over_the_size_limit() {
         "{location}"
     );
     assert!(location.contains("sig="), "{location}");
-    let (stored, _) = world.object(&key).await.expect("stored before redirecting");
+    let (stored, _) = world
+        .bucket()
+        .object(&key)
+        .await
+        .expect("stored before redirecting");
     assert!(is_png(&stored));
     assert!(stored.len() > 4_200_000, "{} bytes", stored.len());
     // The redirect target verifies, and names the same derivative.
@@ -971,15 +803,15 @@ async fn lambda_http_redirects_responses_over_the_size_limit() {
 
 #[tokio::test]
 async fn lambda_s3_trigger_renders_eager_presets() {
-    let world = World::new().await;
+    let world = World::s3().await;
     let f = Function::start(&world, &[]).await;
     let (photo, w, h) = photos(".jpg", 2000).into_iter().next().unwrap();
     let source = "originals/holiday photo.jpg";
     let body = std::fs::read(&photo).unwrap();
     let size = body.len() as u64;
-    let etag = world.upload(source, body, "image/jpeg").await;
+    let etag = world.bucket().put(source, body, Some("image/jpeg")).await;
 
-    let event = json!({ "Records": [s3_record(&world.bucket, source, size, &etag)] });
+    let event = json!({ "Records": [s3_record(&world.bucket().name, source, size, &etag)] });
     let out = f.invoke(&event).await.ok();
     assert_eq!(out["rendered"], 1, "{out}");
     assert_eq!(out["manifests"], json!([source]));
@@ -992,26 +824,31 @@ async fn lambda_s3_trigger_renders_eager_presets() {
     let names: Vec<String> = manifest.variants.iter().map(|v| v.name.clone()).collect();
     assert_eq!(names, eager);
     for v in &manifest.variants {
-        let (bytes, _) = world.object(&v.key).await.expect("the variant is stored");
+        let (bytes, _) = world
+            .bucket()
+            .object(&v.key)
+            .await
+            .expect("the variant is stored");
         assert!(is_webp(&bytes), "{}", v.key);
         assert_eq!(bytes.len() as u64, v.bytes);
     }
     // The same event again (Lambda retries, S3 duplicates): nothing new.
-    let before = world.keys("derived/").await;
+    let before = world.bucket().keys("derived/").await;
     let again = f.invoke(&event).await.ok();
     assert_eq!(
         (again["rendered"].clone(), again["alreadyDone"].clone()),
         (json!(0), json!(1))
     );
-    assert_eq!(world.keys("derived/").await, before);
+    assert_eq!(world.bucket().keys("derived/").await, before);
 
     // A corrupt source: a permanent Lambda error (→ the on-failure destination).
     let bad = truncated_jpeg();
     let bad_len = bad.len() as u64;
     let bad_etag = world
-        .upload("originals/broken.jpg", bad, "image/jpeg")
+        .bucket()
+        .put("originals/broken.jpg", bad, Some("image/jpeg"))
         .await;
-    let event = json!({ "Records": [s3_record(&world.bucket, "originals/broken.jpg", bad_len, &bad_etag)] });
+    let event = json!({ "Records": [s3_record(&world.bucket().name, "originals/broken.jpg", bad_len, &bad_etag)] });
     match f.invoke(&event).await {
         Invoked::Err(kind, message) => {
             assert_eq!(kind, "Rendition.Permanent.corrupt_image", "{message}");
@@ -1021,7 +858,8 @@ async fn lambda_s3_trigger_renders_eager_presets() {
     }
     assert!(world.manifest("originals/broken.jpg").await.is_none());
     // A source that does not exist, another bucket's event, and a payload of no trigger.
-    let missing = json!({ "Records": [s3_record(&world.bucket, "originals/gone.jpg", 1, "x")] });
+    let missing =
+        json!({ "Records": [s3_record(&world.bucket().name, "originals/gone.jpg", 1, "x")] });
     let other_bucket = json!({ "Records": [s3_record("someone-else", source, size, &etag)] });
     for (event, kind) in [
         (missing, "Rendition.Permanent.missing_source"),
@@ -1041,21 +879,25 @@ async fn lambda_s3_trigger_renders_eager_presets() {
 
 #[tokio::test]
 async fn lambda_sqs_batch_reports_only_the_failed_record() {
-    let world = World::new().await;
+    let world = World::s3().await;
     let f = Function::start(&world, &[]).await;
     let good = encode_jpeg(&quadrants(1200, 900), 90);
     let (good_len, bad) = (good.len() as u64, truncated_jpeg());
     let bad_len = bad.len() as u64;
-    let good_etag = world.upload("originals/good.jpg", good, "image/jpeg").await;
+    let good_etag = world
+        .bucket()
+        .put("originals/good.jpg", good, Some("image/jpeg"))
+        .await;
     let bad_etag = world
-        .upload("originals/corrupt.jpg", bad, "image/jpeg")
+        .bucket()
+        .put("originals/corrupt.jpg", bad, Some("image/jpeg"))
         .await;
     let body = |key: &str, len: u64, etag: &str| {
-        json!({ "Records": [s3_record(&world.bucket, key, len, etag)] }).to_string()
+        json!({ "Records": [s3_record(&world.bucket().name, key, len, etag)] }).to_string()
     };
     let test_event = json!({
         "Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2026-11-21T10:00:00.000Z",
-        "Bucket": world.bucket, "RequestId": "5582815E1AEA5ADF", "HostId": "8cLeGAmw098X5cv4Zkwcmo8vvZa3eH3eKxsPzbB9wrR+YstdA6Knx4Ip8EXAMPLE"
+        "Bucket": world.bucket().name, "RequestId": "5582815E1AEA5ADF", "HostId": "8cLeGAmw098X5cv4Zkwcmo8vvZa3eH3eKxsPzbB9wrR+YstdA6Knx4Ip8EXAMPLE"
     })
     .to_string();
     let good_id = "059f36b4-87a3-44ab-83d2-661975830a7d";
@@ -1105,7 +947,7 @@ async fn lambda_sqs_batch_reports_only_the_failed_record() {
 
 #[tokio::test]
 async fn lambda_storage_outage_is_503_or_retryable() {
-    let world = World::new().await;
+    let world = World::s3().await;
     // Nothing listens there: every S3 call fails to connect.
     let dead = format!("http://127.0.0.1:{}", free_port());
     let f = Function::start(
@@ -1122,7 +964,7 @@ async fn lambda_storage_outage_is_503_or_retryable() {
     assert_eq!(resp.header("retry-after"), Some("2"));
     assert_eq!(resp.json()["error"], "storage_unavailable");
 
-    let s3 = json!({ "Records": [s3_record(&world.bucket, "originals/a.jpg", 10, "abc")] });
+    let s3 = json!({ "Records": [s3_record(&world.bucket().name, "originals/a.jpg", 10, "abc")] });
     match f.invoke(&s3).await {
         Invoked::Err(t, _) => assert_eq!(t, "Rendition.Retryable.storage_unavailable"),
         other => panic!("expected a retryable function error, got {other:?}"),

@@ -59,18 +59,16 @@ fn check_manifest(bucket: &Path, manifest: &Manifest, source_w: u32) {
 
 #[tokio::test]
 async fn watches_renders_eager_presets_and_survives_corrupt_files() {
-    let tmp = tempfile::tempdir().unwrap();
-    let bucket = tmp.path().join("bucket");
-    std::fs::create_dir_all(bucket.join("originals")).unwrap();
-    let mut app = Running::spawn(
-        tmp.path(),
-        &["run", "--local", bucket.to_str().unwrap()],
-        &[],
-    );
-    app.wait_for(WAIT, "startup", |v| {
-        field(v, "message") == Some("local mode started")
-    })
-    .await;
+    let world = World::local();
+    let bucket = world.folder().to_path_buf();
+    let (mut app, _) = world
+        .rendition()
+        .args(["run", "--local"])
+        .arg(&bucket)
+        .ready(WAIT, "startup", |v| {
+            field(v, "message") == Some("local mode started")
+        })
+        .await;
 
     let (photo, w, _) = photos(".jpg", 5000)
         .into_iter()
@@ -146,8 +144,8 @@ async fn watches_renders_eager_presets_and_survives_corrupt_files() {
 
 #[tokio::test]
 async fn scan_at_start_and_idempotent_reruns() {
-    let tmp = tempfile::tempdir().unwrap();
-    let bucket = tmp.path().join("bucket");
+    let world = World::local();
+    let bucket = world.folder().to_path_buf();
     std::fs::create_dir_all(bucket.join("originals/nested")).unwrap();
     std::fs::write(
         bucket.join("originals/a.jpg"),
@@ -161,11 +159,12 @@ async fn scan_at_start_and_idempotent_reruns() {
     .unwrap();
 
     let run_once = || {
-        let out = std::process::Command::new(rendition_bin())
-            .current_dir(tmp.path())
-            .args(["run", "--local", bucket.to_str().unwrap(), "--once"])
-            .output()
-            .unwrap();
+        let out = world
+            .rendition()
+            .args(["run", "--local"])
+            .arg(&bucket)
+            .arg("--once")
+            .output_blocking();
         assert!(
             out.status.success(),
             "{}",

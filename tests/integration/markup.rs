@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Stdio;
 
 use rendition_core::manifest::{Manifest, ManifestVariant};
 use rendition_core::url::encode_key;
@@ -40,16 +39,12 @@ const SOURCE: &str = "originals/a cat & <co>.jpg";
 
 /// `rendition html …` with `env`; its stdout (the markup) and stderr.
 async fn html(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (String, String) {
-    let out = tokio::process::Command::new(rendition_bin())
-        .current_dir(cwd)
+    let out = Spawn::rendition(cwd)
         .arg("html")
         .args(args)
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
         .output()
-        .await
-        .expect("run rendition html");
+        .await;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "rendition html {args:?}: {stderr}");
     (String::from_utf8(out.stdout).unwrap(), stderr)

@@ -4,7 +4,6 @@
 //! the queues (a test queue bound to the events exchange, the DLQ) and the store, each
 //! with a deadline; nothing waits by sleeping a fixed time.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +20,8 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use rendition_cli::handler::Handler;
 use rendition_cli::http::Readiness;
 use rendition_cli::metrics::{Metrics, OutcomeLabels};
-use rendition_cli::rabbit::{self, RabbitError};
-use rendition_core::config::{RabbitSettings, Settings};
+use rendition_cli::rabbit::{self, RabbitError, RabbitSettings};
+use rendition_core::config::Settings;
 use rendition_core::job::Engine;
 use rendition_core::manifest::Manifest;
 use rendition_core::store::{
@@ -31,15 +30,10 @@ use rendition_core::store::{
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::harness::{encode_jpeg, eventually, field, photos, quadrants, Running};
+use crate::harness::{encode_jpeg, eventually, field, photos, quadrants, services, unique, World};
 use crate::proxy::Proxy;
 
-const BROKER: &str = "127.0.0.1:5672";
 const WAIT: Duration = Duration::from_secs(60);
-
-fn amqp_url(addr: &str) -> String {
-    format!("amqp://guest:guest@{addr}/%2f")
-}
 
 /// A test's own topology on the real broker, and a connection to look at it.
 pub(crate) struct Broker {
@@ -68,9 +62,9 @@ impl Broker {
 
     async fn with_delivery_limit(max_attempts: u32, retry_base_ms: u64, limit: u32) -> Broker {
         init_logs();
-        let prefix = format!("rendition-test-{}", uuid::Uuid::new_v4().simple());
+        let prefix = unique("rendition-test");
         let settings = RabbitSettings {
-            url: amqp_url(BROKER),
+            url: services().await.amqp_url.clone(),
             queue: format!("{prefix}.jobs"),
             uploads_exchange: format!("{prefix}.uploads"),
             events_exchange: format!("{prefix}.events"),
@@ -81,7 +75,7 @@ impl Broker {
         };
         let connection = Connection::connect(&settings.url, ConnectionProperties::default())
             .await
-            .expect("RabbitMQ on 127.0.0.1:5672 (infra/local/services.sh up)");
+            .expect("RabbitMQ (infra/local/services.sh up)");
         let channel = connection.create_channel().await.unwrap();
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -118,19 +112,11 @@ impl Broker {
         }
     }
 
-    /// The RENDITION__* and AWS_* variables of a `rendition` process on this broker's
-    /// topology and `bucket` on moto (render concurrency 2, ops endpoint on port 0).
-    pub(crate) fn s3_worker_vars(
-        &self,
-        env: &crate::s3::MotoEnv,
-        bucket: &str,
-    ) -> Vec<(&'static str, String)> {
+    /// The RENDITION__* variables of a `rendition` process on this broker's topology
+    /// (render concurrency 2, ops endpoint on port 0), for [`World::add_vars`].
+    pub(crate) fn vars(&self) -> Vec<(&'static str, String)> {
         let r = &self.settings;
         vec![
-            ("RENDITION__S3__BUCKET", bucket.to_string()),
-            ("RENDITION__S3__ENDPOINT", env.endpoint.clone()),
-            ("RENDITION__S3__FORCE_PATH_STYLE", "true".into()),
-            ("RENDITION__S3__REGION", env.region.clone()),
             ("RENDITION__RABBITMQ__URL", r.url.clone()),
             ("RENDITION__RABBITMQ__QUEUE", r.queue.clone()),
             (
@@ -159,9 +145,6 @@ impl Broker {
             ),
             ("RENDITION__RENDER__CONCURRENCY", "2".into()),
             ("RENDITION__WORKER__HTTP_ADDR", "127.0.0.1:0".into()),
-            ("AWS_ACCESS_KEY_ID", env.access_key_id.clone()),
-            ("AWS_SECRET_ACCESS_KEY", env.secret_access_key.clone()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
         ]
     }
 
@@ -292,7 +275,7 @@ impl Drop for Broker {
             return;
         }
         let names = self.names();
-        let url = amqp_url(BROKER);
+        let url = self.settings.url.clone();
         // A failed test: clean up on a fresh connection, from outside the test's runtime.
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -329,13 +312,6 @@ async fn delete_topology(
 /// A MinIO notification (`{"EventName":…,"Key":…,"Records":[…]}`) for bucket `local`.
 fn minio_event(key: &str, size: usize) -> Vec<u8> {
     minio_event_in("local", key, size)
-}
-
-/// Borrowed pairs, as `Running::spawn` and `Command::envs` take them.
-pub(crate) fn as_str_pairs<'a>(
-    owned: &'a [(&'static str, String)],
-) -> Vec<(&'static str, &'a str)> {
-    owned.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 /// A MinIO notification for `bucket`.
@@ -400,10 +376,7 @@ struct Worker {
 
 impl Worker {
     fn start(rabbit: &RabbitSettings, store: Arc<dyn BlobStore>, concurrency: usize) -> Worker {
-        let settings = Settings {
-            rabbitmq: rabbit.clone(),
-            ..Settings::default()
-        };
+        let settings = Settings::default();
         // In-process rendering: this worker runs inside the test binary, which is not a
         // render helper (the binaries' own tests cover the sandbox).
         let renderer = rendition_core::renderer::Renderer::in_process(&settings);
@@ -790,10 +763,10 @@ async fn rabbit_retryable_failures_exhaust_attempts_into_the_dlq() {
 async fn rabbit_reconnects_after_the_connection_is_cut() {
     let broker = Broker::new(3, 200).await;
     let (_dir, store) = temp_store();
-    let target: SocketAddr = BROKER.parse().unwrap();
-    let proxy = Proxy::start(target).await;
+    let services = services().await;
+    let proxy = Proxy::start(services.amqp_addr()).await;
     let mut settings = broker.settings.clone();
-    settings.url = amqp_url(&proxy.addr().to_string());
+    settings.url = services.amqp_url_at(proxy.addr());
     // One at a time, so that the others are still queued or in flight at the cut.
     let worker = Worker::start(&settings, Arc::new(store.clone()), 1);
 
@@ -951,10 +924,11 @@ async fn rabbit_conflicting_topology_is_a_fatal_error() {
 async fn rabbit_shutdown_while_disconnected_returns_ok() {
     let broker = Broker::new(3, 200).await;
     let (_dir, store) = temp_store();
-    let proxy = Proxy::start(BROKER.parse().unwrap()).await;
+    let services = services().await;
+    let proxy = Proxy::start(services.amqp_addr()).await;
     proxy.set_accepting(false);
     let mut settings = broker.settings.clone();
-    settings.url = amqp_url(&proxy.addr().to_string());
+    settings.url = services.amqp_url_at(proxy.addr());
     let worker = Worker::start(&settings, Arc::new(store), 1);
     assert!(!worker.ready.is_ready());
     worker.stop().await;
@@ -1000,14 +974,15 @@ async fn rabbit_a_panicking_job_is_requeued_until_the_delivery_limit() {
 async fn rabbit_worker_binary_on_s3_loses_nothing_to_sigkill() {
     use aws_sdk_s3::primitives::ByteStream;
     let broker = Broker::new(5, 200).await;
-    let env = crate::s3::moto().await;
-    let s3 = crate::sqs::s3_client(&env);
-    let bucket = format!("rendition-{}", uuid::Uuid::new_v4().simple());
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let owned = broker.s3_worker_vars(&env, &bucket);
-    let vars = as_str_pairs(&owned);
-    let spawn = || Running::spawn(tmp.path(), &["worker", "--queue", "rabbitmq"], &vars);
+    let mut world = World::s3().await;
+    world.add_vars(broker.vars());
+    let (s3, bucket) = (world.bucket().s3.clone(), world.bucket().name.clone());
+    let spawn = || {
+        world
+            .rendition()
+            .args(["worker", "--queue", "rabbitmq"])
+            .start()
+    };
 
     let (photo, _, _) = photos(".jpg", 4000).into_iter().next().unwrap();
     let bytes = std::fs::read(&photo).unwrap();

@@ -1,108 +1,23 @@
 //! The S3 adapter against a real S3 API server (moto on loopback, started by
-//! `infra/local/services.sh up`). Every test uses its own fresh bucket.
+//! `infra/local/services.sh up`, found through `harness::services`). Every test uses its
+//! own fresh bucket.
 
-use std::collections::HashMap;
-use std::process::Stdio;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::config::retry::RetryConfig;
-use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 use futures::StreamExt;
 use rendition_core::store::{BlobStore, PutOptions, PutOutcome, S3Store, StoreError, IMMUTABLE};
 
 use crate::conformance;
-use crate::harness::repo_root;
+use crate::harness::{free_port, services, unique};
 
-/// Where moto listens and the credentials to use with it.
-#[derive(Debug, Clone)]
-pub struct MotoEnv {
-    pub endpoint: String,
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub region: String,
-}
-
-/// Starts (or reuses) moto once per test process. The env file it names is parsed here;
-/// the process environment is left alone, since other tests run in parallel.
-pub async fn moto() -> MotoEnv {
-    static MOTO: OnceLock<MotoEnv> = OnceLock::new();
-    tokio::task::spawn_blocking(|| MOTO.get_or_init(start_moto).clone())
-        .await
-        .expect("moto start-up task")
-}
-
-fn start_moto() -> MotoEnv {
-    let out = std::process::Command::new("bash")
-        .arg(repo_root().join("infra/local/services.sh"))
-        .arg("up")
-        .current_dir(repo_root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run infra/local/services.sh up");
-    assert!(
-        out.status.success(),
-        "infra/local/services.sh up failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).expect("utf-8 output");
-    let path = stdout
-        .lines()
-        .last()
-        .expect("services.sh up prints the env file")
-        .trim();
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let vars: HashMap<&str, &str> = text
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .collect();
-    let var = |k: &str| {
-        vars.get(k)
-            .unwrap_or_else(|| panic!("{path} has no {k}"))
-            .to_string()
-    };
-    MotoEnv {
-        endpoint: var("RENDITION_TEST_S3_ENDPOINT"),
-        access_key_id: var("AWS_ACCESS_KEY_ID"),
-        secret_access_key: var("AWS_SECRET_ACCESS_KEY"),
-        region: var("AWS_REGION"),
-    }
-}
-
-/// An SDK client for `endpoint`, built explicitly (no environment, no profile files).
-fn client_for(env: &MotoEnv, endpoint: &str, timeout: Duration) -> Client {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(env.region.clone()))
-        .endpoint_url(endpoint)
-        .force_path_style(true)
-        .credentials_provider(Credentials::new(
-            &env.access_key_id,
-            &env.secret_access_key,
-            None,
-            None,
-            "moto-env-file",
-        ))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .operation_timeout(timeout)
-                .connect_timeout(timeout.min(Duration::from_secs(1)))
-                .build(),
-        )
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .build();
-    Client::from_conf(conf)
-}
-
-/// A client for moto and a fresh bucket of its own.
+/// A client for moto (a 30 s operation timeout, three attempts) and a fresh bucket.
 async fn fresh_bucket() -> (Client, String) {
-    let env = moto().await;
-    let client = client_for(&env, &env.endpoint, Duration::from_secs(30));
-    let bucket = format!("rendition-test-{}", uuid::Uuid::new_v4());
+    let services = services().await;
+    let client = services.s3_at(&services.s3_endpoint, Duration::from_secs(30));
+    let bucket = unique("rendition-test");
     client
         .create_bucket()
         .bucket(&bucket)
@@ -155,16 +70,10 @@ async fn s3_headers_reach_the_object() {
 
 #[tokio::test]
 async fn s3_unreachable_server_is_unavailable() {
-    let env = moto().await;
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let client = client_for(
-        &env,
-        &format!("http://127.0.0.1:{port}"),
-        Duration::from_secs(2),
-    );
+    let port = free_port();
+    let client = services()
+        .await
+        .s3_at(&format!("http://127.0.0.1:{port}"), Duration::from_secs(2));
     let store = S3Store::new(client, "nowhere".into());
     let started = Instant::now();
     let results = [

@@ -28,17 +28,14 @@ pub(crate) fn url_of(
     variant: &[&str],
     env: &[(&str, &str)],
 ) -> String {
-    let mut cmd = std::process::Command::new(rendition_bin());
-    cmd.current_dir(cwd)
+    let out = Spawn::rendition(cwd)
         .arg("url")
         .arg(source)
         .args(variant)
         .arg("--local")
-        .arg(bucket);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
+        .arg(bucket)
+        .envs(env.iter().copied())
+        .output_blocking();
     assert!(
         out.status.success(),
         "rendition url: {}",
@@ -47,6 +44,7 @@ pub(crate) fn url_of(
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// `rendition serve` in a [`World`] of its own: its folder bucket and scratch folder.
 pub(crate) struct Server {
     pub(crate) app: Running,
     pub(crate) addr: String,
@@ -62,29 +60,15 @@ pub(crate) async fn start(env: &[(&str, &str)]) -> Server {
 
 /// [`start`] with `config` as `./rendition.toml` (appended to the repository's own).
 pub(crate) async fn start_with_config(config: Option<&str>, env: &[(&str, &str)]) -> Server {
-    let tmp = tempfile::tempdir().unwrap();
-    let bucket = tmp.path().join("bucket");
-    std::fs::create_dir_all(bucket.join("originals")).unwrap();
+    let world = World::local();
+    let bucket = world.folder().to_path_buf();
+    let mut spawn = world.rendition();
     if let Some(config) = config {
-        write_config(tmp.path(), config);
+        spawn = spawn.config(config);
     }
-    let mut app = Running::spawn(
-        tmp.path(),
-        &[
-            "serve",
-            "--local",
-            bucket.to_str().unwrap(),
-            "--addr",
-            "127.0.0.1:0",
-        ],
-        env,
-    );
-    let started = app
-        .wait_for(WAIT, "the listening address", |v| {
-            field(v, "message") == Some("serving derivatives")
-        })
-        .await;
-    let addr = field(&started, "addr").unwrap().to_string();
+    let mut app = spawn.serve(&bucket).envs(env.iter().copied()).start();
+    let addr = app.serving_addr(WAIT).await;
+    let World { tmp, .. } = world;
     Server {
         app,
         addr,

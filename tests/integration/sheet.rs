@@ -274,15 +274,11 @@ fn alpha_png(width: u32, height: u32) -> Vec<u8> {
 }
 
 async fn rendition(cwd: &Path, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(rendition_bin())
-        .current_dir(cwd)
+    Spawn::rendition(cwd)
         .args(args)
         .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
         .output()
         .await
-        .expect("run rendition")
 }
 
 pub(crate) async fn run_once(cwd: &Path, bucket: &Path) {

@@ -5,86 +5,28 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use rendition_core::config::Settings;
 use rendition_core::manifest::Manifest;
 
 use crate::harness::*;
-use crate::s3::{moto, MotoEnv};
 
 const WAIT: Duration = Duration::from_secs(120);
 
+/// A [`World`] on moto whose bucket notifies a queue of its own, and that queue.
 pub struct SqsWorld {
-    pub env: MotoEnv,
-    pub s3: aws_sdk_s3::Client,
+    pub world: World,
     pub sqs: aws_sdk_sqs::Client,
-    pub bucket: String,
     pub queue_url: String,
     pub dlq_url: String,
-    pub tmp: tempfile::TempDir,
 }
 
-pub fn s3_client(env: &MotoEnv) -> aws_sdk_s3::Client {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new(env.region.clone()))
-        .endpoint_url(&env.endpoint)
-        .force_path_style(true)
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            &env.access_key_id,
-            &env.secret_access_key,
-            None,
-            None,
-            "test",
-        ))
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
-}
-
-fn sqs_client(env: &MotoEnv) -> aws_sdk_sqs::Client {
-    let conf = aws_sdk_sqs::Config::builder()
-        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-        .region(aws_sdk_sqs::config::Region::new(env.region.clone()))
-        .endpoint_url(&env.endpoint)
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            &env.access_key_id,
-            &env.secret_access_key,
-            None,
-            None,
-            "test",
-        ))
-        .build();
-    aws_sdk_sqs::Client::from_conf(conf)
-}
-
-/// Manifests under `derived/` of `bucket`, by source key.
-pub async fn s3_manifests(s3: &aws_sdk_s3::Client, bucket: &str) -> HashMap<String, Manifest> {
-    let mut out = HashMap::new();
-    let listed = s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix("derived/")
-        .send()
-        .await
-        .unwrap();
-    for obj in listed.contents() {
-        let key = obj.key().unwrap();
-        if key.ends_with("/manifest.json") {
-            let body = s3
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .unwrap();
-            let bytes = body.body.collect().await.unwrap().into_bytes();
-            let m: Manifest = serde_json::from_slice(&bytes).unwrap();
-            out.insert(m.source.key.clone(), m);
-        }
+impl std::ops::Deref for SqsWorld {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
     }
-    out
 }
 
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
@@ -105,14 +47,12 @@ impl SqsWorld {
     /// A bucket whose uploads under `originals/` notify a fresh queue with a DLQ
     /// (maxReceiveCount 3).
     pub async fn new() -> SqsWorld {
-        let env = moto().await;
-        let (s3, sqs) = (s3_client(&env), sqs_client(&env));
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let bucket = format!("rendition-{id}");
-        s3.create_bucket().bucket(&bucket).send().await.unwrap();
+        let mut world = World::s3().await;
+        let services = world.bucket().services;
+        let sqs = services.sqs();
         let dlq_url = sqs
             .create_queue()
-            .queue_name(format!("rendition-dlq-{id}"))
+            .queue_name(unique("rendition-dlq"))
             .send()
             .await
             .unwrap()
@@ -123,7 +63,7 @@ impl SqsWorld {
             .to_string();
         let queue_url = sqs
             .create_queue()
-            .queue_name(format!("rendition-jobs-{id}"))
+            .queue_name(unique("rendition-jobs"))
             .attributes(QueueAttributeName::RedrivePolicy, redrive)
             .send()
             .await
@@ -143,8 +83,11 @@ impl SqsWorld {
                     .build(),
             )
             .build();
-        s3.put_bucket_notification_configuration()
-            .bucket(&bucket)
+        let bucket = world.bucket();
+        bucket
+            .s3
+            .put_bucket_notification_configuration()
+            .bucket(&bucket.name)
             .notification_configuration(
                 NotificationConfiguration::builder()
                     .queue_configurations(
@@ -161,42 +104,30 @@ impl SqsWorld {
             .send()
             .await
             .unwrap();
+        // What points `rendition` at this world, besides the bucket.
+        world.add_vars([
+            ("RENDITION__SQS__QUEUE_URL", queue_url.clone()),
+            ("RENDITION__SQS__ENDPOINT", services.sqs_endpoint.clone()),
+            ("RENDITION__SQS__REGION", services.region.clone()),
+            ("RENDITION__SQS__WAIT_SECONDS", "1".into()),
+            ("RENDITION__SQS__VISIBILITY_TIMEOUT_SECS", "10".into()),
+            ("RENDITION__WORKER__HTTP_ADDR", "127.0.0.1:0".into()),
+            ("RENDITION__WORKER__SHUTDOWN_GRACE_SECS", "60".into()),
+        ]);
         SqsWorld {
-            env,
-            s3,
+            world,
             sqs,
-            bucket,
             queue_url,
             dlq_url,
-            tmp: tempfile::tempdir().unwrap(),
         }
     }
 
-    /// The real worker binary, configured through RENDITION__* variables.
+    /// The real worker binary, configured through RENDITION__* variables (`extra` last).
     pub fn worker(&self, extra: &[(&str, &str)]) -> Running {
-        let mut env = self.vars();
-        env.extend_from_slice(extra);
-        Running::spawn(self.tmp.path(), &["worker", "--queue", "sqs"], &env)
-    }
-
-    /// The RENDITION__* and AWS_* variables that point `rendition` at this world.
-    pub fn vars(&self) -> Vec<(&str, &str)> {
-        vec![
-            ("RENDITION__S3__BUCKET", &self.bucket),
-            ("RENDITION__S3__ENDPOINT", &self.env.endpoint),
-            ("RENDITION__S3__FORCE_PATH_STYLE", "true"),
-            ("RENDITION__S3__REGION", &self.env.region),
-            ("RENDITION__SQS__QUEUE_URL", &self.queue_url),
-            ("RENDITION__SQS__ENDPOINT", &self.env.endpoint),
-            ("RENDITION__SQS__REGION", &self.env.region),
-            ("RENDITION__SQS__WAIT_SECONDS", "1"),
-            ("RENDITION__SQS__VISIBILITY_TIMEOUT_SECS", "10"),
-            ("RENDITION__WORKER__HTTP_ADDR", "127.0.0.1:0"),
-            ("RENDITION__WORKER__SHUTDOWN_GRACE_SECS", "60"),
-            ("AWS_ACCESS_KEY_ID", &self.env.access_key_id),
-            ("AWS_SECRET_ACCESS_KEY", &self.env.secret_access_key),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ]
+        self.rendition()
+            .args(["worker", "--queue", "sqs"])
+            .envs(extra.iter().copied())
+            .start()
     }
 
     /// Puts `body` on the work queue as it is (a forged or hand-made event).
@@ -211,20 +142,12 @@ impl SqsWorld {
     }
 
     pub async fn upload(&self, key: &str, body: Vec<u8>) {
-        self.s3
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type("image/jpeg")
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .unwrap();
+        self.bucket().put(key, body, Some("image/jpeg")).await;
     }
 
     /// Manifests under `derived/`, by source key.
     pub async fn manifests(&self) -> HashMap<String, Manifest> {
-        s3_manifests(&self.s3, &self.bucket).await
+        self.bucket().manifests().await
     }
 
     /// Polls storage until `n` manifests exist (bounded).
@@ -310,13 +233,7 @@ impl SqsWorld {
         &self,
         key: &str,
     ) -> aws_sdk_s3::operation::head_object::HeadObjectOutput {
-        self.s3
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap()
+        self.bucket().head(key).await
     }
 }
 
@@ -372,16 +289,17 @@ async fn upload_to_sqs_to_worker_to_derivatives() {
 
     // Same event again → same keys, no error, no DLQ.
     let listed_before = world
+        .bucket()
         .s3
         .list_objects_v2()
-        .bucket(&world.bucket)
+        .bucket(&world.bucket().name)
         .send()
         .await
         .unwrap()
         .key_count();
     let event = serde_json::json!({"Records": [{
         "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-        "s3": {"bucket": {"name": world.bucket}, "object": {"key": "originals/holiday+photo.jpg"}}
+        "s3": {"bucket": {"name": world.bucket().name}, "object": {"key": "originals/holiday+photo.jpg"}}
     }]});
     world.send(&event.to_string()).await;
     eventually(WAIT, "the duplicate event consumed", || async {
@@ -389,9 +307,10 @@ async fn upload_to_sqs_to_worker_to_derivatives() {
     })
     .await;
     let listed_after = world
+        .bucket()
         .s3
         .list_objects_v2()
-        .bucket(&world.bucket)
+        .bucket(&world.bucket().name)
         .send()
         .await
         .unwrap()
@@ -440,7 +359,7 @@ async fn bad_messages_go_to_the_dlq_with_the_reason() {
     // An event for an object that does not exist: permanent.
     let event = serde_json::json!({"Records": [{
         "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-        "s3": {"bucket": {"name": world.bucket}, "object": {"key": "originals/ghost.jpg"}}
+        "s3": {"bucket": {"name": world.bucket().name}, "object": {"key": "originals/ghost.jpg"}}
     }]});
     world.send(&event.to_string()).await;
     let (_, attrs) = world.dlq_message().await;
@@ -512,13 +431,7 @@ async fn sigkill_mid_batch_loses_nothing() {
 #[tokio::test]
 async fn s3_outage_is_retried_then_succeeds_and_ops_endpoints_answer() {
     let world = SqsWorld::new().await;
-    let moto_addr: std::net::SocketAddr = world
-        .env
-        .endpoint
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
-    let proxy = crate::proxy::Proxy::start(moto_addr).await;
+    let proxy = crate::proxy::Proxy::start(world.bucket().services.moto_addr()).await;
     let via_proxy = format!("http://{}", proxy.addr());
     let mut worker = world.worker(&[
         ("RENDITION__S3__ENDPOINT", &via_proxy),

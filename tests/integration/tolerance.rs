@@ -449,8 +449,7 @@ fn what_was_ignored_is_logged_with_the_key() {
         ("icc.jpg", "ignoring a broken ICC profile"),
         ("thumb.heic", "ignoring a broken embedded thumbnail"),
     ] {
-        let out = Command::new(rendition_bin())
-            .current_dir(dir.path())
+        let out = Spawn::rendition(dir.path())
             .args([
                 "render",
                 name,
@@ -459,10 +458,8 @@ fn what_was_ignored_is_logged_with_the_key() {
                 "-o",
                 "out.png",
             ])
-            .env("RENDITION__LOG__FORMAT", "json")
-            .env("RENDITION__LOG__FILTER", "info")
-            .output()
-            .expect("run rendition");
+            .json_logs()
+            .output_blocking();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{name}: {stderr}");
         let warned = stderr

@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 use crate::harness::*;
-use crate::rabbit::{as_str_pairs, minio_event_in, Broker};
+use crate::rabbit::{minio_event_in, Broker};
 
 /// Every OTLP/HTTP JSON body POSTed to `/v1/traces`, decoded.
 #[derive(Clone, Default)]
@@ -137,22 +137,12 @@ impl Span {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_job_is_one_span_tree_that_continues_the_message_s_trace() {
-    use aws_sdk_s3::primitives::ByteStream;
     let (receiver, endpoint) = Receiver::start().await;
     let broker = Broker::new(3, 200).await;
-    let env = crate::s3::moto().await;
-    let s3 = crate::sqs::s3_client(&env);
-    let bucket = format!("rendition-{}", uuid::Uuid::new_v4().simple());
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let mut world = World::s3().await;
     let key = "originals/traced.jpg";
     let jpeg = encode_jpeg(&quadrants(1200, 900), 85);
-    s3.put_object()
-        .bucket(&bucket)
-        .key(key)
-        .body(ByteStream::from(jpeg.clone()))
-        .send()
-        .await
-        .unwrap();
+    world.bucket().put(key, jpeg.clone(), None).await;
 
     // The uploader's trace: a parent span id the worker must hang the job under.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -163,14 +153,18 @@ async fn one_job_is_one_span_tree_that_continues_the_message_s_trace() {
         AMQPValue::LongString(format!("00-{trace_id}-{parent_id}-01").as_str().into()),
     );
     broker
-        .publish_with(&minio_event_in(&bucket, key, jpeg.len()), headers)
+        .publish_with(
+            &minio_event_in(&world.bucket().name, key, jpeg.len()),
+            headers,
+        )
         .await;
 
-    let tmp = tempfile::tempdir().unwrap();
-    let mut owned = broker.s3_worker_vars(&env, &bucket);
-    owned.push(("RENDITION__TELEMETRY__OTLP_ENDPOINT", endpoint.clone()));
-    let vars = as_str_pairs(&owned);
-    let mut worker = Running::spawn(tmp.path(), &["worker", "--queue", "rabbitmq"], &vars);
+    world.add_vars(broker.vars());
+    world.add_vars([("RENDITION__TELEMETRY__OTLP_ENDPOINT", endpoint.clone())]);
+    let mut worker = world
+        .rendition()
+        .args(["worker", "--queue", "rabbitmq"])
+        .start();
 
     // The completion event carries the job's trace on.
     let ready = broker.next_ready_message().await;
@@ -271,7 +265,7 @@ async fn an_sqs_message_s_trace_goes_on_without_an_exporter() {
     let parent_id = "b7ad6b7169203331";
     let event = serde_json::json!({"Records": [{
         "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-        "s3": {"bucket": {"name": world.bucket}, "object": {"key": "originals/ghost.jpg"}}
+        "s3": {"bucket": {"name": world.bucket().name}, "object": {"key": "originals/ghost.jpg"}}
     }]});
     world
         .sqs

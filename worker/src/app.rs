@@ -1,6 +1,7 @@
 //! `rendition worker --queue rabbitmq|sqs`: the long-running worker process, wired from
 //! settings. The S3 store, the eager job engine, the operations endpoint, and one queue
-//! consumer; SIGTERM stops intake, jobs in flight finish within the grace period.
+//! consumer; SIGTERM stops intake, jobs in flight finish within the grace period. Its
+//! section of the configuration, `[worker]` ([`WorkerSettings`]), is defined here.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,6 +11,8 @@ use rendition_core::config::Settings;
 use rendition_core::job::Engine;
 use rendition_core::renderer::Renderer;
 use rendition_core::store::{BlobStore, S3Store};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -17,6 +20,28 @@ use tracing::{info, warn};
 use crate::handler::Handler;
 use crate::http::{self, Readiness};
 use crate::metrics::Metrics;
+use crate::settings::CliSections;
+
+// `[worker]`: the long-running process (its operations endpoint and shutdown); `serve`
+// reads its grace period too. (The section's description in the schema is its field's
+// doc, in `crate::settings::CliSections`.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    pub http_addr: String,
+    /// After SIGTERM, how long jobs in flight may take before the process exits anyway.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            http_addr: "127.0.0.1:9464".into(),
+            shutdown_grace_secs: 30,
+        }
+    }
+}
 
 /// Which queue to consume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -43,6 +68,7 @@ pub enum WorkerError {
 /// Runs the worker until `shutdown` resolves, then drains for at most the grace period.
 pub async fn run(
     settings: Settings,
+    sections: CliSections,
     queue: QueueKind,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
@@ -57,7 +83,7 @@ pub async fn run(
         renderer.clone(),
     );
     let metrics = Metrics::new();
-    let handler = Handler::new(engine, settings.worker.delete_on_remove, metrics.clone());
+    let handler = Handler::new(engine, settings.storage.delete_on_remove, metrics.clone());
     let ready = Readiness::default();
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -65,7 +91,13 @@ pub async fn run(
         let _ = rx.wait_for(|s| *s).await;
     };
 
-    let addr = settings.worker.http_addr.clone();
+    let CliSections {
+        rabbitmq,
+        sqs,
+        worker,
+        ..
+    } = sections;
+    let addr = worker.http_addr.clone();
     let listener = TcpListener::bind(&addr)
         .await
         .map_err(|source| WorkerError::Listen {
@@ -83,21 +115,15 @@ pub async fn run(
 
     let concurrency = settings.concurrency();
     let consumer = {
-        let (settings, ready, stop) = (
-            Arc::clone(&settings),
-            ready.clone(),
-            stopped(stop_rx.clone()),
-        );
+        let (ready, stop) = (ready.clone(), stopped(stop_rx.clone()));
         async move {
             match queue {
                 QueueKind::Rabbitmq => {
-                    crate::rabbit::run(&settings.rabbitmq, concurrency, handler, ready, stop)
-                        .await?
+                    crate::rabbit::run(&rabbitmq, concurrency, handler, ready, stop).await?
                 }
                 QueueKind::Sqs => {
-                    let client = crate::sqs::client(&settings.sqs).await;
-                    crate::sqs::run(client, &settings.sqs, concurrency, handler, ready, stop)
-                        .await?
+                    let client = crate::sqs::client(&sqs).await;
+                    crate::sqs::run(client, &sqs, concurrency, handler, ready, stop).await?
                 }
             }
             Ok::<(), WorkerError>(())
@@ -108,9 +134,9 @@ pub async fn run(
     let result = tokio::select! {
         r = &mut consumer => r,
         _ = &mut shutdown => {
-            info!(grace_secs = settings.worker.shutdown_grace_secs, "shutdown requested: draining");
+            info!(grace_secs = worker.shutdown_grace_secs, "shutdown requested: draining");
             let _ = stop_tx.send(true);
-            match tokio::time::timeout(Duration::from_secs(settings.worker.shutdown_grace_secs), &mut consumer).await {
+            match tokio::time::timeout(Duration::from_secs(worker.shutdown_grace_secs), &mut consumer).await {
                 Ok(r) => r,
                 Err(_) => {
                     warn!("grace period over; exiting with jobs in flight (they will be redelivered)");

@@ -1,6 +1,7 @@
 //! One function per command: each builds what it needs through [`crate::compose`], runs,
-//! and says how the process should exit. `main` only parses, loads the configuration and
-//! calls [`run`] on one runtime.
+//! and says how the process should exit. `main` only parses, loads the configuration (the
+//! core's settings and the CLI's sections, [`crate::settings`]) and calls [`run`] on one
+//! runtime.
 
 use std::future::Future;
 use std::io::Write;
@@ -14,6 +15,7 @@ use rendition_core::store::{FsStore, StoreError};
 use crate::app::QueueKind;
 use crate::cli::Command;
 use crate::compose::{self, Bucket, ComposeError, Renders};
+use crate::settings::CliSections;
 use crate::{app, backfill, html, local, oneoff, rabbit, serve, sheet, sqs, urlcmd};
 
 #[derive(Debug, thiserror::Error)]
@@ -65,17 +67,18 @@ fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> CommandError + '_ {
 pub async fn run(
     command: Command,
     settings: Settings,
+    sections: CliSections,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<ExitCode, CommandError> {
     let settings = Arc::new(settings);
     match command {
         Command::Run { local, once } => run_local(settings, &local, once, shutdown).await,
         Command::Worker { queue } => {
-            app::run(Arc::unwrap_or_clone(settings), queue, shutdown).await?;
+            app::run(Arc::unwrap_or_clone(settings), sections, queue, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { local, addr } => {
-            serve_command(settings, local.as_deref(), addr, shutdown).await
+            serve_command(settings, &sections, local.as_deref(), addr, shutdown).await
         }
         Command::Url {
             source,
@@ -122,7 +125,8 @@ pub async fn run(
                 rate,
                 progress: true,
             };
-            backfill_command(settings, options, dry_run, queue, local.as_deref()).await
+            let dir = local.as_deref();
+            backfill_command(settings, &sections, options, dry_run, queue, dir).await
         }
         Command::Schema { out } => schema(out),
     }
@@ -165,13 +169,15 @@ async fn run_local(
 
 async fn serve_command(
     settings: Arc<Settings>,
+    sections: &CliSections,
     dir: Option<&Path>,
     addr: Option<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<ExitCode, CommandError> {
-    let addr = addr.unwrap_or_else(|| settings.serve.addr.clone());
-    let options = serve::ServeOptions::from_settings(&settings);
-    let (ondemand, engine) = compose::on_demand(settings, Bucket::from_flag(dir)).await?;
+    let addr = addr.unwrap_or_else(|| sections.serve.addr.clone());
+    let options = serve::ServeOptions::from_settings(&sections.serve, &sections.worker);
+    let (ondemand, engine) =
+        compose::on_demand(settings, &sections.serve, Bucket::from_flag(dir)).await?;
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|source| CommandError::Listen { addr, source })?;
@@ -282,6 +288,7 @@ async fn render(
 
 async fn backfill_command(
     settings: Arc<Settings>,
+    sections: &CliSections,
     options: backfill::Options,
     dry_run: bool,
     queue: Option<QueueKind>,
@@ -297,15 +304,15 @@ async fn backfill_command(
     let sink = match (dry_run, queue) {
         (true, _) => backfill::Sink::DryRun,
         (false, Some(QueueKind::Rabbitmq)) => backfill::Sink::Rabbit(Box::new(
-            rabbit::JobPublisher::connect(&settings.rabbitmq).await?,
+            rabbit::JobPublisher::connect(&sections.rabbitmq).await?,
         )),
         (false, Some(QueueKind::Sqs)) => {
-            if settings.sqs.queue_url.is_empty() {
+            if sections.sqs.queue_url.is_empty() {
                 return Err(CommandError::NoSqsQueue);
             }
             backfill::Sink::Sqs {
-                client: sqs::client(&settings.sqs).await,
-                queue_url: settings.sqs.queue_url.clone(),
+                client: sqs::client(&sections.sqs).await,
+                queue_url: sections.sqs.queue_url.clone(),
             }
         }
         (false, None) => backfill::Sink::InPlace,
@@ -330,7 +337,7 @@ async fn backfill_command(
 }
 
 fn schema(out: Option<PathBuf>) -> Result<ExitCode, CommandError> {
-    let schemas = rendition_core::schema::all();
+    let schemas = crate::settings::schemas();
     match out {
         None => print!("{}", schemas[0].1),
         Some(dir) => {

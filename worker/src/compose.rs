@@ -11,6 +11,8 @@ use rendition_core::render::RenderError;
 use rendition_core::renderer::Renderer;
 use rendition_core::store::{BlobStore, CachedStore, FsStore, S3Store, StoreError};
 
+use crate::serve::ServeSettings;
+
 /// The bucket name a folder bucket goes by in source GUIDs.
 pub const FOLDER_BUCKET: &str = "local";
 
@@ -83,19 +85,20 @@ pub async fn engine(
 /// sheets, over one cached store and one renderer.
 pub async fn on_demand(
     settings: Arc<Settings>,
+    serve: &ServeSettings,
     bucket: Bucket<'_>,
 ) -> Result<(OnDemand, Engine), ComposeError> {
     let (inner, name) = store(&settings, bucket).await?;
     let store: Arc<dyn BlobStore> = Arc::new(CachedStore::new(
         inner,
         settings.storage.source_prefix.clone(),
-        settings.serve.source_cache_bytes,
+        serve.source_cache_bytes,
     ));
     let renderer = renderer(&settings, Renders::Yes).await?;
     let engine = Engine::new(store, Arc::clone(&settings), name, renderer);
     let ondemand = OnDemand::new(engine.clone()).with_render_slots(
-        settings.serve_max_renders(),
-        std::time::Duration::from_millis(settings.serve.render_queue_ms),
+        serve.max_renders(),
+        std::time::Duration::from_millis(serve.render_queue_ms),
     );
     Ok((ondemand, engine))
 }

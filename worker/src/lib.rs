@@ -2,7 +2,11 @@
 //! modes built on `rendition-core`.
 //!
 //! # Layout
-//! - [`app`]: `worker --queue rabbitmq|sqs`: store, engine, consumer, ops endpoint.
+//! - [`settings`]: the configuration this binary loads: the core's settings and the
+//!   sections its adapters own (`[rabbitmq]`, `[sqs]`, `[worker]`, `[serve]`, each defined
+//!   next to its adapter), one file, one layering, one JSON Schema.
+//! - [`app`]: `worker --queue rabbitmq|sqs`: store, engine, consumer, ops endpoint;
+//!   `[worker]` ([`app::WorkerSettings`]).
 //! - [`backfill`]: `backfill --preset NAME`: enqueue (or render in place) the preset for
 //!   every source whose manifest lacks it; paced, resumable, with a progress bar.
 //! - [`cli`]: the command line (clap), with an example in every command's `--help`.
@@ -13,17 +17,19 @@
 //!   engine / on-demand path.
 //! - [`shutdown`]: the Ctrl-C / SIGTERM future handed to every `run`.
 //! - [`rabbit`]: the RabbitMQ consumer (`worker --queue rabbitmq`): topology, retry queues,
-//!   dead-lettering, publisher confirms, reconnects and draining shutdown.
+//!   dead-lettering, publisher confirms, reconnects and draining shutdown; `[rabbitmq]`
+//!   ([`rabbit::RabbitSettings`]).
 //! - [`handler`]: one queue message → parsed events → eager jobs / removals, with the
 //!   retryable-or-permanent verdict the consumers act on.
-//! - [`serve`]: `serve --local DIR`: on-demand HTTP with request coalescing and a source cache.
+//! - [`serve`]: `serve --local DIR`: on-demand HTTP with request coalescing and a source
+//!   cache; `[serve]` ([`serve::ServeSettings`]).
 //! - [`sheet`]: `sheet SOURCE` and `serve`'s `/sheet/{source}`: an HTML contact sheet of a
 //!   source and every variant in its manifest, self-checking in a (headless) browser.
 //! - [`html`]: `html SOURCE`: a ready-made `<picture>` (a srcset per format over the eager
 //!   width ladder, size and placeholder from the manifest).
 //! - [`urlcmd`]: `url SOURCE --preset|--spec`: a derivative's URL from the one generator.
 //! - [`sqs`]: the SQS consumer (`client`, `consumer`: long polling, heartbeats, batch
-//!   deletes, dead-lettering).
+//!   deletes, dead-lettering); `[sqs]` ([`sqs::SqsSettings`]).
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`metrics`]: the Prometheus registry.
 
@@ -40,6 +46,7 @@ pub mod metrics;
 pub mod oneoff;
 pub mod rabbit;
 pub mod serve;
+pub mod settings;
 pub mod sheet;
 pub mod shutdown;
 pub mod sqs;

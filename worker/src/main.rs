@@ -9,7 +9,6 @@ use anyhow::Context;
 use clap::Parser;
 use rendition_cli::cli::Cli;
 use rendition_cli::{commands, shutdown};
-use rendition_core::config::Settings;
 use rendition_core::sandbox;
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -17,8 +16,10 @@ fn main() -> anyhow::Result<ExitCode> {
         std::process::exit(code);
     }
     let cli = Cli::parse();
-    let settings =
-        Settings::load(cli.config.as_deref(), std::env::vars()).context("loading configuration")?;
+    // The core's settings and the CLI's own sections, from one file and one layering.
+    let (settings, sections) =
+        rendition_cli::settings::load(cli.config.as_deref(), std::env::vars())
+            .context("loading configuration")?;
     // Flushes the trace exporter when `main` returns.
     let _telemetry =
         rendition_core::telemetry::init(&settings.log, &settings.telemetry, "rendition")?;
@@ -29,5 +30,10 @@ fn main() -> anyhow::Result<ExitCode> {
         .thread_keep_alive(Duration::from_secs(600))
         .build()
         .context("starting the runtime")?;
-    Ok(runtime.block_on(commands::run(cli.command, settings, shutdown::signal()))?)
+    Ok(runtime.block_on(commands::run(
+        cli.command,
+        settings,
+        sections,
+        shutdown::signal(),
+    ))?)
 }

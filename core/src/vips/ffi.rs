@@ -165,3 +165,112 @@ extern "C" {
         ...
     ) -> c_int;
 }
+
+// Images made from pixels Rust produces row by row ([`super::rows`]): a generated,
+// sequential image, like libvips' own loaders make.
+
+#[repr(C)]
+pub struct VipsRegion {
+    _private: [u8; 0],
+}
+
+/// `VipsRect`: the area of an image a region holds.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VipsRect {
+    pub left: c_int,
+    pub top: c_int,
+    pub width: c_int,
+    pub height: c_int,
+}
+
+/// GLib's `GValue`: a type and two words of data.
+#[repr(C)]
+pub struct GValue {
+    pub g_type: GType,
+    pub data: [u64; 2],
+}
+
+/// GLib's `GTypeQuery`.
+#[repr(C)]
+pub struct GTypeQuery {
+    pub g_type: GType,
+    pub type_name: *const c_char,
+    pub class_size: u32,
+    pub instance_size: u32,
+}
+
+pub type VipsGenerateFn = unsafe extern "C" fn(
+    *mut VipsRegion,
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+    *mut c_int,
+) -> c_int;
+pub type GDestroyNotify = unsafe extern "C" fn(*mut c_void);
+
+pub const VIPS_DEMAND_STYLE_THINSTRIP: c_int = 1;
+pub const VIPS_CODING_NONE: c_int = 0;
+
+extern "C" {
+    pub fn vips_image_new() -> *mut VipsImage;
+    pub fn vips_image_new_from_memory(
+        data: *const c_void,
+        size: usize,
+        width: c_int,
+        height: c_int,
+        bands: c_int,
+        format: c_int,
+    ) -> *mut VipsImage;
+    pub fn vips_image_init_fields(
+        image: *mut VipsImage,
+        xsize: c_int,
+        ysize: c_int,
+        bands: c_int,
+        format: c_int,
+        coding: c_int,
+        interpretation: c_int,
+        xres: c_double,
+        yres: c_double,
+    );
+    pub fn vips_image_pipelinev(image: *mut VipsImage, hint: c_int, ...) -> c_int;
+    pub fn vips_image_generate(
+        image: *mut VipsImage,
+        start_fn: Option<
+            unsafe extern "C" fn(*mut VipsImage, *mut c_void, *mut c_void) -> *mut c_void,
+        >,
+        generate_fn: Option<VipsGenerateFn>,
+        stop_fn: Option<unsafe extern "C" fn(*mut c_void, *mut c_void, *mut c_void) -> c_int>,
+        a: *mut c_void,
+        b: *mut c_void,
+    ) -> c_int;
+    pub fn vips_sequential(input: *mut VipsImage, out: *mut *mut VipsImage, ...) -> c_int;
+    pub fn vips_image_get_xres(image: *const VipsImage) -> c_double;
+    pub fn vips_image_get_yres(image: *const VipsImage) -> c_double;
+    pub fn vips_image_get_fields(image: *mut VipsImage) -> *mut *mut c_char;
+    pub fn vips_image_get(image: *const VipsImage, name: *const c_char, out: *mut GValue) -> c_int;
+    pub fn vips_image_set(image: *mut VipsImage, name: *const c_char, value: *mut GValue);
+    pub fn vips_region_new(image: *mut VipsImage) -> *mut VipsRegion;
+    pub fn vips_region_image(region: *mut VipsRegion, r: *const VipsRect) -> c_int;
+    pub fn vips_region_copy(
+        region: *mut VipsRegion,
+        dest: *mut VipsRegion,
+        r: *const VipsRect,
+        x: c_int,
+        y: c_int,
+    );
+    pub fn vips_region_width(region: *mut VipsRegion) -> c_int;
+    pub fn vips_region_height(region: *mut VipsRegion) -> c_int;
+    pub fn vips_object_get_type() -> GType;
+    pub fn vips_error(domain: *const c_char, fmt: *const c_char, ...);
+
+    pub fn g_type_query(g_type: GType, query: *mut GTypeQuery);
+    pub fn g_value_unset(value: *mut GValue);
+    pub fn g_strfreev(list: *mut *mut c_char);
+    pub fn g_object_set_data_full(
+        object: *mut c_void,
+        key: *const c_char,
+        data: *mut c_void,
+        destroy: Option<GDestroyNotify>,
+    );
+}

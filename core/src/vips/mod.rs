@@ -11,6 +11,7 @@
 //! borrow.
 
 pub mod ffi;
+pub mod rows;
 
 use std::borrow::Cow;
 use std::ffi::{CStr, CString};
@@ -18,6 +19,8 @@ use std::marker::PhantomData;
 use std::os::raw::{c_char, c_int, c_void};
 use std::ptr;
 use std::sync::OnceLock;
+
+pub use rows::RowSource;
 
 /// A libvips call failed; `message` is libvips' own error text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
@@ -269,10 +272,21 @@ impl<'a> Image<'a> {
     /// is shrunk on load: the pixels are the source's own, decoded as they are read.
     pub fn open_pages(buf: &'a [u8], all_pages: bool) -> Result<Image<'a>, VipsError> {
         let options = if all_pages {
-            cstr(&format!("{SEQ_LOAD},n=-1"))
+            format!("{SEQ_LOAD},n=-1")
         } else {
-            cstr(SEQ_LOAD)
+            SEQ_LOAD.to_string()
         };
+        Image::open_with(buf, &options)
+    }
+
+    /// A JPEG opened lazily at 1/`shrink` of its size (1, 2, 4 or 8): libjpeg's scaled
+    /// IDCT, which at 8 uses only each block's DC coefficient.
+    pub fn open_shrunk(buf: &'a [u8], shrink: u32) -> Result<Image<'a>, VipsError> {
+        Image::open_with(buf, &format!("{SEQ_LOAD},shrink={shrink}"))
+    }
+
+    fn open_with(buf: &'a [u8], options: &str) -> Result<Image<'a>, VipsError> {
+        let options = cstr(options);
         let access = cstr("access");
         wrap(
             "load",

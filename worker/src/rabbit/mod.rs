@@ -98,7 +98,6 @@ use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind,
     ExchangeKind,
 };
-use rendition_core::config::RabbitSettings;
 use rendition_core::disposition::{decide, Disposition, Failure, Field, RetryPolicy};
 use rendition_core::manifest::Manifest;
 use tokio::sync::Semaphore;
@@ -112,14 +111,17 @@ use crate::http::Readiness;
 // - `topology`: names, retry delays and declaring them;
 // - `consumer`: sessions, reconnects, settling each delivery from its disposition;
 // - `publisher`: jobs straight onto the work queue (backfill);
+// - `settings`: `[rabbitmq]`, its defaults and rules;
 // - here: the shared connection helpers, error type and header names.
 mod consumer;
 mod publisher;
+mod settings;
 mod topology;
 
 pub use consumer::run;
 use consumer::*;
 pub use publisher::JobPublisher;
+pub use settings::RabbitSettings;
 use topology::*;
 pub use topology::{declare_topology, retry_policy};
 /// Header carrying the attempt number of a retried message (absent on the first).

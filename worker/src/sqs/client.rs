@@ -7,9 +7,8 @@ use aws_sdk_sqs::config::Region;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::QueueAttributeName;
 use aws_sdk_sqs::Client;
-use rendition_core::config::SqsSettings;
 
-use super::SqsError;
+use super::{SqsError, SqsSettings};
 
 /// An SQS client from settings: credentials from the standard AWS chain, region from the
 /// settings, else the chain, else `us-east-1`, optional custom endpoint.

@@ -11,14 +11,13 @@ use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
 };
 use aws_sdk_sqs::Client;
-use rendition_core::config::SqsSettings;
 use rendition_core::disposition::{decide, Disposition, Failure, RetryPolicy};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{info, warn, Instrument as _};
 
 use super::client::dead_letter_queue;
-use super::{retry_policy, SqsError};
+use super::{retry_policy, SqsError, SqsSettings};
 use crate::handler::Handler;
 use crate::http::Readiness;
 

@@ -18,18 +18,20 @@
 //!   from its redrive policy;
 //! - [`consumer`]: the receive loop, one task per message, the visibility heartbeat, and
 //!   the translation of a job's [`Disposition`](rendition_core::disposition::Disposition)
-//!   into delete, make-visible-later or dead-letter.
+//!   into delete, make-visible-later or dead-letter;
+//! - `settings`: [`SqsSettings`] (`[sqs]`), its defaults and rules.
 
 use std::time::Duration;
 
-use rendition_core::config::SqsSettings;
 use rendition_core::disposition::RetryPolicy;
 
 pub mod client;
 pub mod consumer;
+mod settings;
 
 pub use client::client;
 pub use consumer::run;
+pub use settings::SqsSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqsError {
