@@ -20,6 +20,12 @@
 // go to memory (toBuffer). sharp's operation cache is off and libvips runs one thread per
 // pipeline (sharp.concurrency(1)); CONCURRENCY pipelines run at once. One untimed warm-up
 // pass, then ITERATIONS timed passes over all files. Prints one JSON object on stdout.
+//
+//   node bench/sharp-bench.mjs SHARP_DIR probe - 1 0 FILE...
+//
+// decodes each file (to 8 px) and prints {"ok": true} or {"ok": false, "file", "error"}:
+// whether sharp can read that class of sources at all (its prebuilt libvips has no HEVC
+// decoder, so no HEIC).
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
@@ -31,6 +37,25 @@ if (!sharpDir || !set || !variantsJson || !files.length) {
     "usage: sharp-bench.mjs SHARP_DIR SET VARIANTS_JSON|- CONCURRENCY ITERATIONS FILE...",
   );
   process.exit(2);
+}
+
+const require = createRequire(join(sharpDir, "package.json"));
+const sharp = require("sharp");
+sharp.cache(false);
+sharp.concurrency(1);
+
+if (set === "probe") {
+  for (const file of files) {
+    try {
+      await sharp(readFileSync(file)).resize(8).raw().toBuffer();
+    } catch (e) {
+      const error = String(e.message ?? e).split("\n").filter(Boolean).pop();
+      console.log(JSON.stringify({ ok: false, file, error }));
+      process.exit(0);
+    }
+  }
+  console.log(JSON.stringify({ ok: true }));
+  process.exit(0);
 }
 
 const WIDTHS = [2048, 1024, 640, 320, 160];
@@ -57,10 +82,6 @@ if (!Array.isArray(variants) || !variants.length) {
 }
 const concurrency = Number(concurrencyArg);
 const iterations = Number(iterationsArg);
-const require = createRequire(join(sharpDir, "package.json"));
-const sharp = require("sharp");
-sharp.cache(false);
-sharp.concurrency(1);
 
 const sources = files.map((f) => readFileSync(f));
 

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# bench.sh: Rendition against sharp and vipsthumbnail on real photos, and Rendition's
-# render sandbox on against off, ratios measured in the same run (`rendition-bench`, the
-# benchmark/ crate). The table goes to stdout, the full report to target/bench.json.
+# bench.sh: Rendition against sharp and vipsthumbnail on real photos, per class of source
+# (progressive JPEG, baseline camera JPEG with EXIF orientation, PNG, HEIC), with the ratios
+# and the targets, measured in the same run (`rendition-bench`, the benchmark/ crate).
+# Rendition runs with the render sandbox on and jemalloc preloaded, as the images ship it.
+# The table goes to stdout, the full report to target/bench.json.
 #
-#   ./scripts/bench.sh                    # 3 timed passes per case (median), ~30-40 min on 2 cores
+#   ./scripts/bench.sh                    # 3 timed passes per case (median): ~5 min on 2 idle cores,
+#                                         # ~8 min when other work loads them (load 4-5)
 #   ./scripts/bench.sh --iterations 5     # any further `rendition-bench` options
+#   ./scripts/bench.sh --class heic --sandbox-compare --allocator jemalloc,glibc
 #
-# Installs the build prerequisites (scripts/install-deps.sh), fetches the photos
-# (scripts/fetch-photos.sh, cached outside git), builds rendition-bench and, when node
-# is present, installs sharp with npm (scripts/install-sharp.sh) into
-# ${RENDITION_CACHE:-$HOME/.cache/rendition}/sharp.
-# Rendition runs with MALLOC_ARENA_MAX=2 (glibc otherwise makes up to 8 malloc arenas per
-# core, which keeps freed image buffers resident); the bench also measures it once with
-# glibc's default so the difference is in the report. sharp and vipsthumbnail run with
-# glibc's default arenas.
+# Installs the prerequisites (scripts/install-deps.sh --jemalloc: libvips' tools, heif-enc,
+# node and npm, Debian's libjemalloc2), makes the photo classes (scripts/make-bench-classes.sh
+# from the photos of scripts/fetch-photos.sh, 4 per class, cached outside git), builds
+# rendition-bench and, when node is present, installs sharp with npm
+# (scripts/install-sharp.sh) into ${RENDITION_CACHE:-$HOME/.cache/rendition}/sharp.
+# sharp and vipsthumbnail run with glibc's default malloc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,8 +24,8 @@ TARGET=${CARGO_TARGET_DIR:-target}
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 
-scripts/install-deps.sh --tests
-dir=$(scripts/fetch-photos.sh | tail -n1)
+scripts/install-deps.sh --jemalloc
+dir=$(scripts/make-bench-classes.sh | tail -n1)
 cargo build --release -p rendition-bench --bin rendition-bench
 
 # Empty when sharp cannot be installed: the bench then runs without it and says so.
@@ -31,7 +33,6 @@ sharp_dir=$(scripts/install-sharp.sh | tail -n1)
 sharp_dir=${sharp_dir:-$CACHE/sharp}
 
 log "load before: $(uptime)"
-log "Rendition runs with MALLOC_ARENA_MAX=2 (and once more with glibc's default, for comparison)"
-MALLOC_ARENA_MAX=2 "$TARGET/release/rendition-bench" "$dir" \
+"$TARGET/release/rendition-bench" "$dir" \
   --sharp-dir "$sharp_dir" --json "$TARGET/bench.json" "$@"
 log "load after: $(uptime)"

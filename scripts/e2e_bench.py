@@ -28,13 +28,26 @@ whatever else ran there and measured ~30 % slower on a loaded machine). The per-
 storage time per job that a loaded machine hides and an idle one shows as idle cores.
 
 The two alternate (raw, e2e, raw, e2e, ...; --reps each) and the medians are compared:
-target e2e / raw >= 0.9. CPU seconds of the worker, of moto and of RabbitMQ (beam.smp)
+target e2e / raw >= 0.9.
+
+--scale-out instead measures scaling out on one queue: N jobs (default 200, JPEGs) through
+RabbitMQ + S3 (moto) with 1 worker process at concurrency 1, 1 worker at concurrency 2, and
+2 worker processes at concurrency 1 each (each worker's prefetch is its concurrency), run
+after run (--reps each, alternating), from one upload of the sources (the derived/ prefix is
+cleared before each run). Reported: jobs/s of each and two ratios of medians:
+  scale-out    2 workers (c=1 each) / 1 worker (c=1): the same budget per worker, twice the
+               workers (target >= 1.85; on 2 cores each worker gets one);
+  same budget  2 workers (c=1 each) / 1 worker (c=2): the same total concurrency, split
+               across processes (no target; about 1 when nothing but the CPU limits).
+
+CPU seconds of the workers (with their render helpers), of moto and of RabbitMQ (beam.smp)
 during each e2e run are reported too: on this machine moto and RabbitMQ share the two
 cores with the worker, which a real S3 does not. Exit 0 whatever the ratio (it is a
 measurement); non-zero only on errors (a failed render, missing manifests, a worker crash,
 a timeout).
 
 Usage: scripts/e2e-bench.sh [N] [options]   (builds, starts services, runs this)
+       scripts/e2e-bench.sh 200 --scale-out
        scripts/e2e_bench.py --bin target/release/rendition [--renders N] [--formats jpeg]
 """
 
@@ -62,8 +75,10 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--renders", type=int, default=100, help="uploads per format (default 100)")
-    p.add_argument("--formats", default="jpeg,png", help="comma-separated: jpeg, png (default jpeg,png)")
+    p.add_argument("--renders", type=int, help="uploads per format (default 100; 200 with --scale-out)")
+    p.add_argument("--formats", help="comma-separated: jpeg, png (default jpeg,png; jpeg with --scale-out)")
+    p.add_argument("--scale-out", action="store_true",
+                   help="measure 1 worker (c=1), 1 worker (c=2) and 2 workers (c=1 each) on one queue instead")
     p.add_argument("--reps", type=int, default=2, help="runs of each side, alternating (default 2)")
     p.add_argument("--concurrency", type=int, default=2, help="RENDITION__RENDER__CONCURRENCY (default 2)")
     p.add_argument("--photos", help="folder of photos (default: the last line of scripts/fetch-photos.sh)")
@@ -77,7 +92,12 @@ def parse_args():
                    help="where the raw side's folder bucket goes (default /dev/shm: tmpfs, so its fsyncs cost "
                         "nothing and the raw side is the render alone; '' for the run folder on disk)")
     p.add_argument("--keep", action="store_true", help="keep the raw side's folder bucket afterwards")
-    return p.parse_args()
+    args = p.parse_args()
+    if args.renders is None:
+        args.renders = 200 if args.scale_out else 100
+    if args.formats is None:
+        args.formats = "jpeg" if args.scale_out else "jpeg,png"
+    return args
 
 
 def loadavg() -> str:
@@ -93,6 +113,20 @@ def cpu_secs(pid: int | None) -> float | None:
     except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
         return None
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def tree_cpu_secs(pid: int) -> float | None:
+    """CPU seconds of a live process and its descendants: its own utime + stime, its
+    reaped children's (cutime + cstime), and recursively its live children's (a worker's
+    render helpers are its children, alive for the whole run)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+                    for c in (t / "children").read_text().split()]
+    except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
+        return None
+    total = sum(int(f) for f in fields[11:15]) / CLK_TCK
+    return total + sum(tree_cpu_secs(c) or 0.0 for c in children)
 
 
 def rabbit_pid() -> int | None:
@@ -198,30 +232,49 @@ def raw_run(args, binary: Path, env: dict, bucket_dir: Path, n: int, logpath: Pa
 # ------------------------------------------------------------------ e2e side
 
 
+def upload(s3, bucket: str, items: list[tuple[str, Path]], tag: str) -> dict[str, tuple[int, str]]:
+    """PUTs every source; {key: (size, etag)}."""
+    t = time.monotonic()
+    etags = {}
+    for key, path in items:
+        body = path.read_bytes()
+        etags[key] = (len(body), s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"].strip('"'))
+    oc.log("e2e", f"{tag}: {len(items)} uploads ({sum(s for s, _ in etags.values()) / 1e6:.0f} MB) in "
+                  f"{time.monotonic() - t:.1f} s")
+    return etags
+
+
 def e2e_run(args, binary: Path, env: dict, moto: oc.Moto, items: list[tuple[str, Path]], logdir: Path,
-            tag: str) -> dict:
+            tag: str, workers: int = 1, concurrency: int | None = None,
+            uploaded: tuple[str, dict] | None = None) -> dict:
+    """`workers` worker processes at `concurrency` (default --concurrency) on one queue.
+    With `uploaded` (bucket, etags) the sources are already there: derived/ is cleared and
+    the bucket kept; otherwise a fresh bucket is made, filled and deleted afterwards."""
     import pika
 
     n = len(items)
+    concurrency = concurrency or args.concurrency
     s3, _ = oc.boto_clients(moto.endpoint)
     prefix = f"rendition-e2e-{uuid.uuid4().hex[:10]}"
     names = {"queue": f"{prefix}.jobs", "uploads": f"{prefix}.uploads", "events": f"{prefix}.events"}
     ready_q = f"{prefix}.ready"
     queues = [names["queue"], f"{prefix}.jobs.dlq", ready_q, *[f"{prefix}.jobs.retry.{i}" for i in range(1, 8)]]
-    bucket = f"{prefix}-bucket"
-    s3.create_bucket(Bucket=bucket)
-    worker = None
+    if uploaded:
+        bucket, etags = uploaded
+        old = [o["Key"] for o in oc.list_keys(s3, bucket, "derived/")]
+        for i in range(0, len(old), 1000):
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in old[i:i + 1000]]})
+    else:
+        bucket = f"{prefix}-bucket"
+        s3.create_bucket(Bucket=bucket)
+    fleet: list[oc.Worker] = []
     conn = None
     try:
-        t = time.monotonic()
-        etags = {}
-        for key, path in items:
-            body = path.read_bytes()
-            etags[key] = (len(body), s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"].strip('"'))
-        oc.log("e2e", f"{tag}: {n} uploads ({sum(s for s, _ in etags.values()) / 1e6:.0f} MB) in "
-                      f"{time.monotonic() - t:.1f} s")
+        if not uploaded:
+            etags = upload(s3, bucket, items, tag)
         wenv = dict(env)
         wenv.update({
+            "RENDITION__RENDER__CONCURRENCY": str(concurrency),
             "RENDITION__WORKER__HTTP_ADDR": "127.0.0.1:0",
             "RENDITION__S3__BUCKET": bucket,
             "RENDITION__S3__ENDPOINT": moto.endpoint,
@@ -231,11 +284,15 @@ def e2e_run(args, binary: Path, env: dict, moto: oc.Moto, items: list[tuple[str,
             "RENDITION__RABBITMQ__UPLOADS_EXCHANGE": names["uploads"],
             "RENDITION__RABBITMQ__EVENTS_EXCHANGE": names["events"],
         })
-        worker = oc.Worker(f"worker-{tag}", binary, ["--config", args.config, "worker", "--queue", "rabbitmq"],
-                           wenv, logdir)
-        worker.start()
-        if not worker.wait_log(lambda e: e.get("message") == "consuming", 60):
-            raise RuntimeError(f"the worker did not start consuming (see {worker.logs[-1]})")
+        for i in range(workers):
+            name = f"worker-{tag}" if workers == 1 else f"worker-{tag}-{i + 1}"
+            fleet.append(oc.Worker(name, binary, ["--config", args.config, "worker", "--queue", "rabbitmq"],
+                                   wenv, logdir))
+        for worker in fleet:
+            worker.start()
+        for worker in fleet:
+            if not worker.wait_log(lambda e: e.get("message") == "consuming", 60):
+                raise RuntimeError(f"the worker did not start consuming (see {worker.logs[-1]})")
         params = pika.ConnectionParameters("127.0.0.1", 5672, "/", pika.PlainCredentials("guest", "guest"),
                                            heartbeat=60)
         conn = pika.BlockingConnection(params)
@@ -258,9 +315,14 @@ def e2e_run(args, binary: Path, env: dict, moto: oc.Moto, items: list[tuple[str,
         ch.confirm_delivery()
         props = pika.BasicProperties(delivery_mode=2, content_type="application/json")
         rpid = rabbit_pid()
-        time.sleep(0.5)  # let the worker settle after its start-up
+        time.sleep(0.5)  # let the workers settle after their start-up
+
+        def fleet_cpu() -> float | None:
+            c = [tree_cpu_secs(w.pid) for w in fleet]
+            return None if None in c else sum(c)
+
         load = loadavg()
-        cpu0 = {"worker": cpu_secs(worker.pid), "moto": cpu_secs(moto.proc.pid), "rabbit": cpu_secs(rpid)}
+        cpu0 = {"worker": fleet_cpu(), "moto": cpu_secs(moto.proc.pid), "rabbit": cpu_secs(rpid)}
         t0 = time.monotonic()
         for key, _ in items:
             size, etag = etags[key]
@@ -274,41 +336,48 @@ def e2e_run(args, binary: Path, env: dict, moto: oc.Moto, items: list[tuple[str,
             now = time.monotonic()
             if now > deadline:
                 raise RuntimeError(f"timed out: {len(ready)}/{n} ready after {args.run_timeout:.0f} s "
-                                   f"(see {worker.logs[-1]})")
+                                   f"(see {fleet[0].logs[-1]})")
             if now >= next_check:
                 next_check = now + 1.0
-                if not worker.alive():
-                    raise RuntimeError(f"the worker exited with {worker.proc.returncode}; see {worker.logs[-1]}")
-                m = worker.metrics()
-                dead = m.get('rendition_jobs_total{outcome="dead_lettered"}', 0)
-                if dead:
-                    raise RuntimeError(f"{dead:g} jobs dead-lettered; see {worker.logs[-1]}")
+                for worker in fleet:
+                    if not worker.alive():
+                        raise RuntimeError(f"the worker exited with {worker.proc.returncode}; "
+                                           f"see {worker.logs[-1]}")
+                    dead = worker.metrics().get('rendition_jobs_total{outcome="dead_lettered"}', 0)
+                    if dead:
+                        raise RuntimeError(f"{dead:g} jobs dead-lettered; see {worker.logs[-1]}")
         wall = max(ready.values())
-        cpu1 = {"worker": cpu_secs(worker.pid), "moto": cpu_secs(moto.proc.pid), "rabbit": cpu_secs(rpid)}
+        cpu1 = {"worker": fleet_cpu(), "moto": cpu_secs(moto.proc.pid), "rabbit": cpu_secs(rpid)}
         load_after = loadavg()
-        metrics = worker.metrics()
-        hwm = (oc.proc_sample(worker.pid) or {}).get("VmHWM", 0) / 1024
-        code = worker.terminate(60)
-        renders = [float(e.get("render_ms", 0)) for e in oc.read_log(worker.logs[-1]) if e.get("message") == "rendered"]
-        job_count = metrics.get("rendition_job_seconds_count", 0)
-        job_ms = metrics.get("rendition_job_seconds_sum", 0) * 1000 / job_count if job_count else float("nan")
+        metrics = [w.metrics() for w in fleet]
+        hwm = [(oc.proc_sample(w.pid) or {}).get("VmHWM", 0) / 1024 for w in fleet]
+        codes = [w.terminate(60) for w in fleet]
+        renders = [float(e.get("render_ms", 0)) for w in fleet for e in oc.read_log(w.logs[-1])
+                   if e.get("message") == "rendered"]
+        job_count = sum(m.get("rendition_job_seconds_count", 0) for m in metrics)
+        job_ms = (sum(m.get("rendition_job_seconds_sum", 0) for m in metrics) * 1000 / job_count
+                  if job_count else float("nan"))
         manifests = [o["Key"] for o in oc.list_keys(s3, bucket, "derived/") if o["Key"].endswith("/manifest.json")]
         missing = sorted(set(k for k, _ in items) - set(ready))
         if len(manifests) != n or missing:
             raise RuntimeError(f"{len(manifests)}/{n} manifests in S3, {len(missing)} sources without a ready "
                                f"event (e.g. {missing[:3]})")
-        if code != 0:
-            raise RuntimeError(f"the worker exited with {code} on SIGTERM; see {worker.logs[-1]}")
+        for worker, code in zip(fleet, codes):
+            if code != 0:
+                raise RuntimeError(f"the worker exited with {code} on SIGTERM; see {worker.logs[-1]}")
         cpu = {k: (cpu1[k] - cpu0[k]) if cpu0[k] is not None and cpu1[k] is not None else None for k in cpu0}
+        rendered = [m.get('rendition_jobs_total{outcome="rendered"}', 0) for m in metrics]
         return {"wall": wall, "rate": n / wall, "first": min(ready.values()), "published": t_published,
-                "cpu": cpu, "load": load, "load_after": load_after, "hwm_mib": hwm,
-                "rendered": metrics.get('rendition_jobs_total{outcome="rendered"}', 0),
-                "retries": metrics.get('rendition_jobs_total{outcome="retry"}', 0),
+                "workers": workers, "concurrency": concurrency,
+                "cpu": cpu, "load": load, "load_after": load_after, "hwm_mib": max(hwm), "hwm_mib_each": hwm,
+                "rendered": sum(rendered), "rendered_each": rendered,
+                "retries": sum(m.get('rendition_jobs_total{outcome="retry"}', 0) for m in metrics),
                 "job_ms": job_ms, "render_ms": sum(renders) / max(1, len(renders)),
-                "log": str(worker.logs[-1])}
+                "log": str(fleet[0].logs[-1])}
     finally:
-        if worker and worker.alive():
-            worker.terminate(30)
+        for worker in fleet:
+            if worker.alive():
+                worker.terminate(30)
         try:
             if conn is None or conn.is_closed:
                 conn = pika.BlockingConnection(pika.ConnectionParameters(
@@ -321,10 +390,58 @@ def e2e_run(args, binary: Path, env: dict, moto: oc.Moto, items: list[tuple[str,
             conn.close()
         except Exception as e:  # noqa: BLE001
             oc.log("e2e", f"RabbitMQ cleanup: {e!r}")
+        if not uploaded:
+            try:
+                oc.delete_bucket(s3, bucket)
+            except Exception as e:  # noqa: BLE001
+                oc.log("e2e", f"bucket cleanup: {e!r}")
+
+
+# ------------------------------------------------------------------ scale-out
+
+# (label, worker processes, concurrency of each)
+FLEETS = [("1 worker, c=1", 1, 1), ("1 worker, c=2", 1, 2), ("2 workers, c=1 each", 2, 1)]
+SCALE_OUT_TARGET = 1.85
+
+
+def scale_out(args, binary: Path, env: dict, moto: oc.Moto, items: list[tuple[str, Path]], logdir: Path,
+              fmt: str, lines: list[str]) -> dict:
+    """The FLEETS on the same uploads, alternating, --reps runs each; medians and ratios."""
+    n = len(items)
+    s3, _ = oc.boto_clients(moto.endpoint)
+    bucket = f"rendition-e2e-{uuid.uuid4().hex[:10]}-scale"
+    s3.create_bucket(Bucket=bucket)
+    try:
+        etags = upload(s3, bucket, items, f"{fmt} scale-out")
+        runs: dict[str, list[dict]] = {label: [] for label, _, _ in FLEETS}
+        for rep in range(1, args.reps + 1):
+            for label, workers, concurrency in FLEETS:
+                tag = f"{fmt}-w{workers}c{concurrency}-{rep}"
+                e = e2e_run(args, binary, env, moto, items, logdir, tag, workers, concurrency, (bucket, etags))
+                runs[label].append(e)
+                c = e["cpu"]
+                line = (f"e2e: {fmt} scale-out {label:19s} rep {rep}  {e['wall']:6.1f} s  {e['rate']:.2f} jobs/s  "
+                        f"jobs per worker {'/'.join(f'{r:g}' for r in e['rendered_each'])}, job {e['job_ms']:.0f} ms "
+                        f"of which render {e['render_ms']:.0f}, CPU workers {fmt_cpu(c['worker'], n)}, "
+                        f"moto {fmt_cpu(c['moto'], n)}, rabbitmq {fmt_cpu(c['rabbit'], n)}, "
+                        f"VmHWM {'/'.join(f'{h:.0f}' for h in e['hwm_mib_each'])} MiB  "
+                        f"load {e['load']} -> {e['load_after']}")
+                print(line, flush=True)
+                lines.append(line)
+    finally:
         try:
             oc.delete_bucket(s3, bucket)
         except Exception as e:  # noqa: BLE001
             oc.log("e2e", f"bucket cleanup: {e!r}")
+    rate = {label: oc.median([r["rate"] for r in rs]) for label, rs in runs.items()}
+    cpu = {label: oc.median([r["cpu"]["worker"] for r in rs if r["cpu"]["worker"] is not None]) / n
+           for label, rs in runs.items()}
+    one, one_c2, two = (label for label, _, _ in FLEETS)
+    return {"n": n, "rates": rate, "worker_cpu_per_job": cpu,
+            "scale_out": rate[two] / rate[one], "target": SCALE_OUT_TARGET,
+            "met": rate[two] / rate[one] >= SCALE_OUT_TARGET,
+            "same_budget": rate[two] / rate[one_c2],
+            "loads": {label: [r["load"] for r in rs] for label, rs in runs.items()}, "runs": runs}
 
 
 # ------------------------------------------------------------------ main
@@ -362,6 +479,10 @@ def main():
                 raise RuntimeError(f"no {pattern} in {photos}")
             items = layout(files, args.renders)
             n = len(items)
+            if args.scale_out:
+                results[fmt] = scale_out(args, binary, env, moto, items, logdir, fmt, lines)
+                results[fmt]["sources"] = len(files)
+                continue
             # The raw side's folder bucket: the same keys, hard-linked (or copied).
             bucket_dir = raw_parent / f"raw-{fmt}"
             for key, path in items:
@@ -424,6 +545,26 @@ def main():
     (rundir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     print("e2e: ---------------------------------------------------------------")
     alloc = " ".join(f"{k}={v}" for k, v in sorted(env.items()) if k.startswith("MALLOC_") or k == "LD_PRELOAD")
+    if args.scale_out:
+        print(f"e2e: setup   scale-out on one RabbitMQ queue + moto S3: {'; '.join(f[0] for f in FLEETS)} "
+              f"(prefetch = concurrency), presets of {Path(args.config).name} (5 eager WebP), {alloc}; first "
+              f"publish to last derivatives.ready; {args.reps} run{'' if args.reps == 1 else 's'} each, alternating, medians; "
+              f"{os.cpu_count()} CPUs; photos {photos}")
+        for line in lines:
+            print(line)
+        for fmt, r in results.items():
+            rates = "; ".join(f"{label} {rate:.2f} jobs/s" for label, rate in r["rates"].items())
+            cpu = "; ".join(f"{label} {c * 1000:.0f}" for label, c in r["worker_cpu_per_job"].items())
+            loads = "; ".join(f"{label}: {' | '.join(ls)}" for label, ls in r["loads"].items())
+            print(f"e2e: {fmt:4s} N={r['n']} ({r['sources']} photos x {math.ceil(r['n'] / r['sources'])} keys)  {rates}")
+            print(f"e2e: {fmt:4s} scale-out: 2 workers (c=1 each) / 1 worker (c=1) = {r['scale_out']:.2f} "
+                  f"(target >= {r['target']}: {'met' if r['met'] else 'MISSED'}); same budget: 2 workers (c=1 each) / "
+                  f"1 worker (c=2) = {r['same_budget']:.2f}")
+            print(f"e2e: {fmt:4s} CPU ms/job of the workers with their render helpers: {cpu}")
+            print(f"e2e: {fmt:4s} load averages before the runs: {loads}")
+        print(f"e2e: wall    {time.monotonic() - t_start:.0f} s; logs {logdir}, results {rundir / 'results.json'}")
+        print(f"e2e: result  {'OK (a measurement: exit 0 whatever the ratio)' if ok else 'ERROR'}")
+        sys.exit(0 if ok else 1)
     print(f"e2e: setup   concurrency {args.concurrency}, presets of {Path(args.config).name} (5 eager WebP), "
           f"{alloc}; raw = `rendition run --local DIR --once` (start to exit), e2e = one "
           f"`rendition worker --queue rabbitmq` on moto S3 (first publish to last derivatives.ready); "

@@ -161,7 +161,7 @@ shell_lint() {
         "$VENV/bin/shellcheck" infra/aws/rendition-env.sh scripts/lint-infra.sh \
             infra/local/lib.sh infra/local/stack.sh scripts/local-recipe.sh scripts/fuzz.sh scripts/chaos.sh scripts/soak.sh \
             scripts/e2e-bench.sh scripts/lambda-bench.sh scripts/test-clients.sh scripts/install-sharp.sh \
-            scripts/test.sh scripts/install-deps.sh scripts/bench.sh
+            scripts/test.sh scripts/install-deps.sh scripts/bench.sh scripts/make-bench-classes.sh
 }
 
 checkov_run() { # framework accepted-check-ids... -- targets...

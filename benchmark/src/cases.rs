@@ -1,5 +1,5 @@
-//! What is measured (photo kinds, variant sets) and one Rendition case, run in this
-//! process by `--child rendition:KIND:SET:C:SANDBOX`.
+//! What is measured (source classes, variant sets) and one Rendition case, run in this
+//! process by `--child rendition:CLASS:SET:C:SANDBOX --file F…`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -11,6 +11,7 @@ use bytes::Bytes;
 use rendition_core::config::Settings;
 use rendition_core::render::VariantRequest;
 use rendition_core::renderer::Renderer;
+use rendition_core::sniff::{self, SourceFormat};
 use rendition_core::spec::{Format, VariantSpec};
 use serde::{Deserialize, Serialize};
 
@@ -19,33 +20,104 @@ use crate::measure;
 /// The eager widths (the default `xl`…`thumb` presets).
 const WIDTHS: [u32; 5] = [2048, 1024, 640, 320, 160];
 
+/// The classes of sources the bench measures separately, told apart by content, not by
+/// name: a JPEG by its frame marker (progressive: SOF2 and the other progressive SOFs; its
+/// decode cost differs from a baseline JPEG's), PNG, and HEIC (HEVC in HEIF, as phones
+/// write it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Jpeg,
+pub enum Class {
+    Progressive,
+    Baseline,
     Png,
+    Heic,
 }
 
-impl Kind {
-    fn of(path: &Path) -> Option<Kind> {
-        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-        match ext.as_str() {
-            "jpg" | "jpeg" => Some(Kind::Jpeg),
-            "png" => Some(Kind::Png),
+impl Class {
+    pub const ALL: [Class; 4] = [Class::Progressive, Class::Baseline, Class::Png, Class::Heic];
+
+    /// The class of a source's bytes; `None` for anything else (GIF, WebP, AVIF, TIFF).
+    pub fn of(bytes: &[u8]) -> Option<Class> {
+        match sniff::sniff(bytes).ok()? {
+            SourceFormat::Jpeg => Some(if jpeg_is_progressive(bytes)? {
+                Class::Progressive
+            } else {
+                Class::Baseline
+            }),
+            SourceFormat::Png => Some(Class::Png),
+            SourceFormat::Heif => Some(Class::Heic),
             _ => None,
         }
     }
     pub fn as_str(self) -> &'static str {
         match self {
-            Kind::Jpeg => "jpeg",
-            Kind::Png => "png",
+            Class::Progressive => "progressive",
+            Class::Baseline => "baseline",
+            Class::Png => "png",
+            Class::Heic => "heic",
         }
     }
-    pub fn parse(s: &str) -> anyhow::Result<Kind> {
-        match s {
-            "jpeg" => Ok(Kind::Jpeg),
-            "png" => Ok(Kind::Png),
-            _ => bail!("unknown kind {s:?}"),
+    pub fn label(self) -> &'static str {
+        match self {
+            Class::Progressive => "progressive JPEG",
+            Class::Baseline => "baseline JPEG",
+            Class::Png => "PNG",
+            Class::Heic => "HEIC",
+        }
+    }
+    pub fn parse(s: &str) -> anyhow::Result<Class> {
+        Class::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .with_context(|| format!("unknown class {s:?} (progressive, baseline, png, heic)"))
+    }
+    /// `--kind jpeg|png` (the classes before there were four): the classes it stands for.
+    pub fn of_kind(kind: &str) -> anyhow::Result<Vec<Class>> {
+        match kind {
+            "jpeg" => Ok(vec![Class::Progressive, Class::Baseline]),
+            "png" => Ok(vec![Class::Png]),
+            _ => bail!("unknown kind {kind:?} (jpeg, png; or --class)"),
+        }
+    }
+    /// Whether a file name may hold a source of some class (the content decides which).
+    fn candidate(path: &Path) -> bool {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        matches!(
+            ext.as_deref(),
+            Some("jpg" | "jpeg" | "png" | "heic" | "heif")
+        )
+    }
+}
+
+/// Whether a JPEG is progressive: its first frame marker (SOFn, read through the header
+/// segments) is one of the progressive ones (SOF2, SOF6, SOF10, SOF14). `None` when no
+/// frame marker comes before the first scan or the data ends.
+pub fn jpeg_is_progressive(bytes: &[u8]) -> Option<bool> {
+    if bytes.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    let mut i = 2;
+    loop {
+        if *bytes.get(i)? != 0xFF {
+            return None;
+        }
+        let marker = *bytes.get(i + 1)?;
+        match marker {
+            // Fill bytes before a marker.
+            0xFF => i += 1,
+            0xC2 | 0xC6 | 0xCA | 0xCE => return Some(true),
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => return Some(false),
+            // Start of scan before any frame, or end of image.
+            0xDA | 0xD9 => return None,
+            // Markers without a length.
+            0x01 | 0xD0..=0xD7 => i += 2,
+            _ => {
+                let len = u16::from_be_bytes([*bytes.get(i + 2)?, *bytes.get(i + 3)?]);
+                i += 2 + usize::from(len);
+            }
         }
     }
 }
@@ -56,6 +128,9 @@ impl Kind {
 /// - `eager10`: those widths as JPEG q80 and WebP q75: Rendition from one decode, sharp as
 ///   10 independent pipelines per image (decode, resize, encode each), as an on-demand
 ///   service would render them;
+/// - `eager15`: the eager set with AVIF: `eager10` and the five widths as AVIF (q50, the
+///   format's default quality; effort `render.avif_effort`), 15 outputs from one decode
+///   against sharp's 15 pipelines;
 /// - `eager5-jpeg` (Rendition, concurrency 1): the five widths as JPEG only, which with
 ///   `eager5` and `eager10` splits the eager set's time into decode/resize, JPEG encoding
 ///   and WebP encoding;
@@ -71,16 +146,18 @@ pub enum Set {
     Eager5,
     Eager5Jpeg,
     Eager10,
+    Eager15,
     Presets,
     PresetsAvif,
 }
 
 impl Set {
-    pub const ALL: [Set; 6] = [
+    pub const ALL: [Set; 7] = [
         Set::One,
         Set::Eager5,
         Set::Eager5Jpeg,
         Set::Eager10,
+        Set::Eager15,
         Set::Presets,
         Set::PresetsAvif,
     ];
@@ -91,6 +168,7 @@ impl Set {
             Set::Eager5 => "eager5",
             Set::Eager5Jpeg => "eager5-jpeg",
             Set::Eager10 => "eager10",
+            Set::Eager15 => "eager15",
             Set::Presets => "presets",
             Set::PresetsAvif => "presets-avif",
         }
@@ -110,6 +188,7 @@ impl Set {
             Set::Eager5 => "5 × WebP",
             Set::Eager5Jpeg => "5 × JPEG",
             Set::Eager10 => "10 (5 JPEG+5 WebP)",
+            Set::Eager15 => "15 (5 JPEG+5 WebP+5 AVIF)",
             Set::Presets => "eager presets: 5 WebP",
             Set::PresetsAvif => "eager presets: 5 AVIF+5 WebP",
         }
@@ -153,11 +232,16 @@ impl Set {
         }
         let jpeg = |w: u32| format!("w={w},fm=jpeg,q=80");
         let webp = |w: u32| format!("w={w},fm=webp,q=75");
+        let avif = |w: u32| format!("w={w},fm=avif,q=50");
         let specs: Vec<String> = match self {
             Set::One => vec![jpeg(300)],
             Set::Eager5 => WIDTHS.iter().map(|&w| webp(w)).collect(),
             Set::Eager5Jpeg => WIDTHS.iter().map(|&w| jpeg(w)).collect(),
             Set::Eager10 => WIDTHS.iter().flat_map(|&w| [jpeg(w), webp(w)]).collect(),
+            Set::Eager15 => WIDTHS
+                .iter()
+                .flat_map(|&w| [jpeg(w), webp(w), avif(w)])
+                .collect(),
             Set::Presets | Set::PresetsAvif => unreachable!("built from the presets above"),
         };
         specs
@@ -173,7 +257,12 @@ impl Set {
     /// Whether sharp is given this set's variants as JSON ([`Set::sharp_variants`]) rather
     /// than by the set's name in `bench/sharp-bench.mjs`.
     pub fn sharp_from_json(self) -> bool {
-        matches!(self, Set::Presets | Set::PresetsAvif)
+        matches!(self, Set::Eager15 | Set::Presets | Set::PresetsAvif)
+    }
+    /// Whether sharp renders this set too. `eager5` and `eager5-jpeg` only split
+    /// Rendition's eager time into its parts.
+    pub fn sharp_compared(self) -> bool {
+        !matches!(self, Set::Eager5 | Set::Eager5Jpeg)
     }
     /// The outputs of this set as sharp pipelines, for `sharp-bench.mjs`: the same
     /// requests Rendition renders, with Rendition's encoder settings (quality from the spec
@@ -223,7 +312,7 @@ fn sharp_variant(spec: &VariantSpec, avif_effort: u8) -> anyhow::Result<serde_js
 /// One Rendition case: what `--child` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Case {
-    pub kind: Kind,
+    pub class: Class,
     pub set: Set,
     pub concurrency: usize,
     /// Renders in a helper pool of `concurrency` helpers (on) or in this process (off).
@@ -231,11 +320,12 @@ pub struct Case {
 }
 
 impl Case {
-    /// `rendition:KIND:SET:CONCURRENCY:on|off`, the `--child` argument.
+    /// `rendition:CLASS:SET:CONCURRENCY:on|off`, the `--child` argument (the files go
+    /// with `--file`).
     pub fn to_arg(self) -> String {
         format!(
             "rendition:{}:{}:{}:{}",
-            self.kind.as_str(),
+            self.class.as_str(),
             self.set.as_str(),
             self.concurrency,
             if self.sandbox { "on" } else { "off" }
@@ -243,8 +333,8 @@ impl Case {
     }
     fn parse(arg: &str) -> anyhow::Result<Case> {
         let parts: Vec<&str> = arg.split(':').collect();
-        let [tool, kind, set, concurrency, sandbox] = parts[..] else {
-            bail!("--child wants rendition:KIND:SET:CONCURRENCY:on|off, got {arg:?}");
+        let [tool, class, set, concurrency, sandbox] = parts[..] else {
+            bail!("--child wants rendition:CLASS:SET:CONCURRENCY:on|off, got {arg:?}");
         };
         if tool != "rendition" {
             bail!("--child runs only rendition cases, got {tool:?}");
@@ -255,7 +345,7 @@ impl Case {
             _ => bail!("sandbox must be on or off, got {sandbox:?}"),
         };
         Ok(Case {
-            kind: Kind::parse(kind)?,
+            class: Class::parse(class)?,
             set: Set::parse(set)?,
             concurrency: concurrency.parse::<usize>().context("concurrency")?.max(1),
             sandbox,
@@ -263,15 +353,25 @@ impl Case {
     }
 }
 
-/// The files of one kind in `dir`, sorted by name.
-pub fn list(dir: &Path, kind: Kind) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+/// The sources in `dir` by class, each class' files sorted by name: every `.jpg`, `.jpeg`,
+/// `.png`, `.heic` and `.heif` file, put in its class by its content.
+pub fn classify(dir: &Path) -> anyhow::Result<Vec<(Class, Vec<PathBuf>)>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && Kind::of(p) == Some(kind))
+        .filter(|p| p.is_file() && Class::candidate(p))
         .collect();
-    files.sort();
-    Ok(files)
+    paths.sort();
+    let mut by_class: Vec<(Class, Vec<PathBuf>)> =
+        Class::ALL.iter().map(|&c| (c, Vec::new())).collect();
+    for path in paths {
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        if let Some(class) = Class::of(&bytes) {
+            let slot = by_class.iter_mut().find(|(c, _)| *c == class);
+            slot.expect("every class has a slot").1.push(path);
+        }
+    }
+    Ok(by_class)
 }
 
 pub fn read_all(files: &[PathBuf]) -> anyhow::Result<Vec<Vec<u8>>> {
@@ -297,6 +397,15 @@ pub struct CaseOutput {
     /// (`getrusage(RUSAGE_CHILDREN)`).
     #[serde(default)]
     pub helpers_maxrss_kb: Option<u64>,
+    /// Rendition: the peak, over samples every [`measure::TREE_SAMPLE_MS`] ms, of the case
+    /// process' RSS plus its helpers' anonymous RSS (what the process tree holds at once;
+    /// the helpers' file-backed pages are the same binary and libraries as the case
+    /// process').
+    #[serde(default)]
+    pub tree_rss_kb: Option<u64>,
+    /// Rendition: whether jemalloc was mapped into the case process (LD_PRELOAD took).
+    #[serde(default)]
+    pub jemalloc: Option<bool>,
     /// sharp only.
     #[serde(default)]
     pub sharp: Option<String>,
@@ -304,29 +413,30 @@ pub struct CaseOutput {
     pub libvips: Option<String>,
 }
 
-/// `--child rendition:KIND:SET:CONCURRENCY:on|off`: runs one Rendition case and prints its
-/// [`CaseOutput`] as JSON.
+/// `--child rendition:CLASS:SET:CONCURRENCY:on|off --file F…`: runs one Rendition case on
+/// the files and prints its [`CaseOutput`] as JSON.
 ///
 /// Sandbox off renders through `Renderer::in_process` (the blocking pool of this process'
 /// runtime); on, through a `Renderer` whose pool has `concurrency` helpers, started before
 /// the warm-up (as a worker starts it before its first job). Either way `concurrency`
 /// tasks take the next image from a shared index and render every variant of it from one
 /// decode. The helpers are stopped and reaped before the output is printed, so that this
-/// process' `wait4` figures include theirs.
-pub fn child(dir: &Path, iterations: usize, arg: &str) -> anyhow::Result<()> {
+/// process' `wait4` figures include theirs. A sampler thread follows the RSS of this
+/// process and its helpers throughout.
+pub fn child(files: &[PathBuf], iterations: usize, arg: &str) -> anyhow::Result<()> {
     let case = Case::parse(arg)?;
+    if files.is_empty() {
+        bail!("--child needs the files to render (--file)");
+    }
     // A helper that fails says so through tracing; stdout is the JSON answer only.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
         .try_init();
-    let sources: Arc<Vec<Bytes>> = Arc::new(
-        read_all(&list(dir, case.kind)?)?
-            .into_iter()
-            .map(Bytes::from)
-            .collect(),
-    );
+    let sampler = measure::TreeRss::start();
+    let sources: Arc<Vec<Bytes>> =
+        Arc::new(read_all(files)?.into_iter().map(Bytes::from).collect());
     let requests = Arc::new(case.set.requests()?);
     let mut settings = case.set.preset_settings().unwrap_or_default();
     settings.render.vips_threads = 1;
@@ -363,6 +473,7 @@ pub fn child(dir: &Path, iterations: usize, arg: &str) -> anyhow::Result<()> {
     // Dropping the runtime drops whatever still holds a helper (one started to replace a
     // recycled one): killed on drop, then reaped here with any the runtime did not reap.
     drop(runtime);
+    let tree_rss_kb = sampler.stop();
     measure::reap_all_children();
     let (warmup_s, times_s, out_bytes) = measured?;
     let out = CaseOutput {
@@ -373,6 +484,8 @@ pub fn child(dir: &Path, iterations: usize, arg: &str) -> anyhow::Result<()> {
         out_bytes,
         vmhwm_kb: measure::vm_hwm_kb(),
         helpers_maxrss_kb: case.sandbox.then(measure::children_maxrss_kb),
+        tree_rss_kb: Some(tree_rss_kb),
+        jemalloc: Some(measure::jemalloc_mapped()),
         sharp: None,
         libvips: None,
     };
@@ -428,6 +541,7 @@ mod tests {
             (Set::Eager5, 5),
             (Set::Eager5Jpeg, 5),
             (Set::Eager10, 10),
+            (Set::Eager15, 15),
             (Set::Presets, 5),
             (Set::PresetsAvif, 10),
         ] {
@@ -517,15 +631,68 @@ mod tests {
     fn cases_round_trip_their_argument() {
         for sandbox in [false, true] {
             let case = Case {
-                kind: Kind::Png,
+                class: Class::Heic,
                 set: Set::Eager10,
                 concurrency: 2,
                 sandbox,
             };
             assert_eq!(Case::parse(&case.to_arg()).unwrap(), case);
         }
-        assert!(Case::parse("rendition:jpeg:one:1").is_err());
-        assert!(Case::parse("sharp:jpeg:one:1:off").is_err());
-        assert!(Case::parse("rendition:jpeg:one:1:maybe").is_err());
+        assert!(Case::parse("rendition:png:one:1").is_err());
+        assert!(Case::parse("sharp:png:one:1:off").is_err());
+        assert!(Case::parse("rendition:png:one:1:maybe").is_err());
+        assert!(Case::parse("rendition:jpeg:one:1:on").is_err());
+    }
+
+    /// SOI, an APP segment of `app_len` payload bytes, then a frame marker.
+    fn jpeg_head(app_len: usize, sof: u8) -> Vec<u8> {
+        let mut b = vec![0xFF, 0xD8, 0xFF, 0xE1];
+        b.extend_from_slice(&u16::try_from(app_len + 2).unwrap().to_be_bytes());
+        b.extend(std::iter::repeat_n(0xFF, app_len)); // payload bytes that look like markers
+        b.extend_from_slice(&[0xFF, 0xDB, 0x00, 0x04, 0x00, 0x00]); // a DQT
+        b.extend_from_slice(&[0xFF, 0xFF, 0xFF, sof, 0x00, 0x11]); // fill bytes, then SOFn
+        b.extend_from_slice(&[0u8; 15]);
+        b
+    }
+
+    #[test]
+    fn the_frame_marker_tells_progressive_from_baseline() {
+        for (sof, progressive) in [(0xC0, false), (0xC1, false), (0xC2, true), (0xCA, true)] {
+            assert_eq!(
+                jpeg_is_progressive(&jpeg_head(300, sof)),
+                Some(progressive),
+                "SOF {sof:#x}"
+            );
+        }
+        // A DHT (0xC4) is not a frame; a scan before any frame, a cut file, not a JPEG.
+        // (a DHT whose payload reads like an SOF2 marker, then an SOF0)
+        let dht_then_sof0 = [0xFF, 0xD8, 0xFF, 0xC4, 0, 4, 0xFF, 0xC2, 0xFF, 0xC0, 0, 2];
+        assert_eq!(jpeg_is_progressive(&dht_then_sof0), Some(false));
+        assert_eq!(jpeg_is_progressive(&jpeg_head(10, 0xDA)), None);
+        assert_eq!(jpeg_is_progressive(&jpeg_head(300, 0xC2)[..200]), None);
+        assert_eq!(jpeg_is_progressive(b"\x89PNG\r\n\x1a\n"), None);
+    }
+
+    #[test]
+    fn classes_come_from_the_content() {
+        assert_eq!(Class::of(&jpeg_head(20, 0xC2)), Some(Class::Progressive));
+        assert_eq!(Class::of(&jpeg_head(20, 0xC0)), Some(Class::Baseline));
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+        png.extend_from_slice(&[0, 0, 0, 8, 0, 0, 0, 8, 8, 2, 0, 0, 0]);
+        assert_eq!(Class::of(&png), Some(Class::Png));
+        assert_eq!(
+            Class::of(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"),
+            Some(Class::Heic)
+        );
+        assert_eq!(Class::of(b"GIF89a\x01\0\x01\0"), None);
+        assert!(Class::candidate(Path::new("a/x.HEIC")));
+        assert!(!Class::candidate(Path::new("a/classes.tsv")));
+        for class in Class::ALL {
+            assert_eq!(Class::parse(class.as_str()).unwrap(), class);
+        }
+        assert_eq!(
+            Class::of_kind("jpeg").unwrap(),
+            [Class::Progressive, Class::Baseline]
+        );
     }
 }

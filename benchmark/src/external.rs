@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::cases::{CaseOutput, Set};
+use crate::cases::{CaseOutput, Class, Set};
 use crate::measure::{self, Running};
 use crate::report::{self, Measured, Row, GLIBC_DEFAULT};
 use crate::suite::Options;
@@ -123,9 +123,39 @@ impl External {
         })
     }
 
+    /// Whether sharp decodes `files`: `Ok(None)` when it does (or does not run at all),
+    /// `Ok(Some(why))` when it fails on one of them (sharp's prebuilt libvips has no HEVC
+    /// decoder: no HEIC).
+    pub fn sharp_cannot_decode(&self, files: &[PathBuf]) -> anyhow::Result<Option<String>> {
+        let Some(sharp) = &self.sharp else {
+            return Ok(None);
+        };
+        let mut cmd = Command::new("node");
+        cmd.arg(&sharp.script)
+            .arg(&sharp.dir)
+            .args(["probe", "-", "1", "0"])
+            .args(files);
+        measure::glibc_default(&mut cmd);
+        let reaped = measure::run_measured(&mut cmd, "node sharp probe")?;
+        let probe: serde_json::Value =
+            serde_json::from_str(reaped.stdout.trim()).context("sharp probe output")?;
+        if probe["ok"] == true {
+            return Ok(None);
+        }
+        let file = probe["file"].as_str().unwrap_or("?");
+        let name = Path::new(file).file_name().unwrap_or_default();
+        Ok(Some(format!(
+            "sharp {} cannot decode {}: {}",
+            self.sharp_version.as_deref().unwrap_or(""),
+            name.to_string_lossy(),
+            probe["error"].as_str().unwrap_or("unknown error")
+        )))
+    }
+
     /// sharp on `files`: every variant of `set` as its own pipeline.
     pub fn sharp(
         &self,
+        class: Class,
         files: &[PathBuf],
         set: Set,
         concurrency: usize,
@@ -147,13 +177,17 @@ impl External {
             .arg(variants)
             .arg(concurrency.to_string())
             .arg(iterations.to_string())
-            .args(files)
-            .env_remove("MALLOC_ARENA_MAX");
+            .args(files);
+        measure::glibc_default(&mut cmd);
         let reaped = measure::run_measured(&mut cmd, "node sharp")?;
         let out: CaseOutput =
             serde_json::from_str(reaped.stdout.trim()).context("sharp script output")?;
         let note = match set {
             Set::Eager10 => Some("10 independent pipelines/image".to_string()),
+            Set::Eager15 => Some(format!(
+                "15 independent pipelines/image; AVIF effort {}, 4:2:0",
+                set.preset_settings().unwrap_or_default().render.avif_effort
+            )),
             Set::Presets => Some("5 independent pipelines/image".to_string()),
             Set::PresetsAvif => Some(format!(
                 "10 independent pipelines/image; AVIF effort {}, 4:2:0",
@@ -164,6 +198,7 @@ impl External {
         let row = report::row(
             Measured {
                 tool: "sharp",
+                class,
                 env: GLIBC_DEFAULT,
                 sandbox: None,
                 set,
@@ -182,6 +217,7 @@ impl External {
     /// process start-up included; peak RSS is the sum of the processes' peaks.
     pub fn vipsthumbnail(
         &self,
+        class: Class,
         files: &[PathBuf],
         pixels: &[u64],
         concurrency: usize,
@@ -210,8 +246,8 @@ impl External {
                     let mut cmd = Command::new("vipsthumbnail");
                     cmd.args(["-s", "300x", "-o", &pattern])
                         .args(&b.1)
-                        .env("VIPS_CONCURRENCY", "1")
-                        .env_remove("MALLOC_ARENA_MAX");
+                        .env("VIPS_CONCURRENCY", "1");
+                    measure::glibc_default(&mut cmd);
                     measure::spawn(&mut cmd, "vipsthumbnail")
                 })
                 .collect::<anyhow::Result<_>>()?;
@@ -248,6 +284,8 @@ impl External {
             out_bytes,
             vmhwm_kb: None,
             helpers_maxrss_kb: None,
+            tree_rss_kb: None,
+            jemalloc: None,
             sharp: None,
             libvips: None,
         };
@@ -259,6 +297,7 @@ impl External {
         Ok(Some(report::row(
             Measured {
                 tool: "vipsthumbnail",
+                class,
                 env: GLIBC_DEFAULT,
                 sandbox: None,
                 set: Set::One,

@@ -1,33 +1,39 @@
 //! `rendition-bench DIR`: images/s, CPU ms/img and peak RSS of Rendition against sharp
-//! and vipsthumbnail on the same photos, and of Rendition's render sandbox on against
-//! off, with the ratios, all measured in one run. Not part of the shipped `rendition`
-//! binary (`publish = false`); `scripts/bench.sh` builds and runs it.
+//! and vipsthumbnail on the same photos, per class of source (progressive JPEG, baseline
+//! JPEG, PNG, HEIC), with the ratios and the targets they are held against, all measured in
+//! one run. Not part of the shipped `rendition` binary (`publish = false`);
+//! `scripts/bench.sh` builds and runs it on the classes `scripts/make-bench-classes.sh`
+//! makes.
 //!
 //! Every measured case runs in a child process of its own, so its peak RSS and CPU time
-//! are its own: Rendition re-runs this binary (`DIR --child rendition:KIND:SET:C:SANDBOX`),
+//! are its own: Rendition re-runs this binary (`DIR --child rendition:CLASS:SET:C:SANDBOX
+//! --file F…`) with the render sandbox on and jemalloc preloaded (as the images ship it),
 //! sharp runs `bench/sharp-bench.mjs` (embedded in this binary) under `node`, and
 //! vipsthumbnail is one process over all the images (two at concurrency 2, each on half of
 //! them). The parent reaps each child with `wait4` and takes `ru_maxrss` and the CPU time
 //! from it: the same measure for all three tools. With the sandbox on, the Rendition case
 //! process starts its render helpers (this binary again, with
 //! [`rendition_core::sandbox::HELPER_ARG`]) and reaps them before it exits, so `wait4`
-//! reports the larger of its own peak and its helpers' (not their sum), and CPU time
-//! that includes theirs. The sandbox on/off pair runs with MALLOC_ARENA_MAX=2 on both
-//! sides (the pool sets it for its helpers).
+//! reports CPU time that includes theirs, and the larger of its own peak and its helpers'
+//! (not their sum): the case process therefore also samples its own RSS plus its helpers'
+//! every 10 ms, and the report takes the larger of the two figures.
 //!
 //! Each case reads its files into memory first (vipsthumbnail cannot: it reads them from
-//! the page cache), does one untimed warm-up pass over the folder, then `--iterations`
-//! timed passes; the median pass is reported.
+//! the page cache), does one untimed warm-up pass over them, then `--iterations` timed
+//! passes; the median pass is reported.
 //!
 //! # Layout
 //! - `main.rs`: the command line; the render-helper dispatch; parse, then run.
-//! - [`cases`]: the photo kinds and variant sets (including the eager presets with and
-//!   without AVIF), and one Rendition case in this process
-//!   (`--child`), sandbox off (`Renderer::in_process`) or on (a helper pool).
-//! - [`measure`]: child processes measured with `wait4`; `/proc` readings.
-//! - [`external`]: the sharp (node) and vipsthumbnail cases.
-//! - [`suite`]: which cases run, in which order, with which malloc setting.
-//! - [`report`]: rows, ratios (Rendition / sharp, sandbox on / off) and the Markdown table.
+//! - [`cases`]: the source classes (told apart by content), the variant sets (including
+//!   the eager set with AVIF and the eager presets with and without it), and one
+//!   Rendition case in this process (`--child`), sandbox off (`Renderer::in_process`) or
+//!   on (a helper pool).
+//! - [`measure`]: child processes measured with `wait4`; the allocator they run with;
+//!   `/proc` readings and the process-tree RSS sampler.
+//! - [`external`]: the sharp (node) and vipsthumbnail cases; whether sharp decodes a class.
+//! - [`suite`]: which cases run, in which order, with which allocator.
+//! - [`report`]: rows, the class table with its targets, sandbox on / off, and the
+//!   Markdown tables.
 
 mod cases;
 mod external;
@@ -44,13 +50,15 @@ use rendition_core::sandbox;
 #[command(
     name = "rendition-bench",
     version,
-    about = "Measure images/s and peak RSS of Rendition against sharp and vipsthumbnail, and with the render sandbox on and off, on a folder of photos",
-    after_help = "Example:\n  dir=$(scripts/fetch-photos.sh | tail -n1)\n  MALLOC_ARENA_MAX=2 rendition-bench \"$dir\" --json target/bench.json\n\nJPEGs and PNGs are measured separately: one variant (w=300 JPEG q80), the eager set\n(2048/1024/640/320/160 px as WebP, and as JPEG + WebP) at concurrency 1 and 2, each case\nin its own process (peak RSS via wait4). Rendition runs with the render sandbox off and\non (helper pool of the case's concurrency); target: on ≥ 0.95 × off img/s. Then the\neager presets as configured (5 WebP) and with AVIF added (5 AVIF + 5 WebP): what AVIF\ncosts an eager job. sharp runs when node and\n${RENDITION_CACHE:-~/.cache/rendition}/sharp/node_modules/sharp exist (scripts/bench.sh\ninstalls it); vipsthumbnail when on PATH.\n\nA subset, e.g. AVIF's cost on the JPEGs at concurrency 1, one timed pass:\n  rendition-bench \"$dir\" --only presets,presets-avif --kind jpeg --concurrency 1 --iterations 1"
+    // A later option wins (scripts/bench.sh passes its defaults first).
+    args_override_self = true,
+    about = "Measure images/s, CPU and peak RSS of Rendition against sharp and vipsthumbnail, per class of source, on a folder of photos",
+    after_help = "Example:\n  dir=$(scripts/make-bench-classes.sh | tail -n1)\n  rendition-bench \"$dir\" --json target/bench.json\n\nThe files of DIR (.jpg, .jpeg, .png, .heic, .heif) are sorted into classes by content:\nprogressive JPEG (SOF2), baseline JPEG, PNG, HEIC. Per class: one variant (w=300 JPEG q80)\nand the eager set (2048/1024/640/320/160 px as JPEG + WebP), and on progressive JPEGs the\neager set with AVIF too (+5 AVIF), at concurrency 1 and 2, each case in its own process\n(peak RSS via wait4). Rendition runs with the render sandbox on and jemalloc preloaded\n(Debian's libjemalloc2, the images' MALLOC_CONF); the table gives img/s, CPU ms/img and\npeak RSS with the ratios against sharp and vipsthumbnail from the same run, and whether\nthe targets are met. sharp runs when node and\n${RENDITION_CACHE:-~/.cache/rendition}/sharp/node_modules/sharp exist (scripts/bench.sh\ninstalls it; its prebuilt libvips cannot decode HEIC: n/a there); vipsthumbnail when on PATH.\n\nA subset, e.g. one timed pass, two files per class, PNG and HEIC only:\n  rendition-bench \"$dir\" --iterations 1 --per-class 2 --class png,heic\nAVIF's cost in an eager job (the eager presets with and without AVIF):\n  rendition-bench \"$dir\" --only presets,presets-avif --class progressive --concurrency 1"
 )]
 struct Args {
-    /// Folder with the .jpg/.jpeg and .png files to measure.
+    /// Folder with the photos to measure (.jpg, .jpeg, .png, .heic, .heif).
     dir: PathBuf,
-    /// Timed passes over the folder per case (the median is reported), after one warm-up.
+    /// Timed passes over the files per case (the median is reported), after one warm-up.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     iterations: u32,
     /// Also write the full report as JSON.
@@ -65,24 +73,38 @@ struct Args {
     /// Skip vipsthumbnail.
     #[arg(long)]
     no_vipsthumbnail: bool,
-    /// Run Rendition only with the MALLOC_ARENA_MAX it was started with (by default it
-    /// also runs with the other setting: unset ↔ 2); the sandbox on/off pair always runs
-    /// with 2.
+    /// Rendition's malloc: jemalloc (preloaded, as the images ship it) or glibc
+    /// (MALLOC_ARENA_MAX=2). Comma-separated or repeated to compare; the first one is the
+    /// class table's.
+    #[arg(long, value_name = "ALLOC", value_delimiter = ',', default_value = "jemalloc", value_parser = measure::Allocator::parse)]
+    allocator: Vec<measure::Allocator>,
+    /// Also run every Rendition case with the render sandbox off, right before it runs
+    /// with it on (target: on ≥ 0.95 × off img/s).
     #[arg(long)]
-    no_arena_compare: bool,
-    /// Run only these sets (comma-separated or repeated): one, eager5, eager10,
-    /// eager5-jpeg, presets, presets-avif. AVIF's added cost: `--only presets,presets-avif`.
+    sandbox_compare: bool,
+    /// Run only these sets on every class (comma-separated or repeated): one, eager5,
+    /// eager10, eager15, eager5-jpeg, presets, presets-avif. Default: one and eager10, and
+    /// eager15 on progressive JPEGs. AVIF's added cost: `--only presets,presets-avif`.
     #[arg(long, value_name = "SET", value_delimiter = ',', value_parser = cases::Set::parse)]
     only: Vec<cases::Set>,
-    /// Only this photo kind: jpeg or png (repeatable; default both).
-    #[arg(long, value_name = "KIND", value_parser = cases::Kind::parse)]
-    kind: Vec<cases::Kind>,
+    /// Only these classes (comma-separated or repeated): progressive, baseline, png, heic.
+    #[arg(long, value_name = "CLASS", value_delimiter = ',', value_parser = cases::Class::parse)]
+    class: Vec<cases::Class>,
+    /// Only JPEGs (progressive and baseline) or PNGs; the same as --class.
+    #[arg(long, value_name = "KIND", value_parser = ["jpeg", "png"])]
+    kind: Vec<String>,
+    /// At most N files per class (the first by name).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    per_class: Option<u32>,
     /// Only this concurrency (repeatable; default 1 and 2).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: Vec<u16>,
-    /// Internal: run one Rendition case in this process (rendition:KIND:SET:C:SANDBOX).
+    /// Internal: run one Rendition case in this process (rendition:CLASS:SET:C:SANDBOX).
     #[arg(long, hide = true, value_name = "CASE")]
     child: Option<String>,
+    /// Internal: the files of a `--child` case.
+    #[arg(long, hide = true, value_name = "FILE")]
+    file: Vec<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -95,7 +117,11 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let iterations = args.iterations as usize;
     if let Some(case) = args.child {
-        return cases::child(&args.dir, iterations, &case);
+        return cases::child(&args.file, iterations, &case);
+    }
+    let mut classes = args.class;
+    for kind in &args.kind {
+        classes.extend(cases::Class::of_kind(kind)?);
     }
     suite::run(&suite::Options {
         dir: args.dir,
@@ -104,10 +130,51 @@ fn main() -> anyhow::Result<()> {
         sharp_dir: args.sharp_dir,
         no_sharp: args.no_sharp,
         no_vipsthumbnail: args.no_vipsthumbnail,
-        no_arena_compare: args.no_arena_compare,
+        allocators: args.allocator,
+        sandbox_compare: args.sandbox_compare,
         only: args.only,
-        kinds: args.kind,
+        classes,
+        per_class: args.per_class.map(|n| n as usize),
         concurrency: args.concurrency.into_iter().map(usize::from).collect(),
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// scripts/bench.sh passes `--sharp-dir` and `--json` before the caller's options: a
+    /// later one wins, and repeated list options still add up.
+    #[test]
+    fn later_options_win_and_lists_add_up() {
+        let args = Args::try_parse_from([
+            "rendition-bench",
+            "dir",
+            "--iterations",
+            "2",
+            "--iterations",
+            "5",
+            "--concurrency",
+            "1",
+            "--concurrency",
+            "2",
+            "--class",
+            "png,heic",
+            "--kind",
+            "jpeg",
+        ])
+        .expect("parses");
+        assert_eq!(args.iterations, 5);
+        assert_eq!(args.concurrency, [1, 2]);
+        assert_eq!(args.class, [cases::Class::Png, cases::Class::Heic]);
+        assert_eq!(args.kind, ["jpeg"]);
+        assert_eq!(args.allocator, [measure::Allocator::Jemalloc]);
+        let glibc = Args::try_parse_from(["b", "d", "--allocator", "glibc,jemalloc"]).unwrap();
+        assert_eq!(
+            glibc.allocator,
+            [measure::Allocator::Glibc, measure::Allocator::Jemalloc]
+        );
+        assert!(Args::try_parse_from(["b", "d", "--class", "gif"]).is_err());
+    }
 }

@@ -1,11 +1,88 @@
 //! Child processes measured with `wait4` (peak RSS and CPU time, theirs and their reaped
-//! children's), and readings from `/proc`.
+//! children's), the malloc they run with, and readings from `/proc` (including a sampler
+//! of a process tree's RSS).
 
 use std::io::Read;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use serde::Serialize;
+
+/// The production images' jemalloc settings (`infra/aws/Dockerfile`, `ENV MALLOC_CONF`;
+/// a test checks they agree): 2 arenas that return dirty pages within a second.
+pub const JEMALLOC_CONF: &str =
+    "narenas:2,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
+
+/// The malloc a Rendition case runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Allocator {
+    /// Debian's libjemalloc2 preloaded with [`JEMALLOC_CONF`], as the images ship it
+    /// (with MALLOC_ARENA_MAX=2 too, their fallback).
+    Jemalloc,
+    /// glibc's malloc with MALLOC_ARENA_MAX=2 (what the sandbox pool gives its helpers).
+    Glibc,
+}
+
+impl Allocator {
+    pub fn parse(s: &str) -> anyhow::Result<Allocator> {
+        match s {
+            "jemalloc" => Ok(Allocator::Jemalloc),
+            "glibc" => Ok(Allocator::Glibc),
+            _ => bail!("unknown allocator {s:?} (jemalloc, glibc)"),
+        }
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            Allocator::Jemalloc => "jemalloc",
+            Allocator::Glibc => "glibc MALLOC_ARENA_MAX=2",
+        }
+    }
+    /// Sets this allocator in `cmd`'s environment (`jemalloc`: the preloaded library).
+    pub fn apply(self, cmd: &mut Command, jemalloc: Option<&PathBuf>) -> anyhow::Result<()> {
+        cmd.env("MALLOC_ARENA_MAX", "2");
+        match self {
+            Allocator::Jemalloc => {
+                let lib = jemalloc.context(
+                    "libjemalloc.so.2 not found (scripts/install-deps.sh --jemalloc installs Debian's libjemalloc2; or --allocator glibc)",
+                )?;
+                cmd.env("LD_PRELOAD", lib).env("MALLOC_CONF", JEMALLOC_CONF);
+            }
+            Allocator::Glibc => {
+                cmd.env_remove("LD_PRELOAD").env_remove("MALLOC_CONF");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Debian's libjemalloc2 (`/usr/lib/<triplet>/libjemalloc.so.2`), if installed.
+pub fn find_jemalloc() -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("libjemalloc.so.2"))
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    found.into_iter().next()
+}
+
+/// Whether jemalloc is mapped into this process (its LD_PRELOAD took effect).
+pub fn jemalloc_mapped() -> bool {
+    std::fs::read_to_string("/proc/self/maps").is_ok_and(|m| m.contains("libjemalloc"))
+}
+
+/// Sets glibc's default malloc for a tool that is not Rendition (sharp, vipsthumbnail).
+pub fn glibc_default(cmd: &mut Command) {
+    cmd.env_remove("MALLOC_ARENA_MAX")
+        .env_remove("LD_PRELOAD")
+        .env_remove("MALLOC_CONF");
+}
 
 /// A finished child: its stdout, and what `wait4` said about it.
 pub struct Reaped {
@@ -154,4 +231,107 @@ pub fn cpu_model() -> String {
                 .map(|(_, v)| v.trim().to_string())
         })
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// How often [`TreeRss`] samples.
+pub const TREE_SAMPLE_MS: u64 = 10;
+
+/// A thread sampling, every [`TREE_SAMPLE_MS`] ms, this process' RSS plus the anonymous RSS
+/// of its child processes (the render helpers), and keeping the largest sum. The helpers
+/// are this binary and link the same libraries, so their file-backed pages are counted
+/// once, in this process' RSS. `wait4` reports only the largest single process' peak; this
+/// is what the tree holds at once (a sample can miss a peak between two samples, which is
+/// why the report never goes below `wait4`'s figure).
+pub struct TreeRss {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl TreeRss {
+    pub fn start() -> TreeRss {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !flag.load(Ordering::Relaxed) {
+                peak = peak.max(tree_rss_kb());
+                std::thread::sleep(Duration::from_millis(TREE_SAMPLE_MS));
+            }
+            peak.max(tree_rss_kb())
+        });
+        TreeRss { stop, thread }
+    }
+    /// The largest sum seen, in KiB.
+    pub fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
+    }
+}
+
+/// (resident, resident file-backed and shared) of a process, in KiB, from `statm`.
+fn statm_kb(pid: &str) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let mut fields = text.split_whitespace().skip(1);
+    let resident: u64 = fields.next()?.parse().ok()?;
+    let shared: u64 = fields.next()?.parse().ok()?;
+    Some((resident * page_kb(), shared * page_kb()))
+}
+
+fn page_kb() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(page).unwrap_or(4096) / 1024
+}
+
+/// This process' RSS plus its children's anonymous RSS, in KiB.
+fn tree_rss_kb() -> u64 {
+    let own = statm_kb("self").map_or(0, |(rss, _)| rss);
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return own;
+    };
+    let mut children = Vec::new();
+    for task in tasks.filter_map(|t| t.ok()) {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            children.extend(list.split_whitespace().map(str::to_string));
+        }
+    }
+    children.sort();
+    children.dedup();
+    own + children
+        .iter()
+        .filter_map(|pid| statm_kb(pid))
+        .map(|(rss, shared)| rss.saturating_sub(shared))
+        .sum::<u64>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bench preloads jemalloc with the settings the images ship.
+    #[test]
+    fn jemalloc_conf_is_the_images() {
+        let dockerfile =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/aws/Dockerfile");
+        let text = std::fs::read_to_string(dockerfile).expect("infra/aws/Dockerfile");
+        assert!(
+            text.contains(&format!("MALLOC_CONF={JEMALLOC_CONF} ")),
+            "infra/aws/Dockerfile's MALLOC_CONF is not {JEMALLOC_CONF}"
+        );
+    }
+
+    /// The sampler sees this process' own memory grow.
+    #[test]
+    fn the_tree_sampler_sees_an_allocation() {
+        let sampler = TreeRss::start();
+        let before = tree_rss_kb();
+        let block = vec![1u8; 64 << 20];
+        std::thread::sleep(Duration::from_millis(5 * TREE_SAMPLE_MS));
+        let peak = sampler.stop();
+        assert!(block.iter().step_by(4096).all(|&b| b == 1));
+        assert!(
+            peak >= before + (60 << 10),
+            "peak {peak} KiB, before {before} KiB"
+        );
+    }
 }

@@ -1,16 +1,26 @@
-//! The report: one row per measured case, the ratios against the targets, and the
+//! The report: one row per measured case; the class table (Rendition with the sandbox on
+//! against sharp and vipsthumbnail, per class, set and concurrency, with the targets
+//! checked); the sandbox on/off, eager split and AVIF tables when those cases ran; and the
 //! Markdown tables (so they can be pasted into the README).
 
 use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::cases::{CaseOutput, Kind, Set};
+use crate::cases::{CaseOutput, Class, Set};
 
-/// Targets the ratios are held against (Rendition / sharp).
-const TARGET_ONE: f64 = 1.2;
-const TARGET_EAGER: f64 = 2.5;
-const TARGET_RSS: f64 = 0.5;
+/// Rendition / sharp img/s on one variant (`w=300,fm=jpeg,q=80`), by class.
+pub fn target_one(class: Class) -> f64 {
+    match class {
+        Class::Progressive => 1.5,
+        Class::Png => 1.2,
+        Class::Baseline | Class::Heic => 1.0,
+    }
+}
+/// Rendition / sharp img/s on the eager set (10 outputs against sharp's 10 pipelines).
+pub const TARGET_EAGER: f64 = 3.0;
+/// Rendition / sharp peak RSS on one variant.
+pub const TARGET_RSS: f64 = 0.5;
 /// Sandbox on / off, img/s: the sandbox may cost at most 5 % of the throughput.
 pub const TARGET_SANDBOX: f64 = 0.95;
 
@@ -19,8 +29,9 @@ pub const GLIBC_DEFAULT: &str = "glibc default";
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub tool: &'static str,
-    /// The malloc setting the tool ran with (with the sandbox on, MALLOC_ARENA_MAX=2: the
-    /// pool sets it for its helpers).
+    pub class: Class,
+    /// The malloc the tool ran with (Rendition: jemalloc or glibc with MALLOC_ARENA_MAX=2;
+    /// sharp and vipsthumbnail: glibc's default).
     pub env: String,
     /// Rendition only: rendered in sandboxed helpers (true) or in process (false).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -34,9 +45,20 @@ pub struct Row {
     pub median_s: f64,
     pub images_per_s: f64,
     pub outputs_per_s: f64,
+    /// The peak RSS compared: `wait4`'s `ru_maxrss` (vipsthumbnail at c=2: the sum over its
+    /// processes); for Rendition the larger of that and the sampled peak of the case
+    /// process plus its helpers ([`Row::tree_rss_mib`]).
+    pub peak_rss_mib: f64,
     /// `ru_maxrss` from `wait4`: the larger of the process' peak and its reaped children's
     /// (with the sandbox on, the render helpers'), not their sum.
-    pub peak_rss_mib: f64,
+    pub wait4_maxrss_mib: f64,
+    /// Rendition: the peak of the case process' RSS plus its helpers' anonymous RSS,
+    /// sampled every 10 ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tree_rss_mib: Option<f64>,
+    /// Rendition: whether jemalloc was loaded in the case process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jemalloc: Option<bool>,
     /// CPU time (user + system) per image over the whole process and its reaped children
     /// (warm-up and timed passes, start-up included): less sensitive than img/s to other
     /// load on the machine.
@@ -52,15 +74,82 @@ pub struct Row {
     pub note: Option<String>,
 }
 
+/// A ratio held against its target.
 #[derive(Debug, Clone, Serialize)]
-pub struct Ratio {
-    pub what: String,
+pub struct Check {
+    pub value: f64,
+    /// e.g. "≥ 1.5"
+    pub target: String,
+    pub met: bool,
+}
+
+impl Check {
+    fn at_least(value: f64, target: f64) -> Check {
+        Check {
+            value,
+            target: format!("≥ {target}"),
+            met: value >= target,
+        }
+    }
+    fn at_most(value: f64, target: f64) -> Check {
+        Check {
+            value,
+            target: format!("≤ {target}"),
+            met: value <= target,
+        }
+    }
+}
+
+/// A tool Rendition is compared with, on the same files, set and concurrency.
+#[derive(Debug, Clone, Serialize)]
+pub struct Versus {
+    pub images_per_s: f64,
+    pub cpu_ms_per_image: f64,
+    pub peak_rss_mib: f64,
+    /// Rendition / this tool, img/s.
+    pub speed: f64,
+    /// Rendition / this tool, images per CPU-second (steadier than img/s under load).
+    pub per_cpu: f64,
+    /// Rendition / this tool, peak RSS.
+    pub rss: f64,
+}
+
+impl Versus {
+    fn of(ours: &Row, theirs: &Row) -> Versus {
+        Versus {
+            images_per_s: theirs.images_per_s,
+            cpu_ms_per_image: theirs.cpu_ms_per_image,
+            peak_rss_mib: theirs.peak_rss_mib,
+            speed: ours.images_per_s / theirs.images_per_s,
+            per_cpu: theirs.cpu_ms_per_image / ours.cpu_ms_per_image,
+            rss: ours.peak_rss_mib / theirs.peak_rss_mib,
+        }
+    }
+}
+
+/// One line of the class table: Rendition (the first allocator asked for, render sandbox
+/// on) on one class, set and concurrency, against sharp and vipsthumbnail measured right
+/// after it on the same files.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassRow {
+    pub class: Class,
+    pub set: &'static str,
+    pub set_label: &'static str,
     pub concurrency: usize,
     pub rendition_env: String,
-    pub value: f64,
-    /// e.g. "≥ 1.2"
-    pub target: Option<String>,
-    pub met: Option<bool>,
+    pub images: usize,
+    pub images_per_s: f64,
+    pub cpu_ms_per_image: f64,
+    pub peak_rss_mib: f64,
+    pub sharp: Option<Versus>,
+    /// Why there is no sharp figure (it cannot decode the class, or did not run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sharp_na: Option<String>,
+    pub vipsthumbnail: Option<Versus>,
+    /// Rendition / sharp img/s against this row's target, when it has one.
+    pub speed_target: Option<Check>,
+    /// Rendition / sharp peak RSS against ≤ 0.5 (one-variant rows).
+    pub rss_target: Option<Check>,
 }
 
 /// Rendition with the render sandbox on against off, same set, concurrency and malloc
@@ -91,7 +180,7 @@ pub struct SandboxRatio {
     pub cpu_on_off: f64,
 }
 
-/// Shares of the eager 10-file set's CPU time (Rendition in process, concurrency 1), from
+/// Shares of the eager 10-file set's CPU time (Rendition, sandbox on, concurrency 1), from
 /// the differences between the 10-file set and the 5-file WebP-only and JPEG-only sets.
 #[derive(Debug, Clone, Serialize)]
 pub struct Split {
@@ -101,7 +190,7 @@ pub struct Split {
 }
 
 /// What AVIF adds to an eager job: the eager presets as configured (WebP) against the
-/// same presets with AVIF added, Rendition in process, run back to back; and sharp on the
+/// same presets with AVIF added, Rendition with the sandbox on, run back to back; and sharp on the
 /// same two sets when it ran.
 #[derive(Debug, Clone, Serialize)]
 pub struct AvifCost {
@@ -133,13 +222,16 @@ pub struct AvifCost {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Group {
-    pub kind: Kind,
+    pub class: Class,
     pub files: Vec<String>,
     pub bytes: u64,
     pub megapixels: f64,
+    /// Why sharp has no rows for this class (it cannot decode it), when it runs at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sharp_na: Option<String>,
     pub rows: Vec<Row>,
-    /// Rendition (sandbox off) against sharp and vipsthumbnail.
-    pub ratios: Vec<Ratio>,
+    /// Rendition (sandbox on) against sharp and vipsthumbnail, with the targets.
+    pub table: Vec<ClassRow>,
     pub sandbox: Vec<SandboxRatio>,
     pub eager10_split: Option<Split>,
     /// The eager presets with AVIF added against without, per concurrency.
@@ -162,6 +254,8 @@ pub struct Tools {
     pub node: Option<String>,
     pub sharp: Option<String>,
     pub sharp_libvips: Option<String>,
+    /// The libjemalloc.so.2 preloaded into Rendition's cases.
+    pub jemalloc: Option<String>,
     pub skipped: Vec<String>,
 }
 
@@ -169,9 +263,16 @@ pub struct Tools {
 pub struct Report {
     pub dir: String,
     pub iterations: usize,
-    /// The sets `--only` selected (empty: all).
+    /// `--per-class N`: at most N files of each class (None: all).
+    pub per_class: Option<usize>,
+    /// The sets `--only` selected (empty: the default ones).
     pub only: Vec<&'static str>,
+    /// The allocator of the class table's Rendition rows (jemalloc, as the images ship).
     pub rendition_env: String,
+    /// Checked targets of the class table (speed and peak RSS against sharp) that were met,
+    /// of all checked.
+    pub targets_met: usize,
+    pub targets_checked: usize,
     /// Sandbox on / off img/s target.
     pub sandbox_target: f64,
     /// Sandbox comparisons that met it, of all of them.
@@ -197,16 +298,10 @@ fn mib(kb: u64) -> f64 {
     kb as f64 / 1024.0
 }
 
-pub fn arena_label(value: Option<&str>) -> String {
-    match value {
-        Some(v) => format!("MALLOC_ARENA_MAX={v}"),
-        None => GLIBC_DEFAULT.to_string(),
-    }
-}
-
 /// What a measured case is, besides its output.
 pub struct Measured<'a> {
     pub tool: &'static str,
+    pub class: Class,
     pub env: &'a str,
     pub sandbox: Option<bool>,
     pub set: Set,
@@ -219,8 +314,10 @@ pub struct Measured<'a> {
 pub fn row(m: Measured<'_>, out: &CaseOutput) -> Row {
     let median_s = median(&out.times_s);
     let images_processed = (out.times_s.len() + 1) * out.images;
+    let tree_rss_mib = out.tree_rss_kb.map(mib);
     Row {
         tool: m.tool,
+        class: m.class,
         env: m.env.to_string(),
         sandbox: m.sandbox,
         set: m.set.as_str(),
@@ -232,7 +329,10 @@ pub fn row(m: Measured<'_>, out: &CaseOutput) -> Row {
         median_s,
         images_per_s: out.images as f64 / median_s,
         outputs_per_s: (out.images * out.outputs_per_image) as f64 / median_s,
-        peak_rss_mib: mib(m.maxrss_kb),
+        peak_rss_mib: mib(m.maxrss_kb).max(tree_rss_mib.unwrap_or(0.0)),
+        wait4_maxrss_mib: mib(m.maxrss_kb),
+        tree_rss_mib,
+        jemalloc: out.jemalloc,
         cpu_ms_per_image: m.cpu_s * 1e3 / images_processed.max(1) as f64,
         vmhwm_mib: out.vmhwm_kb.map(mib),
         helpers_peak_rss_mib: out.helpers_maxrss_kb.map(mib),
@@ -273,87 +373,60 @@ fn rendition_envs(rows: &[Row], sandbox: bool) -> Vec<&str> {
     envs
 }
 
-/// Rendition (sandbox off, as sharp and vipsthumbnail render in process) against the
-/// other tools.
-pub fn ratios(rows: &[Row]) -> Vec<Ratio> {
+/// The class table of one class: every set and concurrency Rendition ran with the sandbox
+/// on and allocator `env`, against sharp and vipsthumbnail on the same set and concurrency.
+pub fn class_table(rows: &[Row], env: &str, sharp_na: Option<&str>) -> Vec<ClassRow> {
     let mut out = Vec::new();
-    for env in rendition_envs(rows, false) {
-        for concurrency in [1, 2] {
-            let ours = |set| find(rows, "rendition", Some(env), Some(false), set, concurrency);
-            let theirs = |tool, set| find(rows, tool, None, None, set, concurrency);
-            let mut add = |what: &str, value: Option<f64>, target: Option<(bool, f64)>| {
-                let Some(value) = value else { return };
-                let (target, met) = match target {
-                    Some((true, t)) => (Some(format!("≥ {t}")), Some(value >= t)),
-                    Some((false, t)) => (Some(format!("≤ {t}")), Some(value <= t)),
-                    None => (None, None),
-                };
-                out.push(Ratio {
-                    what: what.to_string(),
-                    concurrency,
-                    rendition_env: env.to_string(),
-                    value,
-                    target,
-                    met,
-                });
-            };
-            let ips = |a: Option<&Row>, b: Option<&Row>| Some(a?.images_per_s / b?.images_per_s);
-            let rss = |a: Option<&Row>, b: Option<&Row>| Some(a?.peak_rss_mib / b?.peak_rss_mib);
-            let cpu =
-                |a: Option<&Row>, b: Option<&Row>| Some(b?.cpu_ms_per_image / a?.cpu_ms_per_image);
-            add(
-                "1 variant img/s, rendition / sharp",
-                ips(ours(Set::One), theirs("sharp", Set::One)),
-                Some((true, TARGET_ONE)),
-            );
-            add(
-                "1 variant img/s, rendition / vipsthumbnail",
-                ips(ours(Set::One), theirs("vipsthumbnail", Set::One)),
-                None,
-            );
-            add(
-                "eager 10 img/s, rendition / sharp (10 pipelines)",
-                ips(ours(Set::Eager10), theirs("sharp", Set::Eager10)),
-                Some((true, TARGET_EAGER)),
-            );
-            add(
-                "1 variant img per CPU-second, rendition / sharp",
-                cpu(ours(Set::One), theirs("sharp", Set::One)),
-                None,
-            );
-            add(
-                "eager 10 img per CPU-second, rendition / sharp",
-                cpu(ours(Set::Eager10), theirs("sharp", Set::Eager10)),
-                None,
-            );
-            add(
-                "1 variant peak RSS, rendition / sharp",
-                rss(ours(Set::One), theirs("sharp", Set::One)),
-                Some((false, TARGET_RSS)),
-            );
-            add(
-                "eager 10 peak RSS, rendition / sharp",
-                rss(ours(Set::Eager10), theirs("sharp", Set::Eager10)),
-                Some((false, TARGET_RSS)),
-            );
-            add(
-                "eager presets AVIF+WebP img/s, rendition / sharp (10 pipelines)",
-                ips(ours(Set::PresetsAvif), theirs("sharp", Set::PresetsAvif)),
-                None,
-            );
-            add(
-                "eager presets AVIF+WebP img per CPU-second, rendition / sharp",
-                cpu(ours(Set::PresetsAvif), theirs("sharp", Set::PresetsAvif)),
-                None,
-            );
-            add(
-                "eager presets AVIF+WebP peak RSS, rendition / sharp",
-                rss(ours(Set::PresetsAvif), theirs("sharp", Set::PresetsAvif)),
-                None,
-            );
-        }
+    for ours in rows
+        .iter()
+        .filter(|r| r.tool == "rendition" && r.env == env && r.sandbox == Some(true))
+    {
+        let Ok(set) = Set::parse(ours.set) else {
+            continue;
+        };
+        let theirs = |tool| find(rows, tool, None, None, set, ours.concurrency);
+        let sharp = theirs("sharp").map(|t| Versus::of(ours, t));
+        let speed_target = match set {
+            Set::One => Some(target_one(ours.class)),
+            Set::Eager10 => Some(TARGET_EAGER),
+            _ => None,
+        };
+        out.push(ClassRow {
+            class: ours.class,
+            set: ours.set,
+            set_label: ours.set_label,
+            concurrency: ours.concurrency,
+            rendition_env: env.to_string(),
+            images: ours.images,
+            images_per_s: ours.images_per_s,
+            cpu_ms_per_image: ours.cpu_ms_per_image,
+            peak_rss_mib: ours.peak_rss_mib,
+            sharp_na: match (&sharp, sharp_na) {
+                (None, Some(why)) if set.sharp_compared() => Some(why.to_string()),
+                _ => None,
+            },
+            vipsthumbnail: theirs("vipsthumbnail").map(|t| Versus::of(ours, t)),
+            speed_target: sharp
+                .as_ref()
+                .zip(speed_target)
+                .map(|(v, t)| Check::at_least(v.speed, t)),
+            rss_target: sharp
+                .as_ref()
+                .filter(|_| set == Set::One)
+                .map(|v| Check::at_most(v.rss, TARGET_RSS)),
+            sharp,
+        });
     }
+    out.sort_by_key(|r| (set_order(r.set), r.concurrency));
     out
+}
+
+/// The order sets are listed in.
+fn set_order(set: &str) -> usize {
+    Set::ALL
+        .iter()
+        .position(|s| s.as_str() == set)
+        .unwrap_or(usize::MAX)
 }
 
 /// Sandbox on / off for every set and concurrency measured both ways.
@@ -393,7 +466,7 @@ pub fn sandbox_ratios(rows: &[Row]) -> Vec<SandboxRatio> {
 
 pub fn split(rows: &[Row], env: &str) -> Option<Split> {
     let t =
-        |set| find(rows, "rendition", Some(env), Some(false), set, 1).map(|r| r.cpu_ms_per_image);
+        |set| find(rows, "rendition", Some(env), Some(true), set, 1).map(|r| r.cpu_ms_per_image);
     let (all, webp_only, jpeg_only) = (t(Set::Eager10)?, t(Set::Eager5)?, t(Set::Eager5Jpeg)?);
     let webp = ((all - jpeg_only) / all).clamp(0.0, 1.0);
     let jpeg = ((all - webp_only) / all).clamp(0.0, 1.0);
@@ -405,7 +478,7 @@ pub fn split(rows: &[Row], env: &str) -> Option<Split> {
 }
 
 /// AVIF's added cost per concurrency: Rendition's `presets-avif` against `presets` (sandbox
-/// off, malloc setting `env`), with sharp's figures for the same sets when it ran.
+/// on, allocator `env`), with sharp's figures for the same sets when it ran.
 pub fn avif_cost(rows: &[Row], env: &str) -> Vec<AvifCost> {
     let mut concurrencies: Vec<usize> = rows
         .iter()
@@ -416,7 +489,7 @@ pub fn avif_cost(rows: &[Row], env: &str) -> Vec<AvifCost> {
     concurrencies.dedup();
     let mut out = Vec::new();
     for concurrency in concurrencies {
-        let ours = |set| find(rows, "rendition", Some(env), Some(false), set, concurrency);
+        let ours = |set| find(rows, "rendition", Some(env), Some(true), set, concurrency);
         let theirs = |set| find(rows, "sharp", None, None, set, concurrency);
         let (Some(a), Some(b)) = (ours(Set::Presets), ours(Set::PresetsAvif)) else {
             continue;
@@ -457,10 +530,10 @@ fn on_off(sandbox: Option<bool>) -> &'static str {
 }
 
 /// One line on stderr per finished case.
-pub fn progress(kind: Kind, r: &Row) {
+pub fn progress(r: &Row) {
     eprintln!(
-        "bench: {:<4} {:<12} c={} {:<13} sandbox {:<3} {:<20} {:>7.2} img/s  median {:>6.2} s  peak RSS {:>5.0} MiB  CPU {:>5.0} ms/img",
-        kind.as_str(),
+        "bench: {:<11} {:<12} c={} {:<13} sandbox {:<3} {:<24} {:>7.2} img/s  median {:>6.2} s  peak RSS {:>5.0} MiB  CPU {:>5.0} ms/img",
+        r.class.as_str(),
         r.set,
         r.concurrency,
         r.tool,
@@ -473,6 +546,101 @@ pub fn progress(kind: Kind, r: &Row) {
     );
 }
 
+fn ratio(v: f64) -> String {
+    format!("{v:.2}×")
+}
+
+fn check(c: Option<&Check>) -> String {
+    match c {
+        Some(c) if c.met => format!("{} yes", c.target),
+        Some(c) => format!("{} **no**", c.target),
+        None => "-".to_string(),
+    }
+}
+
+/// The class table: one line per class, set and concurrency.
+fn render_class_table(s: &mut String, report: &Report) {
+    let _ = writeln!(
+        s,
+        "\n## Rendition ({}, render sandbox on) against sharp and vipsthumbnail, same run\n",
+        report.rendition_env
+    );
+    let _ = writeln!(
+        s,
+        "| class | outputs/image | c | img/s | CPU ms/img | peak RSS MiB | sharp img/s | × sharp img/s | target | × sharp per CPU-s | × sharp peak RSS | ≤ {TARGET_RSS} | vipsthumbnail img/s | × vipsthumbnail img/s |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|---|--:|--:|--:|--:|--:|--:|---|--:|--:|---|--:|--:|"
+    );
+    let mut notes: Vec<String> = Vec::new();
+    for g in &report.groups {
+        for r in &g.table {
+            let (sharp_ips, speed, per_cpu, rss) = match (&r.sharp, &r.sharp_na) {
+                (Some(v), _) => (
+                    format!("{:.2}", v.images_per_s),
+                    ratio(v.speed),
+                    ratio(v.per_cpu),
+                    ratio(v.rss),
+                ),
+                (None, Some(why)) => {
+                    if !notes.contains(why) {
+                        notes.push(why.clone());
+                    }
+                    let n = notes.iter().position(|w| w == why).unwrap_or(0) + 1;
+                    let na = format!("n/a ({n})");
+                    (na.clone(), na.clone(), na.clone(), na)
+                }
+                (None, None) => ("-".into(), "-".into(), "-".into(), "-".into()),
+            };
+            let (vt_ips, vt) = match &r.vipsthumbnail {
+                Some(v) => (format!("{:.2}", v.images_per_s), ratio(v.speed)),
+                None => ("-".into(), "-".into()),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.2} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.class.label(),
+                r.set_label,
+                r.concurrency,
+                r.images_per_s,
+                r.cpu_ms_per_image,
+                r.peak_rss_mib,
+                sharp_ips,
+                speed,
+                check(r.speed_target.as_ref()),
+                per_cpu,
+                rss,
+                check(r.rss_target.as_ref()),
+                vt_ips,
+                vt
+            );
+        }
+    }
+    for (i, why) in notes.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "\n({}) {why}: no sharp figures for that class; compared with vipsthumbnail only.",
+            i + 1
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nTargets (Rendition / sharp): one variant img/s ≥ {} on progressive JPEG, ≥ {} on PNG, ≥ {} on baseline JPEG and HEIC; eager set (10 outputs) ≥ {TARGET_EAGER}× sharp's 10 pipelines; one-variant peak RSS ≤ {TARGET_RSS}× sharp's. {} of {} checked targets met.",
+        target_one(Class::Progressive),
+        target_one(Class::Png),
+        target_one(Class::Baseline),
+        report.targets_met,
+        report.targets_checked
+    );
+    let _ = writeln!(
+        s,
+        "Peak RSS: Rendition's is the larger of wait4's ru_maxrss and the sampled peak of the case process' RSS plus its helpers' anonymous RSS; \
+         sharp's is node's ru_maxrss, vipsthumbnail's the sum over its processes. CPU ms/img: user + system of the whole process tree over \
+         the warm-up and timed passes, per image: steadier than img/s when other work shares the cores."
+    );
+}
+
 /// The human-readable report (Markdown tables).
 pub fn render_table(report: &Report) -> String {
     let mut s = String::new();
@@ -480,8 +648,13 @@ pub fn render_table(report: &Report) -> String {
     let t = &report.tools;
     let _ = writeln!(
         s,
-        "\nrendition-bench — {} ({} timed passes per case, median; 1 warm-up)",
-        report.dir, report.iterations
+        "\nrendition-bench — {} ({} timed pass{} per case, median; 1 warm-up{})",
+        report.dir,
+        report.iterations,
+        if report.iterations == 1 { "" } else { "es" },
+        report
+            .per_class
+            .map_or(String::new(), |n| format!("; at most {n} files per class"))
     );
     let _ = writeln!(
         s,
@@ -503,31 +676,30 @@ pub fn render_table(report: &Report) -> String {
     for g in &report.groups {
         let _ = writeln!(
             s,
-            "\n### {} — {} files, {:.1} MB, {:.0} MP\n",
-            g.kind.as_str().to_uppercase(),
+            "{}: {} files, {:.1} MB, {:.0} MP ({})",
+            g.class.label(),
             g.files.len(),
             g.bytes as f64 / 1e6,
-            g.megapixels
+            g.megapixels,
+            g.files.join(", ")
         );
-        let _ = writeln!(
-            s,
-            "| tool | sandbox | malloc | outputs/image | c | img/s | outputs/s | median s | peak RSS MiB | CPU ms/img | out KB/pass | note |"
-        );
-        let _ = writeln!(s, "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|---|");
+    }
+    render_class_table(&mut s, report);
+
+    let _ = writeln!(s, "\n## Every case\n");
+    let _ = writeln!(
+        s,
+        "| class | tool | sandbox | malloc | outputs/image | c | img/s | outputs/s | median s | peak RSS MiB | CPU ms/img | out KB/pass | note |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|---|");
+    for g in &report.groups {
         let mut rows: Vec<&Row> = g.rows.iter().collect();
-        let order = |set: &str| match set {
-            "one" => 0,
-            "eager5" => 1,
-            "eager5-jpeg" => 2,
-            "eager10" => 3,
-            "presets" => 4,
-            _ => 5,
-        };
-        rows.sort_by_key(|r| (order(r.set), r.concurrency));
+        rows.sort_by_key(|r| (set_order(r.set), r.concurrency));
         for r in rows {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.2} | {:.0} | {:.0} | {:.0} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.2} | {:.0} | {:.0} | {:.0} | {} |",
+                r.class.label(),
                 r.tool,
                 on_off(r.sandbox),
                 r.env,
@@ -542,112 +714,47 @@ pub fn render_table(report: &Report) -> String {
                 r.note.as_deref().unwrap_or("")
             );
         }
-        if !g.ratios.is_empty() {
-            let _ = writeln!(
-                s,
-                "\nRendition (sandbox off) against the other tools:\n\n| ratio | rendition malloc | c | value | target | met |"
-            );
-            let _ = writeln!(s, "|---|---|--:|--:|---|---|");
-            for r in &g.ratios {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | {:.2}× | {} | {} |",
-                    r.what,
-                    r.rendition_env,
-                    r.concurrency,
-                    r.value,
-                    r.target.as_deref().unwrap_or("-"),
-                    match r.met {
-                        Some(true) => "yes",
-                        Some(false) => "**no**",
-                        None => "-",
-                    }
-                );
-            }
-        }
-        if !g.sandbox.is_empty() {
-            let _ = writeln!(
-                s,
-                "\nRender sandbox on / off (Rendition, run back to back; target: on ≥ {TARGET_SANDBOX} × off img/s). \
-                 Peak RSS with the sandbox on is wait4's ru_maxrss: the max of the case process and its helpers \
-                 (not their sum), shown as parent / helpers; its CPU includes the helpers' (CPU on/off: steadier than img/s under load). \
-                 Both sides run with MALLOC_ARENA_MAX=2, which the pool sets for its helpers.\n"
-            );
-            let _ = writeln!(
-                s,
-                "| outputs/image | c | malloc | off img/s | on img/s | on/off | ≥ {TARGET_SANDBOX} | off peak RSS MiB | on peak RSS MiB (parent / helpers) | off CPU ms/img | on CPU ms/img | CPU on/off |"
-            );
-            let _ = writeln!(s, "|---|--:|---|--:|--:|--:|---|--:|--:|--:|--:|--:|");
-            for r in &g.sandbox {
-                let part = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | {:.2} | {:.2} | {:.3} | {} | {:.0} | {:.0} ({} / {}) | {:.0} | {:.0} | {:.3} |",
-                    r.set_label,
-                    r.concurrency,
-                    r.rendition_env,
-                    r.off_images_per_s,
-                    r.on_images_per_s,
-                    r.value,
-                    if r.pass { "PASS" } else { "**MISS**" },
-                    r.off_peak_rss_mib,
-                    r.on_peak_rss_mib,
-                    part(r.on_parent_peak_rss_mib),
-                    part(r.on_helpers_peak_rss_mib),
-                    r.off_cpu_ms_per_image,
-                    r.on_cpu_ms_per_image,
-                    r.cpu_on_off
-                );
-            }
-        }
-        if let Some(sp) = &g.eager10_split {
-            let _ = writeln!(
-                s,
-                "\nRendition eager 10-file set, c=1, sandbox off, where the CPU time goes (differences between the 10-, 5-WebP- and 5-JPEG-file sets): WebP encode {:.0} %, JPEG encode {:.0} %, decode + resize + rest {:.0} %",
-                sp.webp_encode * 100.0,
-                sp.jpeg_encode * 100.0,
-                sp.decode_resize_rest * 100.0
-            );
-        }
-        if !g.avif_cost.is_empty() {
-            let _ = writeln!(
-                s,
-                "\nAVIF's cost in an eager job: the eager presets (xl 2048, lg 1024, md 640, sm 320, thumb 160×160 cover; q75) \
-                 as configured (5 WebP) and with formats [\"avif\", \"webp\"] (5 AVIF + 5 WebP from the same decode), \
-                 Rendition in process, back to back; sharp one pipeline per output. Time = median pass / sources.\n"
-            );
-            let _ = writeln!(
-                s,
-                "| c | malloc | WebP s/src | AVIF+WebP s/src | AVIF+WebP / WebP | CPU ms/src WebP → AVIF+WebP | CPU ratio | peak RSS MiB WebP → AVIF+WebP | KB/src WebP, AVIF | sharp WebP s/src | sharp AVIF+WebP s/src | sharp ratio | AVIF+WebP img/s rendition / sharp |"
-            );
-            let _ = writeln!(s, "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
-            let opt =
-                |v: Option<f64>, unit: &str| v.map_or("-".to_string(), |v| format!("{v:.2}{unit}"));
-            for c in &g.avif_cost {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {:.2} | {:.2} | {:.2}× | {:.0} → {:.0} | {:.2}× | {:.0} → {:.0} | {:.0}, {:.0} | {} | {} | {} | {} |",
-                    c.concurrency,
-                    c.rendition_env,
-                    c.webp_s_per_image,
-                    c.avif_webp_s_per_image,
-                    c.time_ratio,
-                    c.webp_cpu_ms_per_image,
-                    c.avif_webp_cpu_ms_per_image,
-                    c.cpu_ratio,
-                    c.webp_peak_rss_mib,
-                    c.avif_webp_peak_rss_mib,
-                    c.webp_bytes_per_image / 1e3,
-                    c.avif_bytes_per_image / 1e3,
-                    opt(c.sharp_webp_s_per_image, ""),
-                    opt(c.sharp_avif_webp_s_per_image, ""),
-                    opt(c.sharp_time_ratio, "×"),
-                    opt(c.avif_webp_rendition_over_sharp, "×"),
-                );
-            }
-        }
     }
-    if report.sandbox_compared > 0 {
+
+    let sandbox: Vec<(Class, &SandboxRatio)> = report
+        .groups
+        .iter()
+        .flat_map(|g| g.sandbox.iter().map(move |r| (g.class, r)))
+        .collect();
+    if !sandbox.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## Render sandbox on / off\n\nRendition, run back to back with the same malloc (target: on ≥ {TARGET_SANDBOX} × off img/s). \
+             Peak RSS with the sandbox on includes the helpers (parent's VmHWM / helpers' largest ru_maxrss in brackets); \
+             its CPU includes the helpers' (CPU on/off: steadier than img/s under load).\n"
+        );
+        let _ = writeln!(
+            s,
+            "| class | outputs/image | c | malloc | off img/s | on img/s | on/off | ≥ {TARGET_SANDBOX} | off peak RSS MiB | on peak RSS MiB (parent / helpers) | off CPU ms/img | on CPU ms/img | CPU on/off |"
+        );
+        let _ = writeln!(s, "|---|---|--:|---|--:|--:|--:|---|--:|--:|--:|--:|--:|");
+        for (class, r) in sandbox {
+            let part = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {:.2} | {:.2} | {:.3} | {} | {:.0} | {:.0} ({} / {}) | {:.0} | {:.0} | {:.3} |",
+                class.label(),
+                r.set_label,
+                r.concurrency,
+                r.rendition_env,
+                r.off_images_per_s,
+                r.on_images_per_s,
+                r.value,
+                if r.pass { "PASS" } else { "**MISS**" },
+                r.off_peak_rss_mib,
+                r.on_peak_rss_mib,
+                part(r.on_parent_peak_rss_mib),
+                part(r.on_helpers_peak_rss_mib),
+                r.off_cpu_ms_per_image,
+                r.on_cpu_ms_per_image,
+                r.cpu_on_off
+            );
+        }
         let _ = writeln!(
             s,
             "\nrender sandbox: {} of {} cases within {:.0} % of sandbox off (img/s)",
@@ -655,6 +762,64 @@ pub fn render_table(report: &Report) -> String {
             report.sandbox_compared,
             (1.0 - TARGET_SANDBOX) * 100.0
         );
+    }
+    for g in &report.groups {
+        if let Some(sp) = &g.eager10_split {
+            let _ = writeln!(
+                s,
+                "\n{}: Rendition's eager 10-file set at c=1, where the CPU time goes (differences between the 10-, 5-WebP- and 5-JPEG-file sets): WebP encode {:.0} %, JPEG encode {:.0} %, decode + resize + rest {:.0} %",
+                g.class.label(),
+                sp.webp_encode * 100.0,
+                sp.jpeg_encode * 100.0,
+                sp.decode_resize_rest * 100.0
+            );
+        }
+    }
+    let avif: Vec<(Class, &AvifCost)> = report
+        .groups
+        .iter()
+        .flat_map(|g| g.avif_cost.iter().map(move |c| (g.class, c)))
+        .collect();
+    if !avif.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## AVIF's cost in an eager job\n\nThe eager presets (xl 2048, lg 1024, md 640, sm 320, thumb 160×160 cover; q75) \
+             as configured (5 WebP) and with formats [\"avif\", \"webp\"] (5 AVIF + 5 WebP from the same decode), \
+             Rendition back to back; sharp one pipeline per output. Time = median pass / sources.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| class | c | malloc | WebP s/src | AVIF+WebP s/src | AVIF+WebP / WebP | CPU ms/src WebP → AVIF+WebP | CPU ratio | peak RSS MiB WebP → AVIF+WebP | KB/src WebP, AVIF | sharp WebP s/src | sharp AVIF+WebP s/src | sharp ratio | AVIF+WebP img/s rendition / sharp |"
+        );
+        let _ = writeln!(
+            s,
+            "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        );
+        let opt =
+            |v: Option<f64>, unit: &str| v.map_or("-".to_string(), |v| format!("{v:.2}{unit}"));
+        for (class, c) in avif {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.2} | {:.2} | {:.2}× | {:.0} → {:.0} | {:.2}× | {:.0} → {:.0} | {:.0}, {:.0} | {} | {} | {} | {} |",
+                class.label(),
+                c.concurrency,
+                c.rendition_env,
+                c.webp_s_per_image,
+                c.avif_webp_s_per_image,
+                c.time_ratio,
+                c.webp_cpu_ms_per_image,
+                c.avif_webp_cpu_ms_per_image,
+                c.cpu_ratio,
+                c.webp_peak_rss_mib,
+                c.avif_webp_peak_rss_mib,
+                c.webp_bytes_per_image / 1e3,
+                c.avif_bytes_per_image / 1e3,
+                opt(c.sharp_webp_s_per_image, ""),
+                opt(c.sharp_avif_webp_s_per_image, ""),
+                opt(c.sharp_time_ratio, "×"),
+                opt(c.avif_webp_rendition_over_sharp, "×"),
+            );
+        }
     }
     let _ = writeln!(s, "\nwall time {:.0} s", report.wall_s);
     s
@@ -673,16 +838,38 @@ mod tests {
             out_bytes: 1000,
             vmhwm_kb,
             helpers_maxrss_kb: helpers,
+            tree_rss_kb: None,
+            jemalloc: None,
             sharp: None,
             libvips: None,
         }
+    }
+
+    /// A row of `tool` on `class`: 10 images in `secs`, `rss_mib` peak, 2 s of CPU.
+    fn measured(tool: &'static str, class: Class, set: Set, secs: f64, rss_mib: u64) -> Row {
+        let rendition = tool == "rendition";
+        row(
+            Measured {
+                tool,
+                class,
+                env: if rendition { "jemalloc" } else { GLIBC_DEFAULT },
+                sandbox: rendition.then_some(true),
+                set,
+                concurrency: 1,
+                maxrss_kb: rss_mib * 1024,
+                cpu_s: 2.0,
+                note: None,
+            },
+            &out(10, secs, None, None),
+        )
     }
 
     fn rendition(sandbox: bool, secs: f64, helpers: Option<u64>) -> Row {
         row(
             Measured {
                 tool: "rendition",
-                env: "MALLOC_ARENA_MAX=2",
+                class: Class::Progressive,
+                env: "jemalloc",
                 sandbox: Some(sandbox),
                 set: Set::One,
                 concurrency: 1,
@@ -692,6 +879,54 @@ mod tests {
             },
             &out(10, secs, Some(100 * 1024), helpers),
         )
+    }
+
+    fn report(groups: Vec<Group>) -> Report {
+        Report {
+            dir: "d".into(),
+            iterations: 1,
+            per_class: Some(2),
+            only: vec![],
+            rendition_env: "jemalloc".into(),
+            targets_met: 0,
+            targets_checked: 0,
+            sandbox_target: TARGET_SANDBOX,
+            sandbox_passed: 0,
+            sandbox_compared: 1,
+            machine: Machine {
+                nproc: 2,
+                cpu_model: "x".into(),
+                mem_total_mib: 1,
+                loadavg_before: String::new(),
+                loadavg_after: String::new(),
+            },
+            tools: Tools {
+                rendition_libvips: "8.14.1".into(),
+                vipsthumbnail: None,
+                node: None,
+                sharp: None,
+                sharp_libvips: None,
+                jemalloc: None,
+                skipped: vec![],
+            },
+            groups,
+            wall_s: 1.0,
+        }
+    }
+
+    fn group(class: Class, rows: Vec<Row>, sharp_na: Option<&str>) -> Group {
+        Group {
+            class,
+            files: vec![],
+            bytes: 0,
+            megapixels: 0.0,
+            sharp_na: sharp_na.map(str::to_string),
+            table: class_table(&rows, "jemalloc", sharp_na),
+            sandbox: sandbox_ratios(&rows),
+            rows,
+            eager10_split: None,
+            avif_cost: vec![],
+        }
     }
 
     #[test]
@@ -715,43 +950,101 @@ mod tests {
 
         let rows = vec![rendition(false, 1.0, None), rendition(true, 1.1, Some(1))];
         assert!(!sandbox_ratios(&rows)[0].pass);
-        let table = render_table(&Report {
-            dir: "d".into(),
-            iterations: 1,
-            only: vec![],
-            rendition_env: "MALLOC_ARENA_MAX=2".into(),
-            sandbox_target: TARGET_SANDBOX,
-            sandbox_passed: 0,
-            sandbox_compared: 1,
-            machine: Machine {
-                nproc: 2,
-                cpu_model: "x".into(),
-                mem_total_mib: 1,
-                loadavg_before: String::new(),
-                loadavg_after: String::new(),
-            },
-            tools: Tools {
-                rendition_libvips: "8.14.1".into(),
-                vipsthumbnail: None,
-                node: None,
-                sharp: None,
-                sharp_libvips: None,
-                skipped: vec![],
-            },
-            groups: vec![Group {
-                kind: Kind::Jpeg,
-                files: vec![],
-                bytes: 0,
-                megapixels: 0.0,
-                sandbox: sandbox_ratios(&rows),
-                ratios: ratios(&rows),
-                rows,
-                eager10_split: None,
-                avif_cost: vec![],
-            }],
-            wall_s: 1.0,
-        });
+        let table = render_table(&report(vec![group(Class::Progressive, rows, None)]));
         assert!(table.contains("| 0.909 | **MISS** |"), "{table}");
+    }
+
+    /// The targets depend on the class and set; RSS is checked on one variant only.
+    #[test]
+    fn the_class_table_holds_each_row_against_its_target() {
+        // Rendition 1.6× sharp on progressive one-variant (target 1.5), 0.4× its RSS.
+        let rows = vec![
+            measured("rendition", Class::Progressive, Set::One, 1.0, 100),
+            measured("sharp", Class::Progressive, Set::One, 1.6, 250),
+            measured("vipsthumbnail", Class::Progressive, Set::One, 2.0, 90),
+            measured("rendition", Class::Progressive, Set::Eager10, 1.0, 300),
+            measured("sharp", Class::Progressive, Set::Eager10, 2.9, 300),
+            measured("rendition", Class::Progressive, Set::Eager15, 1.0, 300),
+            measured("sharp", Class::Progressive, Set::Eager15, 2.0, 300),
+        ];
+        let t = class_table(&rows, "jemalloc", None);
+        assert_eq!(
+            t.iter().map(|r| r.set).collect::<Vec<_>>(),
+            ["one", "eager10", "eager15"]
+        );
+        let one = &t[0];
+        let speed = one.speed_target.as_ref().unwrap();
+        assert!((speed.value - 1.6).abs() < 1e-9 && speed.met && speed.target == "≥ 1.5");
+        let rss = one.rss_target.as_ref().unwrap();
+        assert!((rss.value - 0.4).abs() < 1e-9 && rss.met);
+        assert!((one.vipsthumbnail.as_ref().unwrap().speed - 2.0).abs() < 1e-9);
+        let eager = t[1].speed_target.as_ref().unwrap();
+        assert!(!eager.met && eager.target == "≥ 3", "{eager:?}");
+        assert!(t[1].rss_target.is_none());
+        assert!(t[2].speed_target.is_none() && t[2].sharp.is_some());
+
+        // The same speed on PNG meets its 1.2 target; on baseline 0.9 misses 1.0.
+        let png = [
+            measured("rendition", Class::Png, Set::One, 1.0, 100),
+            measured("sharp", Class::Png, Set::One, 1.3, 100),
+        ];
+        let png = class_table(&png, "jemalloc", None);
+        assert!(png[0].speed_target.as_ref().unwrap().met);
+        assert!(!png[0].rss_target.as_ref().unwrap().met);
+        let baseline = [
+            measured("rendition", Class::Baseline, Set::One, 1.0, 100),
+            measured("sharp", Class::Baseline, Set::One, 0.9, 300),
+        ];
+        let baseline = class_table(&baseline, "jemalloc", None);
+        assert!(!baseline[0].speed_target.as_ref().unwrap().met);
+
+        // Only the sandbox-on rows of the allocator asked for are the table's.
+        let mut off = measured("rendition", Class::Png, Set::One, 0.1, 10);
+        off.sandbox = Some(false);
+        let mut glibc = measured("rendition", Class::Png, Set::One, 0.1, 10);
+        glibc.env = "glibc MALLOC_ARENA_MAX=2".into();
+        assert!(class_table(&[off, glibc], "jemalloc", None).is_empty());
+    }
+
+    #[test]
+    fn a_class_sharp_cannot_decode_is_compared_with_vipsthumbnail_only() {
+        let why = "sharp 0.35.5 cannot decode heic-01.heic: no HEVC";
+        let rows = vec![
+            measured("rendition", Class::Heic, Set::One, 1.0, 100),
+            measured("vipsthumbnail", Class::Heic, Set::One, 1.5, 100),
+            measured("rendition", Class::Heic, Set::Eager10, 5.0, 100),
+        ];
+        let mut g = group(Class::Heic, rows, Some(why));
+        assert!(g.table.iter().all(|r| r.sharp.is_none()
+            && r.speed_target.is_none()
+            && r.rss_target.is_none()
+            && r.sharp_na.as_deref() == Some(why)));
+        assert!((g.table[0].vipsthumbnail.as_ref().unwrap().speed - 1.5).abs() < 1e-9);
+        g.rows.clear();
+        let text = render_table(&report(vec![g]));
+        assert!(text.contains("| n/a (1) |"), "{text}");
+        assert!(text.contains(&format!("(1) {why}")), "{text}");
+    }
+
+    #[test]
+    fn rendition_s_peak_is_the_larger_of_wait4_and_the_sampled_tree() {
+        let mut o = out(10, 1.0, None, None);
+        o.tree_rss_kb = Some(300 * 1024);
+        let m = |maxrss_kb| Measured {
+            tool: "rendition",
+            class: Class::Png,
+            env: "jemalloc",
+            sandbox: Some(true),
+            set: Set::One,
+            concurrency: 2,
+            maxrss_kb,
+            cpu_s: 1.0,
+            note: None,
+        };
+        let r = row(m(200 * 1024), &o);
+        assert_eq!((r.peak_rss_mib, r.wait4_maxrss_mib), (300.0, 200.0));
+        let r = row(m(400 * 1024), &o);
+        assert_eq!(r.peak_rss_mib, 400.0);
     }
 
     #[test]
@@ -768,12 +1061,13 @@ mod tests {
             rows.push(row(
                 Measured {
                     tool,
+                    class: Class::Progressive,
                     env: if tool == "sharp" {
                         GLIBC_DEFAULT
                     } else {
-                        "MALLOC_ARENA_MAX=2"
+                        "jemalloc"
                     },
-                    sandbox: (tool == "rendition").then_some(false),
+                    sandbox: (tool == "rendition").then_some(true),
                     set,
                     concurrency: 1,
                     maxrss_kb: 100 * 1024,
@@ -783,7 +1077,7 @@ mod tests {
                 &o,
             ));
         }
-        let c = avif_cost(&rows, "MALLOC_ARENA_MAX=2");
+        let c = avif_cost(&rows, "jemalloc");
         assert_eq!(c.len(), 1);
         let c = &c[0];
         assert!((c.webp_s_per_image - 0.5).abs() < 1e-9);
@@ -793,23 +1087,6 @@ mod tests {
         assert!((c.avif_bytes_per_image - 60.0).abs() < 1e-9);
         assert_eq!(c.sharp_time_ratio, Some(4.0));
         assert!((c.avif_webp_rendition_over_sharp.unwrap() - 40.0 / 15.0).abs() < 1e-9);
-        assert!(ratios(&rows)
-            .iter()
-            .any(|r| r.what.starts_with("eager presets AVIF+WebP img/s")));
-        assert!(avif_cost(&rows[1..], "MALLOC_ARENA_MAX=2").is_empty());
-    }
-
-    #[test]
-    fn tool_ratios_use_the_in_process_rows() {
-        let mut sharp = rendition(false, 2.0, None);
-        sharp.tool = "sharp";
-        sharp.sandbox = None;
-        let rows = vec![
-            rendition(true, 4.0, Some(1)),
-            rendition(false, 1.0, None),
-            sharp,
-        ];
-        let r = ratios(&rows);
-        assert!((r[0].value - 2.0).abs() < 1e-9, "{r:?}");
+        assert!(avif_cost(&rows[1..], "jemalloc").is_empty());
     }
 }

@@ -1,20 +1,14 @@
-//! Every case, in order: per photo kind (JPEG, then PNG), per concurrency (1, 2) and set,
-//! Rendition with the sandbox off, then on (right after the off case it is compared with,
-//! so both see about the same load), then sharp and vipsthumbnail.
+//! Every case, in order: per class (progressive JPEG, baseline JPEG, PNG, HEIC), per
+//! concurrency (1, 2) and set, Rendition with the render sandbox on under each allocator
+//! asked for (jemalloc by default, as the images ship it; with `--sandbox-compare` each
+//! right after the same case with the sandbox off, so both see about the same load), then
+//! sharp and vipsthumbnail on the same files. sharp and vipsthumbnail always run with
+//! glibc's default malloc.
 //!
-//! Rendition runs with the `MALLOC_ARENA_MAX` it was started with (scripts/bench.sh sets
-//! 2) and, unless `--no-arena-compare`, once more with the other setting (unset ↔ 2). The
-//! sandbox pair always runs with MALLOC_ARENA_MAX=2 on both sides, as the pool sets it for
-//! its helpers whatever the case process has: like for like, the on case follows the off
-//! case with 2 (run once more when neither setting above is 2). sharp and vipsthumbnail
-//! always run with glibc's default arenas.
-//!
-//! After those, per kind and concurrency, the eager presets as configured (WebP) and with
-//! AVIF added (`presets`, `presets-avif`): Rendition back to back (sandbox off, the
-//! `MALLOC_ARENA_MAX` it was started with), then sharp on each; their ratio is what AVIF
-//! adds to an eager job.
-//!
-//! `--only SET,…`, `--kind` and `--concurrency` select a subset of the cases.
+//! The sets by default: one variant and the eager set (10 outputs) on every class, and the
+//! eager set with AVIF (15 outputs) on progressive JPEGs only, to keep the run short.
+//! `--only SET,…` runs exactly those sets on every class; `--class`, `--per-class` and
+//! `--concurrency` select a subset of the cases.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -23,13 +17,10 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use rendition_core::vips;
 
-use crate::cases::{self, Case, CaseOutput, Kind, Set};
+use crate::cases::{self, Case, CaseOutput, Class, Set};
 use crate::external::External;
-use crate::measure;
+use crate::measure::{self, Allocator};
 use crate::report::{self, Group, Machine, Measured, Report, Row, Tools};
-
-/// MALLOC_ARENA_MAX of the sandbox pair: what the pool gives its helpers.
-const SANDBOX_ARENA: &str = "2";
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -40,18 +31,31 @@ pub struct Options {
     pub sharp_dir: Option<PathBuf>,
     pub no_sharp: bool,
     pub no_vipsthumbnail: bool,
-    pub no_arena_compare: bool,
-    /// Run only these sets (empty: all).
+    /// Rendition's allocators, the first one the class table's (never empty).
+    pub allocators: Vec<Allocator>,
+    /// Also run every Rendition case with the sandbox off, right before it runs with it on.
+    pub sandbox_compare: bool,
+    /// Run only these sets (empty: the default ones).
     pub only: Vec<Set>,
-    /// Only these photo kinds (empty: JPEG and PNG).
-    pub kinds: Vec<Kind>,
+    /// Only these classes (empty: all four).
+    pub classes: Vec<Class>,
+    /// At most this many files per class (the first by name).
+    pub per_class: Option<usize>,
     /// Only these concurrencies (empty: 1 and 2).
     pub concurrency: Vec<usize>,
 }
 
 impl Options {
-    fn wants(&self, set: Set) -> bool {
-        self.only.is_empty() || self.only.contains(&set)
+    /// The sets measured on `class`.
+    fn sets(&self, class: Class) -> Vec<Set> {
+        if !self.only.is_empty() {
+            return self.only.clone();
+        }
+        let mut sets = vec![Set::One, Set::Eager10];
+        if class == Class::Progressive {
+            sets.push(Set::Eager15);
+        }
+        sets
     }
 }
 
@@ -59,48 +63,57 @@ impl Options {
 struct Rendition<'a> {
     opts: &'a Options,
     exe: PathBuf,
+    jemalloc: Option<PathBuf>,
 }
 
 impl Rendition<'_> {
-    fn run(&self, case: Case, arena: Option<&str>) -> anyhow::Result<Row> {
+    fn run(&self, case: Case, allocator: Allocator, files: &[PathBuf]) -> anyhow::Result<Row> {
         let mut cmd = Command::new(&self.exe);
         cmd.arg(&self.opts.dir)
             .arg("--iterations")
             .arg(self.opts.iterations.to_string())
             .arg("--child")
             .arg(case.to_arg());
-        match arena {
-            Some(v) => cmd.env("MALLOC_ARENA_MAX", v),
-            None => cmd.env_remove("MALLOC_ARENA_MAX"),
-        };
+        for file in files {
+            cmd.arg("--file").arg(file);
+        }
+        allocator.apply(&mut cmd, self.jemalloc.as_ref())?;
         let reaped = measure::run_measured(&mut cmd, "rendition-bench case")?;
         let out: CaseOutput =
             serde_json::from_str(reaped.stdout.trim()).context("rendition case output")?;
-        let note = if case.sandbox {
-            Some(format!(
-                "{} helper{}; RSS = max(parent, helpers); CPU incl. helpers",
+        if allocator == Allocator::Jemalloc && out.jemalloc != Some(true) {
+            bail!(
+                "{}: jemalloc was not loaded in the case process (LD_PRELOAD={:?})",
+                case.to_arg(),
+                self.jemalloc
+            );
+        }
+        let mut notes = Vec::new();
+        if case.sandbox {
+            notes.push(format!(
+                "{} helper{}; RSS incl. helpers",
                 case.concurrency,
                 if case.concurrency == 1 { "" } else { "s" }
-            ))
-        } else if case.set == Set::PresetsAvif {
+            ));
+        }
+        if matches!(case.set, Set::PresetsAvif | Set::Eager15) {
             let settings = case.set.preset_settings().unwrap_or_default();
-            Some(format!(
+            notes.push(format!(
                 "one decode; AVIF effort {}",
                 settings.render.avif_effort
-            ))
-        } else {
-            None
-        };
+            ));
+        }
         Ok(report::row(
             Measured {
                 tool: "rendition",
-                env: &report::arena_label(arena),
+                class: case.class,
+                env: allocator.label(),
                 sandbox: Some(case.sandbox),
                 set: case.set,
                 concurrency: case.concurrency,
                 maxrss_kb: reaped.maxrss_kb,
                 cpu_s: reaped.cpu_s,
-                note,
+                note: (!notes.is_empty()).then(|| notes.join("; ")),
             },
             &out,
         ))
@@ -116,31 +129,24 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     let rendition = Rendition {
         opts,
         exe: std::env::current_exe().context("locating this binary")?,
+        jemalloc: measure::find_jemalloc(),
     };
-    let primary = std::env::var("MALLOC_ARENA_MAX").ok();
-    let alternate: Option<Option<&str>> = if opts.no_arena_compare {
-        None
-    } else if primary.is_some() {
-        Some(None)
+    let primary = *opts.allocators.first().context("no allocator")?;
+    let concurrencies = if opts.concurrency.is_empty() {
+        vec![1, 2]
     } else {
-        Some(Some("2"))
+        opts.concurrency.clone()
     };
-    let primary_env = report::arena_label(primary.as_deref());
-    // The sandbox-off settings, the one the sandbox pair uses last.
-    let mut off_arenas: Vec<Option<&str>> = vec![primary.as_deref()];
-    off_arenas.extend(alternate);
-    if !off_arenas.contains(&Some(SANDBOX_ARENA)) {
-        off_arenas.push(Some(SANDBOX_ARENA));
-    }
-    off_arenas.sort_by_key(|a| *a == Some(SANDBOX_ARENA));
 
     let mut groups = Vec::new();
     let mut sharp_libvips = None;
-    for kind in [Kind::Jpeg, Kind::Png] {
-        if !opts.kinds.is_empty() && !opts.kinds.contains(&kind) {
+    for (class, mut files) in cases::classify(&opts.dir)? {
+        if !opts.classes.is_empty() && !opts.classes.contains(&class) {
             continue;
         }
-        let files = cases::list(&opts.dir, kind)?;
+        if let Some(n) = opts.per_class {
+            files.truncate(n);
+        }
         if files.is_empty() {
             continue;
         }
@@ -155,114 +161,91 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
             .collect();
         let bytes = sources.iter().map(|s| s.len() as u64).sum();
         drop(sources);
+        let sharp_na = external.sharp_cannot_decode(&files)?;
         let mut rows = Vec::new();
         let mut push = |r: Row| {
-            report::progress(kind, &r);
+            report::progress(&r);
             rows.push(r);
         };
-        let concurrencies = if opts.concurrency.is_empty() {
-            vec![1, 2]
-        } else {
-            opts.concurrency.clone()
-        };
         for &concurrency in &concurrencies {
-            for set in [Set::One, Set::Eager5, Set::Eager10] {
-                if !opts.wants(set) {
-                    continue;
-                }
+            for set in opts.sets(class) {
                 let case = |sandbox| Case {
-                    kind,
+                    class,
                     set,
                     concurrency,
                     sandbox,
                 };
-                for arena in &off_arenas {
-                    push(rendition.run(case(false), *arena)?);
+                for &allocator in &opts.allocators {
+                    if opts.sandbox_compare {
+                        push(rendition.run(case(false), allocator, &files)?);
+                    }
+                    push(rendition.run(case(true), allocator, &files)?);
                 }
-                push(rendition.run(case(true), Some(SANDBOX_ARENA))?);
-                if set != Set::Eager5 {
+                if set.sharp_compared() && sharp_na.is_none() {
                     if let Some((r, out)) =
-                        external.sharp(&files, set, concurrency, opts.iterations)?
+                        external.sharp(class, &files, set, concurrency, opts.iterations)?
                     {
                         sharp_libvips = out.libvips.clone();
                         push(r);
                     }
                 }
                 if set == Set::One {
-                    if let Some(r) =
-                        external.vipsthumbnail(&files, &pixels, concurrency, opts.iterations)?
-                    {
+                    if let Some(r) = external.vipsthumbnail(
+                        class,
+                        &files,
+                        &pixels,
+                        concurrency,
+                        opts.iterations,
+                    )? {
                         push(r);
                     }
                 }
             }
         }
-        // AVIF's cost: the eager presets as configured, then with AVIF added, back to back
-        // (sandbox off, the primary malloc setting), then sharp on each.
-        for &concurrency in &concurrencies {
-            let sets: Vec<Set> = [Set::Presets, Set::PresetsAvif]
-                .into_iter()
-                .filter(|&s| opts.wants(s))
-                .collect();
-            for &set in &sets {
-                let case = Case {
-                    kind,
-                    set,
-                    concurrency,
-                    sandbox: false,
-                };
-                push(rendition.run(case, primary.as_deref())?);
-            }
-            for &set in &sets {
-                if let Some((r, out)) = external.sharp(&files, set, concurrency, opts.iterations)? {
-                    sharp_libvips = out.libvips.clone();
-                    push(r);
-                }
-            }
-        }
-        if opts.wants(Set::Eager5Jpeg) && concurrencies.contains(&1) {
-            let split_case = Case {
-                kind,
-                set: Set::Eager5Jpeg,
-                concurrency: 1,
-                sandbox: false,
-            };
-            push(rendition.run(split_case, primary.as_deref())?);
-        }
         groups.push(Group {
-            kind,
+            class,
             files: files
                 .iter()
                 .map(|f| f.file_name().unwrap_or_default().to_string_lossy().into())
                 .collect(),
             bytes,
             megapixels: pixels.iter().sum::<u64>() as f64 / 1e6,
-            ratios: report::ratios(&rows),
+            table: report::class_table(&rows, primary.label(), sharp_na.as_deref()),
+            sharp_na,
             sandbox: report::sandbox_ratios(&rows),
-            eager10_split: report::split(&rows, &primary_env),
-            avif_cost: report::avif_cost(&rows, &primary_env),
+            eager10_split: report::split(&rows, primary.label()),
+            avif_cost: report::avif_cost(&rows, primary.label()),
             rows,
         });
     }
     if groups.is_empty() {
         bail!(
-            "no .jpg, .jpeg or .png files{} in {}",
-            if opts.kinds.is_empty() {
+            "no progressive or baseline JPEG, PNG or HEIC files{} in {}",
+            if opts.classes.is_empty() {
                 ""
             } else {
-                " of the kinds asked for"
+                " of the classes asked for"
             },
             opts.dir.display()
         );
     }
 
     let sandbox: Vec<_> = groups.iter().flat_map(|g| &g.sandbox).collect();
+    let checks: Vec<bool> = groups
+        .iter()
+        .flat_map(|g| &g.table)
+        .flat_map(|r| [&r.speed_target, &r.rss_target])
+        .filter_map(|c| c.as_ref().map(|c| c.met))
+        .collect();
     let (major, minor, micro) = vips::version();
     let report = Report {
         dir: opts.dir.display().to_string(),
         iterations: opts.iterations,
+        per_class: opts.per_class,
         only: opts.only.iter().map(|s| s.as_str()).collect(),
-        rendition_env: primary_env,
+        rendition_env: primary.label().to_string(),
+        targets_met: checks.iter().filter(|&&met| met).count(),
+        targets_checked: checks.len(),
         sandbox_target: report::TARGET_SANDBOX,
         sandbox_passed: sandbox.iter().filter(|r| r.pass).count(),
         sandbox_compared: sandbox.len(),
@@ -279,6 +262,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
             node: external.node.clone(),
             sharp: external.sharp_version.clone(),
             sharp_libvips,
+            jemalloc: rendition.jemalloc.as_ref().map(|p| p.display().to_string()),
             skipped: external.skipped.clone(),
         },
         groups,
