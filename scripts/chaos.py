@@ -148,6 +148,15 @@ def config_toml(args) -> str:
 # ------------------------------------------------------------------ the run
 
 
+def ready_key(body) -> str | None:
+    """The source key of a `derivatives.ready` event (a CloudEvent whose `data` is the
+    manifest), or None for another outcome event."""
+    event = json.loads(body)
+    if event.get("type") != "derivatives.ready":
+        return None
+    return event["data"]["source"]["key"]
+
+
 class Chaos:
     def __init__(self, args):
         self.args = args
@@ -321,15 +330,18 @@ class Chaos:
             if method is None:
                 break
             self.ready_events["rabbitmq"] += 1
-            self.done["rabbitmq"].add(json.loads(body)["source"]["key"])
+            self.done["rabbitmq"].add(ready_key(body))
         while True:
             got = self.sqs.receive_message(QueueUrl=self.sqs_ready, MaxNumberOfMessages=10, WaitTimeSeconds=0)
             msgs = got.get("Messages", [])
             if not msgs:
                 break
             for m in msgs:
-                self.ready_events["sqs"] += 1
-                self.done["sqs"].add(json.loads(m["Body"])["source"]["key"])
+                # The events queue receives every outcome event; only `ready` counts here.
+                key = ready_key(m["Body"])
+                if key is not None:
+                    self.ready_events["sqs"] += 1
+                    self.done["sqs"].add(key)
             self.sqs.delete_message_batch(QueueUrl=self.sqs_ready, Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)])
 

@@ -306,7 +306,8 @@ def e2e_run(args, binary: Path, env: dict, moto: oc.Moto, items: list[tuple[str,
         def on_ready(_ch, _method, _props, body):
             now = time.monotonic()
             try:
-                key = json.loads(body)["source"]["key"]
+                # A CloudEvent whose `data` is the manifest (the README's "Outcome events").
+                key = json.loads(body)["data"]["source"]["key"]
             except (ValueError, KeyError, TypeError):
                 key = f"?{len(ready)}"
             ready.setdefault(key, now - t0)

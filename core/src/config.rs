@@ -33,6 +33,11 @@ pub struct Settings {
     pub s3: S3Settings,
     /// Derivative URLs: CDN hosts, sharding, and signing of explicit specs.
     pub urls: UrlSettings,
+    /// The CDN in front of the derived prefix, told when a removed source's derivatives go.
+    pub cdn: CdnSettings,
+    /// Outcome events (`derivatives.ready`, `.failed`, `.removed`) of the SQS worker and
+    /// the Lambda.
+    pub events: EventsSettings,
     /// Named variants. When none are configured the built-in set is used.
     pub presets: BTreeMap<String, Preset>,
 }
@@ -138,6 +143,90 @@ pub struct TelemetrySettings {
     /// OTLP/HTTP (JSON) endpoint of a collector, e.g. `http://127.0.0.1:4318`: spans are
     /// exported to `{endpoint}/v1/traces`. Unset: spans are only in the logs.
     pub otlp_endpoint: Option<String>,
+}
+
+/// Where the SQS worker and the Lambda publish outcome events (`crate::outcome`); the
+/// RabbitMQ worker publishes them on its events exchange instead. Credentials come from
+/// the standard AWS chain.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsSettings {
+    /// ARN of the SNS topic receiving every outcome event (a CloudEvent as the message,
+    /// its type in the `type` message attribute), e.g.
+    /// `arn:aws:sns:eu-west-1:123456789012:rendition-events`; its region is the
+    /// client's. Unset: no events are published to SNS.
+    pub sns_topic_arn: Option<String>,
+    /// Custom SNS endpoint (moto, LocalStack), e.g. `http://127.0.0.1:5000`.
+    pub endpoint: Option<String>,
+}
+
+impl EventsSettings {
+    /// The topic's region, from its ARN (`arn:PARTITION:sns:REGION:ACCOUNT:NAME`).
+    pub fn topic_region(&self) -> Option<&str> {
+        let arn = self.sns_topic_arn.as_deref()?;
+        arn.split(':').nth(3).filter(|r| !r.is_empty())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(arn) = &self.sns_topic_arn {
+            let parts: Vec<&str> = arn.split(':').collect();
+            let valid = parts.len() == 6
+                && parts[0] == "arn"
+                && parts[2] == "sns"
+                && parts[1..].iter().all(|p| !p.is_empty());
+            if !valid {
+                return Err(ConfigError::Rule(format!(
+                    "events.sns_topic_arn must be an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME), got {arn:?}"
+                )));
+            }
+        }
+        if let Some(endpoint) = &self.endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(ConfigError::Rule(format!(
+                    "events.endpoint must be an http:// or https:// URL, got {endpoint:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The CDN serving the derived prefix: when a source is removed and its derivatives and
+/// manifests deleted (`storage.delete_on_remove`), one invalidation of
+/// `/{derived_prefix}{source_rel}/*` makes it stop serving its cached copies. Credentials
+/// come from the standard AWS chain.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct CdnSettings {
+    /// Id of the CloudFront distribution whose origin is the derived prefix (e.g.
+    /// `E2QWRUHAPOMQZL`); it needs `cloudfront:CreateInvalidation` on it. Unset: removals
+    /// call no CDN.
+    pub cloudfront_distribution_id: Option<String>,
+    /// Custom CloudFront API endpoint (moto), e.g. `http://127.0.0.1:5000`.
+    pub endpoint: Option<String>,
+}
+
+impl CdnSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(id) = &self.cloudfront_distribution_id {
+            if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(ConfigError::Rule(format!(
+                    "cdn.cloudfront_distribution_id must be a distribution id (letters and digits, e.g. E2QWRUHAPOMQZL), got {id:?}"
+                )));
+            }
+        }
+        if let Some(endpoint) = &self.endpoint {
+            let host = endpoint
+                .strip_prefix("http://")
+                .or_else(|| endpoint.strip_prefix("https://"));
+            if host.is_none_or(str::is_empty) {
+                return Err(ConfigError::Rule(format!(
+                    "cdn.endpoint must be an http:// or https:// URL, got {endpoint:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// S3 or an S3-compatible server. Credentials come from the standard AWS chain.
@@ -266,6 +355,32 @@ impl Preset {
             ..self.spec.clone()
         }
     }
+
+    /// The version of this preset in `format` ([`Format::Auto`]: its legacy format) that
+    /// its derivative names carry: the spec hash of [`Preset::spec_in`]`(format)`
+    /// ([`crate::naming::spec_hash`]).
+    pub fn hash_in(&self, format: Format) -> String {
+        crate::naming::spec_hash(&self.spec_in(format).to_string())
+    }
+
+    /// What the version of its negotiated (`.auto`) URL covers: the spec with `fm=auto`
+    /// and, when the preset names its formats, `;formats=` and them in order
+    /// (`w=160,fm=auto;formats=avif,webp,jpeg`), so adding or reordering formats, which
+    /// changes what that URL may answer, gives it a new name too.
+    pub fn negotiated_text(&self) -> String {
+        let mut text = self.spec_in(Format::Auto).to_string();
+        if !self.formats.is_empty() {
+            let formats: Vec<&str> = self.formats.iter().map(|f| f.as_str()).collect();
+            text.push_str(";formats=");
+            text.push_str(&formats.join(","));
+        }
+        text
+    }
+
+    /// The version its `.auto` URL carries: the spec hash of [`Preset::negotiated_text`].
+    pub fn negotiated_hash(&self) -> String {
+        crate::naming::spec_hash(&self.negotiated_text())
+    }
 }
 
 impl Default for StorageSettings {
@@ -329,6 +444,8 @@ impl Default for Settings {
             telemetry: TelemetrySettings::default(),
             s3: S3Settings::default(),
             urls: UrlSettings::default(),
+            cdn: CdnSettings::default(),
+            events: EventsSettings::default(),
             presets: default_presets(),
         }
     }
@@ -587,6 +704,8 @@ impl Settings {
                 self.storage.derived_prefix
             ));
         }
+        self.events.validate()?;
+        self.cdn.validate()?;
         if let Some(endpoint) = &self.telemetry.otlp_endpoint {
             if !endpoint.starts_with("http://") || endpoint.len() <= "http://".len() {
                 return rule(format!(
@@ -870,5 +989,69 @@ mod tests {
     #[test]
     fn no_sections_owns_none() {
         assert!(NoSections::sections().is_empty());
+    }
+
+    #[test]
+    fn the_cdn_is_off_unless_a_distribution_is_named() {
+        let s = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(s.cdn, CdnSettings::default());
+        let s = Settings::load(
+            None,
+            env(&[
+                (
+                    "RENDITION__CDN__CLOUDFRONT_DISTRIBUTION_ID",
+                    "E2QWRUHAPOMQZL",
+                ),
+                ("RENDITION__CDN__ENDPOINT", "http://127.0.0.1:5000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.cdn.cloudfront_distribution_id.as_deref(),
+            Some("E2QWRUHAPOMQZL")
+        );
+        assert_eq!(s.cdn.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        for (var, value) in [
+            ("RENDITION__CDN__CLOUDFRONT_DISTRIBUTION_ID", "E2QW/../x"),
+            ("RENDITION__CDN__CLOUDFRONT_DISTRIBUTION_ID", ""),
+            ("RENDITION__CDN__ENDPOINT", "127.0.0.1:5000"),
+            ("RENDITION__CDN__ENDPOINT", "http://"),
+        ] {
+            let message = rule(Settings::load(None, env(&[(var, value)])));
+            assert!(message.contains("cdn."), "{var}={value:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn events_go_to_sns_only_when_a_topic_is_named() {
+        let s = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(s.events, EventsSettings::default());
+        assert_eq!(s.events.topic_region(), None);
+        let arn = "arn:aws:sns:eu-west-1:123456789012:rendition-events";
+        let s = Settings::load(
+            None,
+            env(&[
+                ("RENDITION__EVENTS__SNS_TOPIC_ARN", arn),
+                ("RENDITION__EVENTS__ENDPOINT", "http://127.0.0.1:5000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.events.sns_topic_arn.as_deref(), Some(arn));
+        assert_eq!(s.events.topic_region(), Some("eu-west-1"));
+        for (var, value) in [
+            ("RENDITION__EVENTS__SNS_TOPIC_ARN", "rendition-events"),
+            (
+                "RENDITION__EVENTS__SNS_TOPIC_ARN",
+                "arn:aws:sqs:eu-west-1:1:q",
+            ),
+            (
+                "RENDITION__EVENTS__SNS_TOPIC_ARN",
+                "arn:aws:sns::123456789012:t",
+            ),
+            ("RENDITION__EVENTS__ENDPOINT", "127.0.0.1:5000"),
+        ] {
+            let message = rule(Settings::load(None, env(&[(var, value)])));
+            assert!(message.contains("events."), "{var}={value:?}: {message}");
+        }
     }
 }

@@ -18,6 +18,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::cdn::CdnError;
 use crate::event::EventError;
 use crate::job::JobError;
 use crate::message::MessageError;
@@ -194,6 +195,7 @@ macro_rules! classified {
 
 classified!(
     StoreError,
+    CdnError,
     RenderError,
     UrlError,
     EventError,

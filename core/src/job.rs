@@ -1,11 +1,13 @@
 //! The eager job: one source version in, every eager preset and the manifest out.
 //! Shared by the local watcher, the queue workers and the Lambda triggers.
 //!
-//! Idempotent: names depend only on the source version and the preset, derivatives are
-//! written only-if-absent, and the manifest goes last, so a job that finds its manifest
-//! listing every wanted preset has nothing to do, and a job redelivered after a crash
-//! redoes only what is missing. A job may name its presets (`rendition backfill`); a
-//! manifest that lacks some of them gets their variants added and is rewritten.
+//! Idempotent: names depend only on the source version and the preset's spec (its hash is
+//! in the name), derivatives are written only-if-absent, and the manifest goes last, so a
+//! job that finds its manifest listing every wanted preset with its current spec hash has
+//! nothing to do, and a job redelivered after a crash redoes only what is missing. A job
+//! may name its presets (`rendition backfill`); a manifest that lacks some of them, or
+//! lists them made from another spec, gets their variants (re)made under new names and is
+//! rewritten.
 
 use std::sync::Arc;
 
@@ -13,11 +15,12 @@ use bytes::Bytes;
 use futures::future::try_join_all;
 use tracing::{debug, info, Instrument as _};
 
+use crate::cdn::Cdn;
 use crate::config::{Preset, Settings};
 use crate::manifest::{
     Manifest, ManifestSkipped, ManifestSource, ManifestVariant, MANIFEST_VERSION,
 };
-use crate::naming::{NameError, SourceNames, Variant};
+use crate::naming::{spec_hash, NameError, SourceNames, Variant};
 use crate::render::{output_format, RenderError, VariantRequest};
 use crate::renderer::Renderer;
 use crate::sniff::SourceFormat;
@@ -122,7 +125,8 @@ pub struct Pending {
     pub manifest_key: String,
     /// The manifest stored for this source version, if any.
     pub stored: Option<Manifest>,
-    /// Wanted presets the stored manifest does not list (all of them when there is none).
+    /// Wanted presets the stored manifest does not list with their current spec hash (all
+    /// of them when there is none).
     pub missing: Vec<VariantRequest>,
 }
 
@@ -130,6 +134,20 @@ impl Pending {
     /// Nothing left to render or write.
     pub fn is_done(&self) -> bool {
         self.stored.is_some() && self.missing.is_empty()
+    }
+
+    /// Whether some missing variant is listed already, made from another spec (or before
+    /// presets were versioned): the job re-renders rather than only adds.
+    pub fn rerenders(&self) -> bool {
+        let Some(stored) = &self.stored else {
+            return false;
+        };
+        self.missing.iter().any(|w| {
+            stored
+                .variants
+                .iter()
+                .any(|v| v.name == w.name && made_as(v, w, stored.source.format))
+        })
     }
 
     /// [`Outcome::AlreadyDone`] when nothing is left to do, else `self` back.
@@ -174,6 +192,8 @@ pub struct Engine {
     settings: Arc<Settings>,
     bucket: String,
     renderer: Renderer,
+    /// Told when a removed source's derivatives are deleted ([`Engine::with_cdn`]).
+    cdn: Option<Arc<dyn Cdn>>,
 }
 
 impl Engine {
@@ -188,7 +208,21 @@ impl Engine {
             settings,
             bucket: bucket.into(),
             renderer,
+            cdn: None,
         }
+    }
+
+    /// This engine, with the CDN in front of its derived prefix: a removal invalidates the
+    /// removed source's cached copies there after deleting them
+    /// ([`crate::message::remove_source`]).
+    pub fn with_cdn(mut self, cdn: Arc<dyn Cdn>) -> Engine {
+        self.cdn = Some(cdn);
+        self
+    }
+
+    /// The CDN to tell of removals, when one is configured.
+    pub fn cdn(&self) -> Option<&Arc<dyn Cdn>> {
+        self.cdn.as_ref()
     }
 
     pub fn renderer(&self) -> &Renderer {
@@ -293,20 +327,21 @@ impl Engine {
         let names = SourceNames::of(&self.settings.storage, &self.bucket, key, version)?;
         let manifest_key = names.manifest_key()?;
         let stored = self.stored_manifest(&manifest_key).await?;
-        // Listed as made (in this format), or as skipped with the same spec (the same
-        // answer again).
+        // Listed as made (in this format) from the current spec (its hash; an entry written
+        // before presets were versioned has none, so it is made again under a versioned
+        // name), or as skipped with the same spec (the same answer again).
         let missing = wanted
             .into_iter()
             .filter(|w| {
                 stored.as_ref().is_none_or(|m| {
                     let spec = w.spec.to_string();
-                    !m.variants
+                    let hash = spec_hash(&spec);
+                    !m.variants.iter().any(|v| {
+                        v.name == w.name && v.spec_hash == hash && made_as(v, w, m.source.format)
+                    }) && !m
+                        .skipped
                         .iter()
-                        .any(|v| v.name == w.name && made_as(v, w, m.source.format))
-                        && !m
-                            .skipped
-                            .iter()
-                            .any(|s| s.variant == w.name && s.spec == spec)
+                        .any(|s| s.variant == w.name && s.spec == spec)
                 })
             })
             .collect();
@@ -390,10 +425,13 @@ impl Engine {
                 .format
                 .content_type()
                 .expect("resolved formats have a content type");
-            let dkey = names.derivative_key(&Variant::Preset(v.name.clone()), ext)?;
+            let spec = v.spec.to_string();
+            let hash = spec_hash(&spec);
+            let dkey = names.derivative_key(&Variant::preset(&v.name, hash.clone()), ext)?;
             entries.push(ManifestVariant {
                 name: v.name,
-                spec: v.spec.to_string(),
+                spec,
+                spec_hash: hash,
                 key: dkey.clone(),
                 width: v.size.width,
                 height: v.size.height,

@@ -2,7 +2,7 @@
 //! source answers.
 //!
 //! Each error source ([`StoreError`], [`RenderError`], [`UrlError`], [`EventError`],
-//! [`NameError`]) defines `kind()`, `is_retryable()` and `status()` once, as its own
+//! [`NameError`], [`CdnError`]) defines `kind()`, `is_retryable()` and `status()` once, as its own
 //! methods; composite errors ([`JobError`], [`OnDemandError`], [`MessageError`], and the
 //! worker's sheet error) add the kinds of their own variants and delegate the rest to
 //! their sources. [`Classified`] is those three methods as a trait, for code generic over
@@ -111,6 +111,15 @@ pub const KINDS: &[(&str, &str)] = &[
         "invalid_key",
         "a key no store accepts (over 1,024 bytes, control characters, path tricks, not a source)",
     ),
+    // The CDN (removals).
+    (
+        "cdn_unavailable",
+        "the CDN's invalidation API timed out, was unreachable, answered 5xx or throttled (retryable)",
+    ),
+    (
+        "cdn_error",
+        "the CDN refused an invalidation (permissions, unknown distribution, bad path)",
+    ),
     // Derivative URLs.
     ("bad_path", "a malformed URL path"),
     (
@@ -145,6 +154,10 @@ pub const KINDS: &[(&str, &str)] = &[
         "wrong_extension",
         "the URL's extension is not the variant's format",
     ),
+    (
+        "superseded",
+        "a preset URL of an edited spec whose object is gone: HTTP 302 to the current URL",
+    ),
     // Events and messages.
     ("empty_body", "an empty message body"),
     ("not_json", "a message (or SNS message) that is not JSON"),
@@ -177,6 +190,10 @@ pub const KINDS: &[(&str, &str)] = &[
     (
         "malformed_event",
         "a Lambda payload of a known trigger, not shaped as documented",
+    ),
+    (
+        "events_unavailable",
+        "the SNS topic did not accept a Lambda invocation's outcome events (retried)",
     ),
     // The on-demand front doors' own answers (`crate::respond`).
     (
@@ -214,6 +231,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+    use crate::cdn::CdnError;
     use crate::event::EventError;
     use crate::job::JobError;
     use crate::message::MessageError;
@@ -239,6 +257,13 @@ mod tests {
             },
             StoreError::Unavailable("down".into()),
             StoreError::Other("denied".into()),
+        ]
+    }
+
+    fn cdn_errors() -> Vec<CdnError> {
+        vec![
+            CdnError::Unavailable("throttled".into()),
+            CdnError::Refused("denied".into()),
         ]
     }
 
@@ -395,6 +420,9 @@ mod tests {
             },
             OnDemandError::Crashed("c".into()),
             OnDemandError::Busy { in_flight: 1 },
+            OnDemandError::Superseded {
+                location: "/derived/a.jpg/x/thumb.00000000.webp".into(),
+            },
         ];
         out.extend(url_errors().into_iter().map(OnDemandError::from));
         out.extend(store_errors().into_iter().map(OnDemandError::from));
@@ -420,6 +448,14 @@ mod tests {
                     source,
                 }),
         );
+        out.extend(
+            cdn_errors()
+                .into_iter()
+                .map(|source| MessageError::Invalidate {
+                    key: "k".into(),
+                    source,
+                }),
+        );
         out
     }
 
@@ -429,6 +465,7 @@ mod tests {
         }
         [
             boxed(store_errors()),
+            boxed(cdn_errors()),
             boxed(render_errors()),
             boxed(name_errors()),
             boxed(url_errors()),
@@ -466,6 +503,7 @@ mod tests {
             "mixed_shapes",
             "unknown_event",
             "malformed_event",
+            "events_unavailable",
             crate::respond::METHOD_NOT_ALLOWED,
             crate::respond::BAD_REQUEST,
             crate::respond::RENDER_IN_PROGRESS,
@@ -508,6 +546,15 @@ mod tests {
                     Box::new(MessageError::from(e)) as _,
                 )
             }))
+            .chain(cdn_errors().into_iter().map(|e| {
+                (
+                    Box::new(e.clone()) as _,
+                    Box::new(MessageError::Invalidate {
+                        key: "k".into(),
+                        source: e,
+                    }) as _,
+                )
+            }))
             .collect();
         for (source, composite) in &wrapped {
             assert_eq!(
@@ -527,6 +574,11 @@ mod tests {
         assert!(outage.is_retryable());
         assert_eq!(outage.status(), 503);
         for e in every_error() {
+            // `superseded` is the one redirect: the URL's version is gone, not wrong.
+            if e.kind() == "superseded" {
+                assert_eq!(e.status(), 302);
+                continue;
+            }
             assert!((400..600).contains(&e.status()), "{e}: {}", e.status());
         }
     }

@@ -24,19 +24,25 @@
 //! - [`store`]: the async `BlobStore` port and the filesystem adapter.
 //! - [`event`]: storage notifications (S3, SNS, EventBridge, MinIO) parsed into jobs.
 //! - [`message`]: one queue message → events → eager jobs / removals, or a `MessageError`.
+//! - [`cdn`]: the CDN port (invalidating a removed source's cached derivatives) and its
+//!   CloudFront adapter (feature `cloudfront`).
+//! - [`outcome`]: what became of a message's sources as CloudEvents (`derivatives.ready`,
+//!   `.failed`, `.removed`), built once from its disposition for every edge to publish;
+//!   `sns` (feature `sns`): the SNS publisher the SQS worker and the Lambda share.
 //! - [`job`]: the idempotent eager job and its retryable/permanent error classification.
 //! - [`kinds`]: every stable error kind in one list, and the `kind()` / `is_retryable()` /
 //!   `status()` trait each error source defines once.
 //! - [`disposition`]: a job's result → done, retry after a delay, or dead-letter, decided
 //!   once; every queue edge, the Lambda triggers and the folder mode only translate it.
 //! - [`schema`]: JSON Schemas of the config (the core's sections plus a binary's adapter
-//!   sections, one file), manifest, failure record and event job.
+//!   sections, one file), manifest, failure record, event job and outcome event.
 //! - [`url`]: derivative URLs (path = `/` + derived key), signed specs, host sharding.
 //! - [`sandbox`]: render helper processes with memory, CPU and time budgets and a seccomp
 //!   filter; [`renderer`]: one way to render, in a helper or in process.
 //! - [`text`]: safe truncation for messages that go on queues, headers and logs.
 //! - `telemetry` (feature `telemetry`): the tracing set-up both binaries share.
 
+pub mod cdn;
 pub mod config;
 pub mod container;
 pub mod disposition;
@@ -49,6 +55,7 @@ pub mod message;
 pub mod naming;
 pub mod negotiate;
 pub mod ondemand;
+pub mod outcome;
 pub mod placeholder;
 pub mod png_fast;
 pub mod progressive;
@@ -58,6 +65,8 @@ pub mod respond;
 pub mod sandbox;
 pub mod schema;
 pub mod sniff;
+#[cfg(feature = "sns")]
+pub mod sns;
 pub mod spec;
 pub mod store;
 #[cfg(feature = "telemetry")]

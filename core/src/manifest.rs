@@ -13,8 +13,9 @@ use crate::placeholder::Placeholder;
 use crate::sniff::SourceFormat;
 
 /// The manifest format this version writes: 2 added `version`, `skipped`, presets in
-/// several formats (one entry per format, same `name`).
-pub const MANIFEST_VERSION: u32 = 2;
+/// several formats (one entry per format, same `name`); 3 added each variant's
+/// `spec_hash`, which its key carries (`thumb.3fa9c2e1.webp`).
+pub const MANIFEST_VERSION: u32 = 3;
 
 fn first_version() -> u32 {
     1
@@ -75,6 +76,11 @@ pub struct ManifestVariant {
     pub name: String,
     /// Canonical spec of the preset when rendered.
     pub spec: String,
+    /// [`crate::naming::spec_hash`] of `spec`, the version in `key`; empty in manifests
+    /// written before presets were versioned (version < 3), whose keys carry none, so a
+    /// backfill makes those variants again under versioned names.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub spec_hash: String,
     pub key: String,
     pub width: u32,
     pub height: u32,

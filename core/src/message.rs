@@ -7,10 +7,12 @@
 
 use tracing::{debug, info};
 
+use crate::cdn::{self, CdnError};
 use crate::event::{self, Action, EventError, Job};
 use crate::job::{Engine, JobError, Outcome};
 use crate::manifest::Manifest;
 use crate::naming;
+use crate::outcome::Removal;
 use crate::store::StoreError;
 
 /// Why a message failed.
@@ -24,6 +26,10 @@ pub enum MessageError {
     Job { key: String, source: JobError },
     #[error("deleting derivatives of {key}: {source}")]
     Remove { key: String, source: StoreError },
+    /// The derivatives are deleted, the CDN's copies not yet invalidated: a retry deletes
+    /// nothing more and invalidates again.
+    #[error("invalidating the CDN's copies of {key}'s derivatives: {source}")]
+    Invalidate { key: String, source: CdnError },
 }
 
 impl MessageError {
@@ -34,6 +40,7 @@ impl MessageError {
             MessageError::WrongBucket { .. } => false,
             MessageError::Job { source, .. } => source.is_retryable(),
             MessageError::Remove { source, .. } => source.is_retryable(),
+            MessageError::Invalidate { source, .. } => source.is_retryable(),
         }
     }
 
@@ -44,6 +51,18 @@ impl MessageError {
             MessageError::WrongBucket { .. } => "wrong_bucket",
             MessageError::Job { source, .. } => source.kind(),
             MessageError::Remove { source, .. } => source.kind(),
+            MessageError::Invalidate { source, .. } => source.kind(),
+        }
+    }
+
+    /// The source key the failure is about, when the message got as far as naming one
+    /// (`subject` of its `derivatives.failed` event).
+    pub fn source_key(&self) -> Option<&str> {
+        match self {
+            MessageError::Job { key, .. }
+            | MessageError::Remove { key, .. }
+            | MessageError::Invalidate { key, .. } => Some(key),
+            MessageError::Event(_) | MessageError::WrongBucket { .. } => None,
         }
     }
 
@@ -55,6 +74,7 @@ impl MessageError {
             MessageError::WrongBucket { .. } => 400,
             MessageError::Job { source, .. } => source.status(),
             MessageError::Remove { source, .. } => source.status(),
+            MessageError::Invalidate { source, .. } => source.status(),
         }
     }
 }
@@ -65,6 +85,8 @@ pub struct Handled {
     /// Manifests of every source this delivery completed, rendered now or before (to
     /// announce as `derivatives.ready`: at-least-once, so a redelivery announces again).
     pub manifests: Vec<Manifest>,
+    /// Sources whose derivatives were deleted (to announce as `derivatives.removed`).
+    pub removals: Vec<Removal>,
     pub rendered: usize,
     pub already_done: usize,
     pub removed: usize,
@@ -117,6 +139,21 @@ pub async fn handle_event(
     .await
 }
 
+/// Removes one source's derivatives as an `ObjectRemoved` event does (whatever
+/// `storage.delete_on_remove` says: the caller decides), for an edge that has no message:
+/// the folder mode's watcher. Every derivative and manifest of every version goes, then,
+/// with a CDN configured ([`Engine::with_cdn`]), one invalidation of
+/// `/{derived_prefix}{source_rel}/*`. How many objects were deleted, or `None` when the
+/// source exists again and they were kept.
+pub async fn remove_source(engine: &Engine, job: &Job) -> Result<Option<u64>, MessageError> {
+    Messages {
+        engine,
+        delete_on_remove: true,
+    }
+    .remove(job)
+    .await
+}
+
 struct Messages<'a> {
     engine: &'a Engine,
     delete_on_remove: bool,
@@ -160,7 +197,14 @@ impl Messages<'_> {
                     }
                 }
                 Action::Removed if self.delete_on_remove => {
-                    self.remove(&job).await?;
+                    if let Some(deleted) = self.remove(&job).await? {
+                        handled.removals.push(Removal {
+                            key: job.key.clone(),
+                            version_id: job.version_id.clone(),
+                            event_time: job.event_time.clone(),
+                            deleted,
+                        });
+                    }
                     handled.removed += 1;
                 }
                 Action::Removed => handled.ignored += 1,
@@ -169,8 +213,9 @@ impl Messages<'_> {
         Ok(handled)
     }
 
-    /// Deletes every derivative and manifest of every version of a removed source.
-    async fn remove(&self, job: &Job) -> Result<(), MessageError> {
+    /// Deletes every derivative and manifest of every version of a removed source: how
+    /// many, or `None` when the source exists again and they were kept.
+    async fn remove(&self, job: &Job) -> Result<Option<u64>, MessageError> {
         let storage = &self.engine.settings().storage;
         let err = |source| MessageError::Remove {
             key: job.key.clone(),
@@ -192,7 +237,7 @@ impl Messages<'_> {
             .is_some()
         {
             info!(key = %job.key, "source exists again; keeping derivatives");
-            return Ok(());
+            return Ok(None);
         }
         let folder = naming::source_folder(&storage.derived_prefix, rel);
         let store = self.engine.store();
@@ -215,6 +260,26 @@ impl Messages<'_> {
             store.delete(&meta.key).await.map_err(err)?;
         }
         info!(key = %job.key, deleted = objects.len(), "derivatives of a removed source deleted");
-        Ok(())
+        // After the deletes, so the CDN cannot fetch them again, and even when nothing was
+        // left to delete: a retry after a failed invalidation finds the folder empty.
+        if let Some(cdn) = self.engine.cdn() {
+            let path = cdn::removal_path(storage, rel);
+            let reference = cdn::removal_reference(job);
+            let done = cdn
+                .invalidate(&reference, std::slice::from_ref(&path))
+                .await
+                .map_err(|source| MessageError::Invalidate {
+                    key: job.key.clone(),
+                    source,
+                })?;
+            info!(
+                key = %job.key,
+                distribution = %done.distribution,
+                invalidation = %done.id,
+                path = %path,
+                "CDN copies of a removed source invalidated"
+            );
+        }
+        Ok(Some(objects.len() as u64))
     }
 }

@@ -12,10 +12,15 @@
 //!   upload convention, `originals/{uuid}.jpg`), otherwise a UUIDv5 of (bucket, key,
 //!   version id or ETag). A replaced source therefore gets new derivative names, and a URL
 //!   always returns the same bytes. Processing the same upload twice writes the same keys.
-//! - `variant` is a preset name or a canonical spec (`w=320,fm=webp`); the two never
-//!   collide because preset names cannot contain `=`.
+//! - `variant` is a versioned preset name, `{preset}.{spec hash}` (`thumb.3fa9c2e1`), or
+//!   a canonical spec (`w=320,fm=webp`); the two never collide because preset names cannot
+//!   contain `=` (nor `.`). The spec hash is [`spec_hash`] of the preset's canonical spec
+//!   in the key's format, so an edited preset gets new names and a URL never returns other
+//!   bytes than it did. Keys written before presets were versioned (`thumb.webp`, no hash)
+//!   still parse: they are served as stored, and redirect to the current name once gone.
 
 use crate::config::StorageSettings;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::config::is_preset_name;
@@ -30,18 +35,56 @@ pub const MAX_KEY_BYTES: usize = 1024;
 
 const MANIFEST: &str = "manifest.json";
 
+/// Hex digits of a preset's spec hash in its derivative names.
+pub const SPEC_HASH_LEN: usize = 8;
+
+/// The version of a preset's spec in its names: the first [`SPEC_HASH_LEN`] lowercase hex
+/// digits of SHA-256 over the canonical spec text (`VariantSpec`'s `Display`, e.g.
+/// `w=160,h=160,fit=cover,fm=webp,q=75`). Simple on purpose: the URL clients compute it.
+pub fn spec_hash(canonical: &str) -> String {
+    let digest = Sha256::digest(canonical.as_bytes());
+    let mut hex = hex::encode(&digest[..SPEC_HASH_LEN / 2]);
+    hex.truncate(SPEC_HASH_LEN);
+    hex
+}
+
+/// Whether `text` is spelled as [`spec_hash`] spells hashes.
+pub fn is_spec_hash(text: &str) -> bool {
+    text.len() == SPEC_HASH_LEN
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// A derivative is either a named preset or an explicit (signed) spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Variant {
-    Preset(String),
+    /// A preset, with the [`spec_hash`] of the spec it was (or is to be) made from; `None`
+    /// only in keys written before presets were versioned.
+    Preset {
+        name: String,
+        hash: Option<String>,
+    },
     Spec(VariantSpec),
 }
 
 impl Variant {
+    /// A preset made from the spec whose hash is `hash`.
+    pub fn preset(name: &str, hash: impl Into<String>) -> Variant {
+        Variant::Preset {
+            name: name.to_string(),
+            hash: Some(hash.into()),
+        }
+    }
+
     /// The path segment naming this variant.
     pub fn segment(&self) -> String {
         match self {
-            Variant::Preset(name) => name.clone(),
+            Variant::Preset {
+                name,
+                hash: Some(hash),
+            } => format!("{name}.{hash}"),
+            Variant::Preset { name, hash: None } => name.clone(),
             Variant::Spec(spec) => spec.to_string(),
         }
     }
@@ -234,7 +277,8 @@ pub struct DerivedKey {
     pub ext: String,
 }
 
-/// Parses `{derived_prefix}{source_rel}/{guid}/{variant}.{ext}`. Specs must be canonical.
+/// Parses `{derived_prefix}{source_rel}/{guid}/{variant}.{ext}`. Specs must be canonical;
+/// a preset is `{name}.{hash}` or (written before presets were versioned) `{name}`.
 pub fn parse_derivative_key(derived_prefix: &str, key: &str) -> Result<DerivedKey, NameError> {
     let malformed = |reason| NameError::Malformed {
         key: key.to_string(),
@@ -272,8 +316,18 @@ pub fn parse_derivative_key(derived_prefix: &str, key: &str) -> Result<DerivedKe
                 source,
             })?,
         )
+    } else if let Some((preset, hash)) = name.split_once('.') {
+        if !is_preset_name(preset) || !is_spec_hash(hash) {
+            return Err(malformed(
+                "variant is neither a versioned preset name nor a spec",
+            ));
+        }
+        Variant::preset(preset, hash)
     } else if is_preset_name(name) {
-        Variant::Preset(name.to_string())
+        Variant::Preset {
+            name: name.to_string(),
+            hash: None,
+        }
     } else {
         return Err(malformed("variant is neither a preset name nor a spec"));
     };
@@ -331,9 +385,21 @@ mod tests {
 
     #[test]
     fn keys_round_trip() {
+        assert_eq!(
+            Variant::preset("thumb", "3fa9c2e1").segment(),
+            "thumb.3fa9c2e1"
+        );
         let guid = Uuid::new_v5(&NAMESPACE, b"x");
         let spec: VariantSpec = "w=320,h=320,fit=cover,fm=webp,q=75".parse().unwrap();
-        for variant in [Variant::Preset("thumb".into()), Variant::Spec(spec)] {
+        let legacy = Variant::Preset {
+            name: "thumb".into(),
+            hash: None,
+        };
+        for variant in [
+            Variant::preset("thumb", "3fa9c2e1"),
+            legacy,
+            Variant::Spec(spec),
+        ] {
             let key = derivative_key("derived/", "a b/c.jpg", guid, &variant, "webp").unwrap();
             let parsed = parse_derivative_key("derived/", &key).unwrap();
             assert_eq!(parsed.source_rel, "a b/c.jpg");
@@ -361,6 +427,10 @@ mod tests {
             format!("derived/c.jpg/{guid}/thumb"),
             format!("derived/c.jpg/{guid}/fm=webp,w=3.webp"),
             format!("derived/c.jpg/{guid}/Thumb!.webp"),
+            format!("derived/c.jpg/{guid}/thumb.3FA9C2E1.webp"),
+            format!("derived/c.jpg/{guid}/thumb.3fa9c2e.webp"),
+            format!("derived/c.jpg/{guid}/thumb.3fa9c2e1.x.webp"),
+            format!("derived/c.jpg/{guid}/.3fa9c2e1.webp"),
         ] {
             assert!(parse_derivative_key("derived/", &key).is_err(), "{key}");
         }
@@ -368,10 +438,20 @@ mod tests {
             "d/",
             &"x".repeat(1100),
             guid,
-            &Variant::Preset("a".into()),
+            &Variant::preset("a", "00000000"),
             "jpg"
         )
         .is_err());
+    }
+
+    #[test]
+    fn spec_hash_fixed_vector() {
+        // Cross-checked with Python: hashlib.sha256(b"w=160,h=160,fit=cover,fm=webp,q=75").hexdigest()[:8]
+        let h = spec_hash("w=160,h=160,fit=cover,fm=webp,q=75");
+        assert_eq!(h.len(), SPEC_HASH_LEN);
+        assert!(is_spec_hash(&h));
+        assert_eq!(h, "a3134a7c");
+        assert_ne!(h, spec_hash("w=200,h=200,fit=cover,fm=webp,q=75"));
     }
 
     #[test]

@@ -8,6 +8,12 @@
 //!    the old URL must never return other bytes, so it is a 404;
 //! 4. render that one variant, store it only-if-absent, and return what is stored (if a
 //!    concurrent render won the race, its bytes), so a URL always returns the same bytes.
+//!
+//! A preset URL names the version of the preset's spec (`thumb.3fa9c2e1.webp`). Only the
+//! current version is rendered: a URL of another version (the preset was edited since, or
+//! a key written before presets were versioned) is answered from its stored object while
+//! that exists, and once it is gone with a redirect to the current version's URL
+//! ([`OnDemandError::Superseded`]) — never with bytes of another spec under its name.
 
 use std::sync::Arc;
 
@@ -16,7 +22,7 @@ use tracing::info;
 
 use crate::config::Settings;
 use crate::job::Engine;
-use crate::naming::{SourceNames, Variant};
+use crate::naming::{spec_hash, SourceNames, Variant};
 use crate::negotiate::{self, Accepts};
 use crate::render::{RenderError, VariantRequest};
 use crate::spec::{Format, VariantSpec};
@@ -63,6 +69,10 @@ pub enum OnDemandError {
     /// Every render slot stayed taken for the whole bounded wait.
     #[error("busy: {in_flight} renders in progress; try again shortly")]
     Busy { in_flight: usize },
+    /// A preset URL of a spec that is not the preset's current one, whose object is not
+    /// stored (collected, or never made): a redirect to the current version's URL.
+    #[error("this version of the preset is not stored; its current URL is {location}")]
+    Superseded { location: String },
 }
 
 impl OnDemandError {
@@ -78,6 +88,7 @@ impl OnDemandError {
             OnDemandError::Store(e) => e.status(),
             OnDemandError::Busy { .. } => 503,
             OnDemandError::Crashed(_) => 500,
+            OnDemandError::Superseded { .. } => 302,
         }
     }
 
@@ -93,6 +104,7 @@ impl OnDemandError {
             OnDemandError::Store(e) => e.kind(),
             OnDemandError::Crashed(_) => "crashed",
             OnDemandError::Busy { .. } => "busy",
+            OnDemandError::Superseded { .. } => "superseded",
         }
     }
 
@@ -105,7 +117,8 @@ impl OnDemandError {
             OnDemandError::Crashed(_) | OnDemandError::Busy { .. } => true,
             OnDemandError::SourceMissing { .. }
             | OnDemandError::Stale { .. }
-            | OnDemandError::WrongExtension { .. } => false,
+            | OnDemandError::WrongExtension { .. }
+            | OnDemandError::Superseded { .. } => false,
         }
     }
 }
@@ -216,7 +229,8 @@ impl OnDemand {
 
     /// The current URL of `preset` for the source at `source` (`/latest/{source}/{preset}`):
     /// the preset's `.auto` URL when it negotiates its format, else its format's; for
-    /// `fm=original`, the source's format, read from its bytes.
+    /// `fm=original`, the source's format, read from its bytes. It names the preset's
+    /// current spec (its hash).
     pub async fn latest(
         &self,
         source: &str,
@@ -244,7 +258,7 @@ impl OnDemand {
             meta.version(),
         )
         .map_err(UrlError::from)?;
-        let ext = match spec.formats().as_slice() {
+        let (hash, format) = match spec.formats().as_slice() {
             // The source's own format: from its stored content type when that names an
             // image type we make, else from its bytes, read under a render slot so that
             // redirects cannot hold more sources in memory than renders may.
@@ -263,15 +277,19 @@ impl OnDemand {
                         crate::sniff::sniff(&head.body).map_err(RenderError::from)?
                     }
                 };
-                crate::render::output_format(Format::Original, format, false)
+                (
+                    spec.hash_in(Format::Original),
+                    crate::render::output_format(Format::Original, format, false),
+                )
             }
-            _ if spec.negotiates() => Format::Auto,
-            _ => spec.spec.format,
-        }
-        .extension()
-        .expect("a resolved format has an extension");
+            _ if spec.negotiates() => (spec.negotiated_hash(), Format::Auto),
+            _ => (spec.hash_in(spec.spec.format), spec.spec.format),
+        };
+        let ext = format
+            .extension()
+            .expect("a resolved format has an extension");
         let key = names
-            .derivative_key(&Variant::Preset(preset.to_string()), ext)
+            .derivative_key(&Variant::preset(preset, hash), ext)
             .map_err(UrlError::from)?;
         Ok(url::UrlGenerator::new(settings).for_key(&key, now_unix)?)
     }
@@ -285,13 +303,15 @@ impl OnDemand {
         accepts: Accepts,
     ) -> Result<Target, OnDemandError> {
         let parsed = &verified.parsed;
+        let mut preset_of = None;
         let (name, spec, offered, negotiates) = match &parsed.variant {
-            Variant::Preset(name) => {
+            Variant::Preset { name, .. } => {
                 let preset = self
                     .settings()
                     .presets
                     .get(name)
                     .ok_or(UrlError::UnknownPreset(name.clone()))?;
+                preset_of = Some(preset);
                 (
                     name.clone(),
                     preset.spec.clone(),
@@ -339,15 +359,43 @@ impl OnDemand {
         };
         let vary = negotiates && parsed.ext == auto_ext;
         let names = SourceNames::of_derived(&self.settings().storage, parsed);
+        if let (Some(preset), Variant::Preset { hash, .. }) = (preset_of, &parsed.variant) {
+            let current = if vary {
+                preset.negotiated_hash()
+            } else {
+                preset.hash_in(format)
+            };
+            if hash.as_deref() != Some(current.as_str()) {
+                // Another version: only its own stored object answers; else the current.
+                let key = names
+                    .derivative_key(&Variant::preset(&name, current), &parsed.ext)
+                    .map_err(UrlError::from)?;
+                return Ok(Target {
+                    request: VariantRequest {
+                        name,
+                        spec: VariantSpec { format, ..spec },
+                    },
+                    candidates: vec![verified.key.clone()],
+                    names,
+                    vary: false,
+                    superseded_by: Some(key),
+                });
+            }
+        }
+        // A preset's stored variant in `format` is named by that format's spec hash.
+        let stored_as = |format: Format| match preset_of {
+            Some(preset) => Variant::preset(&name, preset.hash_in(format)),
+            None => parsed.variant.clone(),
+        };
         let candidates = match format {
             // The legacy format depends on the source's alpha: either may be stored.
             Format::Auto => vec![
-                names.derivative_key(&parsed.variant, "jpg"),
-                names.derivative_key(&parsed.variant, "png"),
+                names.derivative_key(&stored_as(Format::Auto), "jpg"),
+                names.derivative_key(&stored_as(Format::Auto), "png"),
             ],
             Format::Original => vec![Ok(verified.key.clone())],
             f => vec![names.derivative_key(
-                &parsed.variant,
+                &stored_as(f),
                 f.extension().expect("a made format has an extension"),
             )],
         }
@@ -362,6 +410,7 @@ impl OnDemand {
             candidates,
             names,
             vary,
+            superseded_by: None,
         })
     }
 
@@ -385,6 +434,11 @@ impl OnDemand {
             if let Some(existing) = self.existing(key).await? {
                 return Ok(existing.varying(target.vary));
             }
+        }
+        if let Some(current) = &target.superseded_by {
+            // Preset URLs need no signature, so no clock.
+            let location = url::UrlGenerator::new(self.settings()).for_key(current, 0)?;
+            return Err(OnDemandError::Superseded { location });
         }
         Ok(self.render(verified, target).await?.varying(target.vary))
     }
@@ -456,9 +510,14 @@ impl OnDemand {
                 actual: ext.to_string(),
             });
         }
-        let key = wanted
-            .derivative_key(&parsed.variant, ext)
-            .map_err(UrlError::from)?;
+        let named = match &parsed.variant {
+            // Named by the hash of the spec in the format made (`.auto`: not the URL's).
+            Variant::Preset { name, .. } => {
+                Variant::preset(name, spec_hash(&target.request.spec.to_string()))
+            }
+            spec => spec.clone(),
+        };
+        let key = wanted.derivative_key(&named, ext).map_err(UrlError::from)?;
         let content_type = format.content_type().expect("resolved format").to_string();
         let bytes = Bytes::from(variant.bytes);
         let outcome = self
@@ -519,6 +578,9 @@ pub struct Target {
     names: SourceNames,
     /// The format was negotiated: the answer carries `Vary` ([`crate::respond::VARY`]).
     pub vary: bool,
+    /// A preset URL of another spec than the current one: the current version's key, to
+    /// redirect to when the URL's own object is not stored.
+    pub superseded_by: Option<String>,
 }
 
 impl Target {

@@ -393,9 +393,30 @@ pub fn render(
     limits: &Limits,
     settings: &RenderSettings,
 ) -> Result<RenderOutput, RenderError> {
+    render_source(Cow::Borrowed(source), variants, limits, settings)
+}
+
+/// [`render`] of a source the caller hands over: its bytes are freed as soon as they are
+/// decoded, before the variants are resized and encoded (a render helper's peak memory
+/// then holds the decoded frame and the encoders' buffers, not the source as well).
+pub fn render_owned(
+    source: Vec<u8>,
+    variants: &[VariantRequest],
+    limits: &Limits,
+    settings: &RenderSettings,
+) -> Result<RenderOutput, RenderError> {
+    render_source(Cow::Owned(source), variants, limits, settings)
+}
+
+fn render_source(
+    source: Cow<'_, [u8]>,
+    variants: &[VariantRequest],
+    limits: &Limits,
+    settings: &RenderSettings,
+) -> Result<RenderOutput, RenderError> {
     vips::init(settings.vips_threads).map_err(RenderError::Init)?;
     let mut clock = Clock::new();
-    let (info, header) = inspect(source, limits)?;
+    let (info, header) = inspect(&source, limits)?;
     let (plans, skipped) = plan_variants(&info, &header, variants, limits)?;
     if plans.is_empty() {
         return Ok(RenderOutput {
@@ -407,8 +428,10 @@ pub fn render(
         });
     }
     let (first, decoder) = clock.time("decode", None, || {
-        decode(source, &info, &header, &plans, settings)
+        decode(&source, &info, &header, &plans, settings)
     })?;
+    // In memory now (`decode` materializes): the source is not read again.
+    drop(source);
     if let Some(phase) = clock.phases.last_mut() {
         phase.decoder = Some(decoder.as_str().to_string());
     }

@@ -11,6 +11,8 @@
 //!   `Cache-Control`, no body.
 //! - `/latest/{source}/{preset}`: 302 to the current URL, `Cache-Control: public,
 //!   max-age=60`.
+//! - A preset URL of a superseded spec whose object is gone
+//!   ([`OnDemandError::Superseded`]): 302 to the current version's URL, cached as briefly.
 //! - Errors: the status of [`OnDemandError::status`], `Cache-Control: no-store`, a JSON
 //!   body `{"error": kind, "message": …}` with [`OnDemandError::kind`]; the message of a
 //!   5xx is a generic text (the error itself is logged here, never sent); 503 carries
@@ -211,6 +213,10 @@ pub fn respond(req: &Request, outcome: Outcome<'_>) -> Response {
         // Never cached: the URL itself is what is served from storage.
         Outcome::Redirect { location } => redirect(req, location, "no-store", head),
         Outcome::Latest { location } => redirect(req, location, LATEST_CACHE_CONTROL, head),
+        // Not a failure: the URL's version is not stored, the current one is elsewhere.
+        Outcome::Failed(OnDemandError::Superseded { location }) => {
+            redirect(req, location, LATEST_CACHE_CONTROL, head)
+        }
         Outcome::Failed(e) => failed(req, e, head),
         Outcome::GaveUp => error(
             StatusCode::GATEWAY_TIMEOUT,
@@ -737,6 +743,24 @@ mod tests {
             header(&r, "cache-control"),
             Some(format!("public, max-age={LATEST_MAX_AGE_SECS}").as_str())
         );
+    }
+
+    #[test]
+    fn superseded_versions_redirect_to_the_current_one() {
+        let location = "/derived/a.jpg/984c96da-5462-511e-9377-0079ce0a525e/thumb.a3134a7c.webp";
+        let e = OnDemandError::Superseded {
+            location: location.into(),
+        };
+        for method in ["GET", "HEAD"] {
+            let r = respond(&request(method, &[]), Outcome::Failed(&e));
+            assert_eq!(r.status, StatusCode::FOUND);
+            assert_eq!(header(&r, "location"), Some(location));
+            assert_eq!(
+                header(&r, "cache-control"),
+                Some(format!("public, max-age={LATEST_MAX_AGE_SECS}").as_str())
+            );
+            assert_eq!(r.body, Body::Empty);
+        }
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub fn all<A: AdapterSections>() -> Vec<(&'static str, String)> {
             pretty(schema_for!(crate::manifest::FailureRecord)),
         ),
         ("job.schema.json", pretty(schema_for!(crate::event::Job))),
+        (
+            "event.schema.json",
+            pretty(schema_for!(crate::outcome::OutcomeEvent)),
+        ),
     ]
 }
 

@@ -153,7 +153,7 @@ fn check_derivative(
     check_key(key)?;
     let parsed = naming::parse_derivative_key(&settings.storage.derived_prefix, key)?;
     match &parsed.variant {
-        Variant::Preset(name) if !settings.presets.contains_key(name) => {
+        Variant::Preset { name, .. } if !settings.presets.contains_key(name) => {
             Err(UrlError::UnknownPreset(name.clone()))
         }
         Variant::Spec(_) if settings.urls.presets_only || signing_keys.is_empty() => {
@@ -478,14 +478,25 @@ mod tests {
             "ünï cödé/日本 語.png",
             "a+b%c#d?e&f.jpg",
         ] {
-            let preset = format!("derived/{source}/{GUID}/thumb.webp");
+            let hash = s.presets["thumb"].hash_in(crate::spec::Format::Webp);
+            let preset = format!("derived/{source}/{GUID}/thumb.{hash}.webp");
             let url = g.for_key(&preset, NOW).unwrap();
             assert!(!url.contains('?'), "presets are not signed: {url}");
             assert!(!url.contains(' '), "{url}");
             let v = verify_url(&s, &url, NOW).unwrap();
             assert_eq!(v.key, preset);
             assert_eq!(v.parsed.source_rel, source);
-            assert_eq!(v.parsed.variant, Variant::Preset("thumb".into()));
+            assert_eq!(v.parsed.variant, Variant::preset("thumb", hash));
+            // A key written before presets were versioned still names the preset.
+            let legacy = format!("derived/{source}/{GUID}/thumb.webp");
+            let v = verify_url(&s, &g.for_key(&legacy, NOW).unwrap(), NOW).unwrap();
+            assert_eq!(
+                v.parsed.variant,
+                Variant::Preset {
+                    name: "thumb".into(),
+                    hash: None
+                }
+            );
 
             let spec = spec_key(source);
             let url = g.for_key(&spec, NOW).unwrap();

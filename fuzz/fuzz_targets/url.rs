@@ -134,7 +134,7 @@ fuzz_target!(|data: &[u8]| {
         mutated[pos] = byte;
         let mutated = String::from_utf8(mutated).expect("ASCII");
         if let Ok(m) = verify_target(&s, &mutated, NOW) {
-            if matches!(m.parsed.variant, Variant::Preset(_)) {
+            if matches!(m.parsed.variant, Variant::Preset { .. }) {
                 continue;
             }
             let (_, mutated_query) = split(&mutated);

@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
+use rendition_core::cdn::CloudFront;
 use rendition_core::config::Settings;
 use rendition_core::job::Engine;
 use rendition_core::ondemand::OnDemand;
 use rendition_core::render::RenderError;
 use rendition_core::renderer::Renderer;
+use rendition_core::sns::SnsPublisher;
 use rendition_core::store::{BlobStore, S3Store};
 use rendition_core::url::UrlGenerator;
 
@@ -17,12 +19,15 @@ pub struct App {
     pub settings: Arc<Settings>,
     /// The on-demand path (HTTP triggers).
     pub ondemand: OnDemand,
-    /// The eager job (S3 and SQS triggers).
+    /// The eager job (S3 and SQS triggers); with the CDN its removals invalidate, when
+    /// `cdn.cloudfront_distribution_id` is set.
     pub engine: Engine,
     /// Derivative URLs (redirects of responses over Lambda's size limit).
     pub urls: UrlGenerator,
     /// CloudWatch metrics (EMF lines on stdout), one line per request or job.
     pub emf: Emitter,
+    /// Where the eager triggers' outcome events go (`events.sns_topic_arn`); none: nowhere.
+    pub events: Option<SnsPublisher>,
 }
 
 impl App {
@@ -42,6 +47,7 @@ impl App {
             urls: UrlGenerator::new(&settings),
             settings,
             emf: Emitter::stdout(),
+            events: None,
         }
     }
 
@@ -57,7 +63,14 @@ impl App {
         }
         let renderer = Renderer::from_settings(&settings).await?;
         let store = S3Store::from_settings(&settings.s3).await;
+        let cdn = CloudFront::from_settings(&settings.cdn).await;
         let bucket = settings.s3.bucket.clone();
-        Ok(App::new(settings, Arc::new(store), bucket, renderer))
+        let events = SnsPublisher::from_settings(&settings.events).await;
+        let mut app = App::new(settings, Arc::new(store), bucket, renderer);
+        app.events = events;
+        if let Some(cdn) = cdn {
+            app.engine = app.engine.with_cdn(Arc::new(cdn));
+        }
+        Ok(app)
     }
 }

@@ -3,6 +3,10 @@
 
 use lambda_runtime::Diagnostic;
 use rendition_core::disposition::Failure;
+use rendition_core::sns::PublishError;
+
+/// The kind of an invocation whose outcome events SNS did not accept.
+pub const EVENTS_UNAVAILABLE: &str = "events_unavailable";
 
 /// Why an invocation failed as a whole (HTTP requests never do: they get a response).
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +24,10 @@ pub enum HandlerError {
         trigger: &'static str,
         reason: String,
     },
+    /// The work is done but its outcome events were not accepted by the SNS topic: the
+    /// retried invocation finds the work done and announces it again.
+    #[error(transparent)]
+    Events(#[from] PublishError),
 }
 
 impl HandlerError {
@@ -27,6 +35,7 @@ impl HandlerError {
     pub fn is_retryable(&self) -> bool {
         match self {
             HandlerError::Failed { retry, .. } => *retry,
+            HandlerError::Events(_) => true,
             HandlerError::UnknownEvent(_) | HandlerError::Malformed { .. } => false,
         }
     }
@@ -37,6 +46,7 @@ impl HandlerError {
             HandlerError::Failed { failure, .. } => failure.kind,
             HandlerError::UnknownEvent(_) => "unknown_event",
             HandlerError::Malformed { .. } => "malformed_event",
+            HandlerError::Events(_) => EVENTS_UNAVAILABLE,
         }
     }
 

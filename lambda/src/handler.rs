@@ -143,10 +143,13 @@ mod tests {
         for kind in [malformed.kind(), "unknown_event"] {
             assert!(rendition_core::kinds::is_known(kind), "{kind}");
         }
-        let outage = triggers::outcome(Err(MessageError::Job {
+        let decide = |result: Result<rendition_core::message::Handled, MessageError>| {
+            rendition_core::disposition::decide(result, 1, &triggers::POLICY)
+        };
+        let outage = triggers::outcome(decide(Err(MessageError::Job {
             key: "originals/a.jpg".into(),
             source: JobError::Store(StoreError::Unavailable("down".into())),
-        }))
+        })))
         .unwrap_err();
         assert!(outage.is_retryable());
         let d: Diagnostic = outage.into();
@@ -156,12 +159,12 @@ mod tests {
             "{}",
             d.error_message
         );
-        let missing = triggers::outcome(Err(MessageError::Job {
+        let missing = triggers::outcome(decide(Err(MessageError::Job {
             key: "originals/gone.jpg".into(),
             source: JobError::MissingSource {
                 key: "originals/gone.jpg".into(),
             },
-        }))
+        })))
         .unwrap_err();
         let d: Diagnostic = missing.into();
         assert_eq!(d.error_type, "Rendition.Permanent.missing_source");

@@ -344,6 +344,7 @@ mod tests {
         use base64::Engine as _;
         use rendition_core::config::Preset;
         use rendition_core::naming::{SourceNames, Variant};
+        use rendition_core::spec::Format;
         use rendition_core::store::BlobStore as _;
 
         let dir = tempfile::tempdir().unwrap();
@@ -379,7 +380,10 @@ mod tests {
             "/{}",
             SourceNames::of(&settings.storage, "local", key, &version)
                 .unwrap()
-                .derivative_key(&Variant::Preset("any".into()), "auto")
+                .derivative_key(
+                    &Variant::preset("any", settings.presets["any"].negotiated_hash()),
+                    "auto"
+                )
                 .unwrap()
         );
         let renderer = rendition_core::renderer::Renderer::in_process(&settings);
@@ -418,7 +422,18 @@ mod tests {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-        assert_eq!(stored, ["any.avif", "any.jpg", "any.webp"]);
+        let any = &app.settings.presets["any"];
+        let want: Vec<String> = [
+            (Format::Avif, "avif"),
+            (Format::Auto, "jpg"),
+            (Format::Webp, "webp"),
+        ]
+        .iter()
+        .map(|(f, ext)| format!("any.{}.{ext}", any.hash_in(*f)))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+        assert_eq!(stored, want);
 
         // `/latest/{source}/{preset}`: a short-lived redirect to the current URL.
         let latest = handle(
@@ -475,7 +490,8 @@ mod tests {
         assert_eq!(status(&bad), 400, "{bad}");
         assert_eq!(bad["headers"]["content-type"], "application/json");
 
-        let path = format!("/derived/nope.jpg/{GUID}/thumb.webp");
+        let thumb = app.settings.presets["thumb"].hash_in(rendition_core::spec::Format::Webp);
+        let path = format!("/derived/nope.jpg/{GUID}/thumb.{thumb}.webp");
         let missing = handle(&app, function_url("GET", &path, ""), 0).await;
         assert_eq!(status(&missing), 404, "{missing}");
         assert_eq!(body(&missing)["error"], "source_missing");
@@ -503,6 +519,7 @@ mod tests {
     async fn every_request_writes_one_emf_line() {
         use base64::Engine as _;
         use rendition_core::naming::{SourceNames, Variant};
+        use rendition_core::spec::Format;
 
         let dir = tempfile::tempdir().unwrap();
         let mut app = app(dir.path());
@@ -531,7 +548,10 @@ mod tests {
             "/{}",
             SourceNames::of(&app.settings.storage, "local", key, &version)
                 .unwrap()
-                .derivative_key(&Variant::Preset("thumb".into()), "webp")
+                .derivative_key(
+                    &Variant::preset("thumb", app.settings.presets["thumb"].hash_in(Format::Webp)),
+                    "webp"
+                )
                 .unwrap()
         );
         let emf = || crate::emf::tests::take(&lines);
@@ -567,7 +587,8 @@ mod tests {
         }
 
         // A redirect and refusals: classed by status, the kind beside it.
-        let missing = format!("/derived/nope.jpg/{GUID}/thumb.webp");
+        let thumb = app.settings.presets["thumb"].hash_in(rendition_core::spec::Format::Webp);
+        let missing = format!("/derived/nope.jpg/{GUID}/thumb.{thumb}.webp");
         let broken = json!({"requestContext": {"http": {"method": "GET"}, "domainName": "x.lambda-url.a.on.aws"}});
         for event in [
             function_url("GET", "/latest/originals/cat.jpg/thumb", ""),

@@ -16,7 +16,7 @@
 //!
 //! # Layout
 //! - [`app`]: [`App`], what a cold start builds once (settings, store, on-demand renderer,
-//!   eager job engine, URL generator).
+//!   eager job engine with the CDN its removals invalidate, URL generator).
 //! - [`handler`]: the one entry point [`handler::handle`], which tells the triggers apart
 //!   by the payload's shape.
 //! - [`error`]: [`HandlerError`], which becomes the Lambda error type

@@ -4,14 +4,19 @@
 //! result through the core's one [`decide`], whose [`Disposition`] each trigger translates.
 //! Each storage event and each SQS record writes one metrics line ([`crate::emf`],
 //! `Function=eager`): its disposition (`done`, `retry`, `dead_letter`), error kind, time
-//! and the bytes of the derivatives rendered.
+//! and the bytes of the derivatives rendered. Both publish the outcome events
+//! ([`rendition_core::outcome`]) to the SNS topic `events.sns_topic_arn` before
+//! answering: a success whose events SNS refused is retried (it finds its work done and
+//! announces again), so `derivatives.ready` and `.removed` are at least once; a failure
+//! is announced once per invocation (`permanent` as its disposition says), best effort.
 
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
-use rendition_core::disposition::{decide, Disposition, RetryPolicy};
+use rendition_core::disposition::{Disposition, RetryPolicy};
 use rendition_core::message::{handle_event, handle_message, Handled, MessageError};
+use rendition_core::outcome::{self, OutcomeEvent};
 use serde_json::{json, Value};
 use tracing::Instrument as _;
 use tracing::{info, warn};
@@ -22,7 +27,7 @@ use crate::error::HandlerError;
 
 /// Lambda (asynchronous retries) and SQS (redrive policy) count the attempts and time the
 /// retries themselves: here the disposition only says whether another go may help.
-const POLICY: RetryPolicy = RetryPolicy::uncapped(Duration::ZERO, Duration::ZERO);
+pub(crate) const POLICY: RetryPolicy = RetryPolicy::uncapped(Duration::ZERO, Duration::ZERO);
 
 fn summary(handled: &Handled) -> Value {
     json!({
@@ -48,8 +53,13 @@ pub async fn storage(app: &App, event: &Value) -> Result<Value, HandlerError> {
 
 async fn storage_job(app: &App, event: &Value) -> Result<Value, HandlerError> {
     let started = Instant::now();
-    let handled =
-        outcome(handle_event(&app.engine, event, app.settings.storage.delete_on_remove).await);
+    let result = handle_event(&app.engine, event, app.settings.storage.delete_on_remove).await;
+    // A failure's event id is derived from the message: the event, written out once more
+    // (the same bytes for the same event, which is what Lambda's retries deliver).
+    let message = serde_json::to_vec(event).unwrap_or_default();
+    let settled = settle(app, result, 1, &message);
+    let published = publish(app, &settled.events).await;
+    let handled = outcome(settled.disposition).and_then(|handled| published.map(|()| handled));
     match &handled {
         Ok(handled) => measure_job(app, started, "done", None, rendered_bytes(handled)),
         Err(e) => measure_failure(app, started, e),
@@ -105,12 +115,40 @@ pub(crate) fn measure_failure(app: &App, started: Instant, e: &HandlerError) {
     measure_job(app, started, outcome, Some(e.kind()), 0);
 }
 
+/// The one decision for a message and its outcome events ([`outcome::settle`]), in the
+/// job's trace.
+fn settle(
+    app: &App,
+    result: Result<Handled, MessageError>,
+    attempt: u32,
+    message: &[u8],
+) -> outcome::Settled {
+    let trace = rendition_core::telemetry::traceparent(&tracing::Span::current());
+    let cx = outcome::Context {
+        bucket: app.engine.bucket(),
+        message,
+        traceparent: trace.as_deref(),
+    };
+    outcome::settle(result, attempt, &POLICY, &cx)
+}
+
+/// The outcome events to the SNS topic, when one is configured.
+async fn publish(app: &App, events: &[OutcomeEvent]) -> Result<(), HandlerError> {
+    let Some(sns) = &app.events else {
+        return Ok(());
+    };
+    sns.publish(events).await.map_err(|e| {
+        warn!(error = %e, "outcome events not published");
+        HandlerError::Events(e)
+    })
+}
+
 /// A storage event's disposition as the invocation's result: `Done` → the counts,
 /// `Retry` → a `Rendition.Retryable.<kind>` error, `DeadLetter` → a
 /// `Rendition.Permanent.<kind>` one (Lambda's asynchronous retries and on-failure
 /// destination apply to both; the type tells an alarm which it is).
-pub(crate) fn outcome(result: Result<Handled, MessageError>) -> Result<Handled, HandlerError> {
-    let (failure, retry) = match decide(result, 1, &POLICY) {
+pub(crate) fn outcome(disposition: Disposition<Handled>) -> Result<Handled, HandlerError> {
+    let (failure, retry) = match disposition {
         Disposition::Done(handled) => return Ok(handled),
         Disposition::Retry { failure, .. } => (failure, true),
         Disposition::DeadLetter(failure) => (failure, false),
@@ -206,7 +244,21 @@ async fn sqs_job(app: &App, record: SqsMessage) -> Option<String> {
         app.settings.storage.delete_on_remove,
     )
     .await;
-    let (failure, outcome) = match decide(result, receives, &POLICY) {
+    let settled = settle(app, result, receives, body.as_bytes());
+    let published = publish(app, &settled.events).await;
+    let (failure, outcome) = match settled.disposition {
+        Disposition::Done(_) if published.is_err() => {
+            // Done, but not announced: SQS delivers it again, and the repeat announces.
+            tracing::Span::current().record("outcome", "retry");
+            measure_job(
+                app,
+                started,
+                "retry",
+                Some(crate::error::EVENTS_UNAVAILABLE),
+                0,
+            );
+            return Some(id);
+        }
         Disposition::Done(handled) => {
             tracing::Span::current().record("outcome", "done");
             measure_job(app, started, "done", None, rendered_bytes(&handled));

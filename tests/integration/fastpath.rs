@@ -12,6 +12,7 @@ use rendition_core::render::{render, RenderOutput, VariantRequest};
 use rendition_core::vips::Image;
 
 use crate::harness::*;
+use crate::progressive::decoder_of;
 
 const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 
@@ -43,14 +44,6 @@ fn render_all(source: &[u8]) -> RenderOutput {
         &RenderSettings::default(),
     )
     .expect("renders")
-}
-
-fn decoder_of(out: &RenderOutput) -> &str {
-    out.phases
-        .iter()
-        .find(|p| p.name == "decode")
-        .and_then(|p| p.decoder.as_deref())
-        .expect("the decode phase names its decoder")
 }
 
 fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {

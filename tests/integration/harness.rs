@@ -266,6 +266,70 @@ pub fn lambda_bin() -> &'static Path {
     })
 }
 
+/// The variant of preset `name` in `format` under `settings`, named by its current spec
+/// hash (`thumb.a3134a7c`), as the server and the eager job name it (`Format::Auto`: its
+/// negotiated `.auto` URL).
+pub fn preset_in(
+    settings: &rendition_core::config::Settings,
+    name: &str,
+    format: rendition_core::spec::Format,
+) -> rendition_core::naming::Variant {
+    use rendition_core::spec::Format;
+    let preset = &settings.presets[name];
+    let hash = if format == Format::Auto && preset.negotiates() {
+        preset.negotiated_hash()
+    } else if preset.formats() == [Format::Original] {
+        // `fm=original`: one spec whatever format the source makes.
+        preset.hash_in(Format::Original)
+    } else {
+        preset.hash_in(format)
+    };
+    rendition_core::naming::Variant::preset(name, hash)
+}
+
+/// [`preset_in`] the default configuration (the repository's `rendition.toml` has the
+/// same presets).
+pub fn preset(name: &str, format: rendition_core::spec::Format) -> rendition_core::naming::Variant {
+    preset_in(&rendition_core::config::Settings::default(), name, format)
+}
+
+/// `{name}.{hash}.{ext}`: the file name of preset `name` in `format` (default
+/// configuration).
+pub fn preset_file(name: &str, format: rendition_core::spec::Format) -> String {
+    let ext = format.extension().expect("a format with an extension");
+    format!("{}.{ext}", preset(name, format).segment())
+}
+
+/// The settings the repository's configuration followed by `extra` loads to.
+pub fn settings_of(extra: &str) -> rendition_core::config::Settings {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), extra);
+    let file = dir.path().join("rendition.toml");
+    rendition_core::config::Settings::load(Some(&file), std::iter::empty()).unwrap()
+}
+
+/// The URL file name of preset `name` in `format` under `settings` (`.auto`: its
+/// negotiated URL): `{name}.{hash}.{ext}`.
+pub fn preset_file_in(
+    settings: &rendition_core::config::Settings,
+    name: &str,
+    format: rendition_core::spec::Format,
+) -> String {
+    let ext = format.extension().expect("a format with an extension");
+    format!("{}.{ext}", preset_in(settings, name, format).segment())
+}
+
+/// The file a preset's variant made in `format` is stored as, with extension `ext`
+/// (`fm=auto`'s legacy format: `jpg` or `png`).
+pub fn stored_file_in(
+    settings: &rendition_core::config::Settings,
+    name: &str,
+    format: rendition_core::spec::Format,
+    ext: &str,
+) -> String {
+    format!("{name}.{}.{ext}", settings.presets[name].hash_in(format))
+}
+
 /// Writes `dir/rendition.toml`: the repository's own configuration, then `extra`.
 pub fn write_config(dir: &Path, extra: &str) {
     let defaults = std::fs::read_to_string(repo_root().join("rendition.toml")).unwrap();

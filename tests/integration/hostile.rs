@@ -23,6 +23,7 @@ use rendition_core::manifest::{FailureRecord, Manifest};
 use rendition_core::naming::{self, SourceId, Variant};
 use rendition_core::render::{render, VariantRequest};
 use rendition_core::sniff::sniff;
+use rendition_core::spec::Format;
 use rendition_core::store::{BlobStore, FsStore, PutOptions, StoreError};
 use rendition_core::url::{sign, UrlGenerator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1038,7 +1039,7 @@ async fn corpus_serve_answers_4xx_with_typed_bodies_and_stays_up() {
     let s = settings();
     let urls = UrlGenerator::new(&s);
     let store = FsStore::new(&b.bucket).unwrap();
-    let thumb = Variant::Preset("thumb".into());
+    let thumb = preset("thumb", Format::Webp);
     let url_of = |key: &str| urls.for_key(key, now_unix()).unwrap();
 
     // Every source of the corpus, by the URL of its `thumb`.
@@ -1342,7 +1343,11 @@ async fn corpus_serve_answers_4xx_with_typed_bodies_and_stays_up() {
         ),
         (
             "a missing source",
-            format!("/derived/nothing.jpg/{guid}/thumb.webp").into_bytes(),
+            format!(
+                "/derived/nothing.jpg/{guid}/{}",
+                preset_file("thumb", Format::Webp)
+            )
+            .into_bytes(),
             &[404],
         ),
     ];
@@ -1683,7 +1688,7 @@ async fn work_bombs_get_422_from_serve_within_bounds() {
     let store = FsStore::new(&bucket).unwrap();
     for (name, kind) in expected_kinds() {
         let source = format!("originals/{name}");
-        let key = derived_key(&store, &source, Variant::Preset("thumb".into()), "webp").await;
+        let key = derived_key(&store, &source, preset("thumb", Format::Webp), "webp").await;
         let r = get(
             &addr,
             urls.for_key(&key, now_unix()).unwrap().as_bytes(),
@@ -2078,7 +2083,7 @@ async fn serve_answers_a_render_over_budget_422_and_sigterm_ends_renders_in_flig
     let addr = app.serving_addr(WAIT).await;
     let urls = UrlGenerator::new(&Settings::default());
     let store = FsStore::new(&bucket).unwrap();
-    let thumb = Variant::Preset("thumb".into());
+    let thumb = preset("thumb", Format::Webp);
     let key = derived_key(&store, "originals/slow.jpg", thumb.clone(), "webp").await;
     let started = std::time::Instant::now();
     let r = get(

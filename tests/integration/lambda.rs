@@ -19,6 +19,7 @@ use image::{Rgb, RgbImage};
 use rendition_core::config::Settings;
 use rendition_core::manifest::Manifest;
 use rendition_core::naming::{self, SourceId, Variant};
+use rendition_core::spec::Format;
 use rendition_core::store::{BlobStore, S3Store, IMMUTABLE};
 use rendition_core::url::{self, UrlGenerator};
 use serde_json::{json, Value};
@@ -134,7 +135,7 @@ fn b64decode(text: &str) -> Vec<u8> {
 
 /// A running `rendition-lambda` attached to its own emulator, with its JSON logs (and
 /// its CloudWatch EMF metric lines, which it prints on stdout).
-struct Function {
+pub(crate) struct Function {
     emulator: Emulator,
     app: Running,
     init_ms: f64,
@@ -142,7 +143,7 @@ struct Function {
 
 /// What an invocation returned.
 #[derive(Debug)]
-enum Invoked {
+pub(crate) enum Invoked {
     /// The handler's result.
     Ok(Value),
     /// A function error: `(errorType, errorMessage)`.
@@ -150,7 +151,7 @@ enum Invoked {
 }
 
 impl Invoked {
-    fn ok(self) -> Value {
+    pub(crate) fn ok(self) -> Value {
         match self {
             Invoked::Ok(v) => v,
             Invoked::Err(t, m) => panic!("function error {t}: {m}"),
@@ -159,7 +160,7 @@ impl Invoked {
 }
 
 impl Function {
-    async fn start(world: &World, extra: &[(&str, &str)]) -> Function {
+    pub(crate) async fn start(world: &World, extra: &[(&str, &str)]) -> Function {
         let function = Spawn::lambda(world.dir()).await;
         let cargo_lambda = tokio::task::spawn_blocking(cargo_lambda)
             .await
@@ -204,11 +205,11 @@ impl Function {
         self.app.wait_count(WAIT, what, n, pred).await
     }
 
-    async fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         self.app.wait_for(WAIT, what, pred).await
     }
 
-    async fn invoke(&self, payload: &Value) -> Invoked {
+    pub(crate) async fn invoke(&self, payload: &Value) -> Invoked {
         let resp = http(
             &format!("127.0.0.1:{}", self.emulator.port),
             "POST",
@@ -374,7 +375,7 @@ fn api_gateway_event(method: &str, path: &str, query: &str, stage: &str) -> Valu
 }
 
 /// One S3 event notification record (`key` form-encoded, as S3 sends it).
-fn s3_record(bucket: &str, key: &str, size: u64, etag: &str) -> Value {
+pub(crate) fn s3_record(bucket: &str, key: &str, size: u64, etag: &str) -> Value {
     json!({
         "eventVersion": "2.1",
         "eventSource": "aws:s3",
@@ -482,7 +483,7 @@ fn now_unix() -> u64 {
 }
 
 /// A JPEG that decodes its header but not its pixels.
-fn truncated_jpeg() -> Vec<u8> {
+pub(crate) fn truncated_jpeg() -> Vec<u8> {
     let mut jpeg = encode_jpeg(&quadrants(640, 480), 90);
     jpeg.truncate(jpeg.len() / 3);
     jpeg
@@ -515,10 +516,12 @@ async fn lambda_http_serves_renders_and_refuses() {
         )
         .await;
     let thumb = world
-        .derivative_key(source, Variant::Preset("thumb".into()), "webp")
+        .derivative_key(source, preset("thumb", Format::Webp), "webp")
         .await;
     let path = format!("/{}", url::encode_key(&thumb));
     assert!(path.contains("cat%20photo.jpg"), "{path}");
+    let thumb_file = format!("/{}", preset_file("thumb", Format::Webp));
+    assert!(path.ends_with(&thumb_file), "{path}");
     assert!(
         world.bucket().object(&thumb).await.is_none(),
         "not rendered yet"
@@ -650,15 +653,15 @@ async fn lambda_http_serves_renders_and_refuses() {
         ),
         // Someone else's valid signature on another spec.
         (format!("{forged_path}?sig={sig}"), 403, "bad_signature"),
-        (path.replace("/thumb.webp", "/thumb"), 400, "bad_key"),
+        (path.replace(&thumb_file, "/thumb"), 400, "bad_key"),
         (format!("{path}x"), 404, "wrong_extension"),
         (
-            path.replace("/thumb.webp", "/w=abc,fm=webp.webp"),
+            path.replace(&thumb_file, "/w=abc,fm=webp.webp"),
             400,
             "bad_key",
         ),
         (
-            path.replace("/thumb.webp", "/fm=webp,w=320.webp"),
+            path.replace(&thumb_file, "/fm=webp,w=320.webp"),
             400,
             "bad_key",
         ),
@@ -670,7 +673,7 @@ async fn lambda_http_serves_renders_and_refuses() {
             "source_missing",
         ),
         (
-            path.replace("/thumb.webp", "/huge.webp"),
+            path.replace(&thumb_file, "/huge.webp"),
             404,
             "unknown_preset",
         ),
@@ -697,11 +700,7 @@ async fn lambda_http_serves_renders_and_refuses() {
         )
         .await;
     let bomb = world
-        .derivative_key(
-            "originals/bomb.png",
-            Variant::Preset("thumb".into()),
-            "webp",
-        )
+        .derivative_key("originals/bomb.png", preset("thumb", Format::Webp), "webp")
         .await;
     let resp = f.get(&format!("/{}", url::encode_key(&bomb)), &[]).await;
     assert_eq!(resp.status, 422, "{resp:?}");
@@ -712,7 +711,7 @@ async fn lambda_http_serves_renders_and_refuses() {
         .put("originals/broken.jpg", truncated_jpeg(), Some("image/jpeg"))
         .await;
     let broken = world
-        .derivative_key("originals/broken.jpg", Variant::Preset("sm".into()), "webp")
+        .derivative_key("originals/broken.jpg", preset("sm", Format::Webp), "webp")
         .await;
     let resp = f.get(&format!("/{}", url::encode_key(&broken)), &[]).await;
     assert_eq!(resp.status, 422, "{resp:?}");
@@ -958,8 +957,11 @@ async fn lambda_storage_outage_is_503_or_retryable() {
         ],
     )
     .await;
-    let path = "/derived/a.jpg/984c96da-5462-511e-9377-0079ce0a525e/thumb.webp";
-    let resp = f.get(path, &[]).await;
+    let path = format!(
+        "/derived/a.jpg/984c96da-5462-511e-9377-0079ce0a525e/{}",
+        preset_file("thumb", Format::Webp)
+    );
+    let resp = f.get(&path, &[]).await;
     assert_eq!(resp.status, 503, "{resp:?}");
     assert_eq!(resp.header("retry-after"), Some("2"));
     assert_eq!(resp.json()["error"], "storage_unavailable");

@@ -52,7 +52,8 @@ fn render_png(source: &[u8], width: u32, settings: &RenderSettings) -> RenderOut
     render(source, &[request], &Limits::default(), settings).expect("renders")
 }
 
-fn decoder_of(out: &RenderOutput) -> &str {
+/// The decoder the render's `decode` phase names.
+pub(crate) fn decoder_of(out: &RenderOutput) -> &str {
     out.phases
         .iter()
         .find(|p| p.name == "decode")

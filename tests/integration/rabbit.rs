@@ -232,7 +232,7 @@ impl Broker {
         let msg = self.get(&self.events_queue).await;
         assert_eq!(msg.delivery.routing_key.as_str(), rabbit::READY_ROUTING_KEY);
         assert_eq!(msg.delivery.properties.delivery_mode(), &Some(2));
-        serde_json::from_slice(&msg.delivery.data).expect("the event is a manifest")
+        ready_manifest(&msg.delivery.data)
     }
 
     /// Asserts the work, retry and dead-letter queues hold nothing.
@@ -307,6 +307,17 @@ async fn delete_topology(
             .await?;
     }
     Ok(())
+}
+
+/// The manifest a `derivatives.ready` event carries: its body is a CloudEvent whose
+/// `data` is the manifest (`tests/integration/outcomes.rs` checks the rest).
+fn ready_manifest(body: &[u8]) -> Manifest {
+    let event: rendition_core::outcome::OutcomeEvent =
+        serde_json::from_slice(body).expect("the event is a CloudEvent");
+    match event.outcome {
+        rendition_core::outcome::Outcome::Ready(manifest) => manifest,
+        other => panic!("not derivatives.ready: {other:?}"),
+    }
 }
 
 /// A MinIO notification (`{"EventName":…,"Key":…,"Records":[…]}`) for bucket `local`.
@@ -559,8 +570,7 @@ async fn rabbit_duplicate_delivery_is_already_done() {
         .try_get(&broker.events_queue)
         .await
         .expect("the duplicate announces the manifest again");
-    let again: rendition_core::manifest::Manifest =
-        serde_json::from_slice(&again.delivery.data).unwrap();
+    let again = ready_manifest(&again.delivery.data);
     assert_eq!(again, first);
     broker.assert_queues_empty().await;
     broker.cleanup().await;
@@ -822,7 +832,7 @@ async fn rabbit_reconnects_after_the_connection_is_cut() {
     // Every announcement is of a stored manifest. (A job whose manifest was written but
     // whose announcement could not be confirmed before the cut is not announced again.)
     while let Some(msg) = broker.try_get(&broker.events_queue).await {
-        let m: Manifest = serde_json::from_slice(&msg.delivery.data).unwrap();
+        let m = ready_manifest(&msg.delivery.data);
         assert!(done.contains(&m));
     }
     broker.cleanup().await;

@@ -7,6 +7,7 @@ use image::{Rgba, RgbaImage};
 use rendition_core::manifest::{Manifest, MANIFEST_VERSION};
 use rendition_core::respond::VARY;
 use rendition_core::sniff::{sniff, SourceFormat};
+use rendition_core::spec::Format;
 
 use crate::harness::*;
 use crate::serve::{env_keys, start_with_config, url_of};
@@ -39,6 +40,17 @@ fn stored(bucket: &std::path::Path, rel: &str) -> Vec<String> {
     out
 }
 
+/// The stored file names of `preset` of [`CONFIG`] in each `(format, ext)`, sorted.
+fn files(preset: &str, made: &[(Format, &str)]) -> Vec<String> {
+    let s = settings_of(CONFIG);
+    let mut out: Vec<String> = made
+        .iter()
+        .map(|(f, ext)| stored_file_in(&s, preset, *f, ext))
+        .collect();
+    out.sort();
+    out
+}
+
 fn dimensions(bytes: &[u8]) -> (u32, u32) {
     let header = rendition_core::vips::Image::open(bytes).unwrap().header();
     (header.width, header.height)
@@ -59,9 +71,15 @@ async fn one_url_gives_each_client_its_format_with_vary_and_stores_each_once() {
     let printed = url_of(cwd, bucket, "originals/cat.jpg", &["--preset", "pic"], &env);
     let urls: Vec<&str> = printed.lines().collect();
     assert_eq!(urls.len(), 4, "{printed}");
-    assert!(urls[0].ends_with("/pic.auto"), "{}", urls[0]);
-    for (url, ext) in urls[1..].iter().zip(["avif", "webp", "jpg"]) {
-        assert!(url.ends_with(&format!("/pic.{ext}")), "{url}");
+    let s = settings_of(CONFIG);
+    let pic_auto = preset_file_in(&s, "pic", Format::Auto);
+    assert!(urls[0].ends_with(&format!("/{pic_auto}")), "{}", urls[0]);
+    for (url, f) in urls[1..]
+        .iter()
+        .zip([Format::Avif, Format::Webp, Format::Jpeg])
+    {
+        let file = preset_file_in(&s, "pic", f);
+        assert!(url.ends_with(&format!("/{file}")), "{url}");
     }
     let auto = urls[0].to_string();
 
@@ -98,7 +116,17 @@ async fn one_url_gives_each_client_its_format_with_vary_and_stores_each_once() {
     }
     // Three formats, each rendered and stored once; the URL's own name is never stored.
     let rel = "cat.jpg";
-    assert_eq!(stored(bucket, rel), ["pic.avif", "pic.jpg", "pic.webp"]);
+    assert_eq!(
+        stored(bucket, rel),
+        files(
+            "pic",
+            &[
+                (Format::Avif, "avif"),
+                (Format::Jpeg, "jpg"),
+                (Format::Webp, "webp")
+            ]
+        )
+    );
 
     // A per-format URL is that format whatever the client says, without Vary.
     let r = get(addr, urls[2].as_bytes(), &[("Accept", CHROME)]).await;
@@ -107,7 +135,8 @@ async fn one_url_gives_each_client_its_format_with_vary_and_stores_each_once() {
 
     // A preset that says fm=auto, and a signed spec that does.
     let any = url_of(cwd, bucket, "originals/cat.jpg", &["--preset", "any"], &env);
-    assert!(any.ends_with("/any.auto"), "{any}");
+    let any_auto = preset_file_in(&s, "any", Format::Auto);
+    assert!(any.ends_with(&format!("/{any_auto}")), "{any}");
     let r = get(addr, any.as_bytes(), &[("Accept", SAFARI_14)]).await;
     assert_eq!(sniff(&r.body), Ok(SourceFormat::Webp));
     assert_eq!(dimensions(&r.body), (120, 90));
@@ -126,7 +155,7 @@ async fn one_url_gives_each_client_its_format_with_vary_and_stores_each_once() {
         assert_eq!(r.header("vary"), Some(VARY));
     }
     // Another extension than the preset's formats is a 404.
-    let wrong = urls[1].replace("pic.avif", "pic.gif");
+    let wrong = urls[1].replace(".avif", ".gif");
     let r = get(addr, wrong.as_bytes(), &[]).await;
     assert_eq!(
         (r.status, r.error_kind().as_str()),
@@ -170,7 +199,14 @@ async fn a_source_with_alpha_falls_back_to_png_and_keeps_it() {
     }
     assert_eq!(
         stored(bucket, "logo.png"),
-        ["any.avif", "any.png", "any.webp"]
+        files(
+            "any",
+            &[
+                (Format::Avif, "avif"),
+                (Format::Auto, "png"),
+                (Format::Webp, "webp")
+            ]
+        )
     );
 }
 
@@ -224,6 +260,14 @@ async fn an_eager_preset_in_three_formats_is_made_from_one_job_and_listed_per_fo
         ]
     );
     for v in manifest.variants.iter().filter(|v| v.name == "pic") {
+        // Each format's key carries the hash of that format's spec.
+        assert_eq!(v.spec_hash, rendition_core::naming::spec_hash(&v.spec));
+        let ext = v.key.rsplit('.').next().unwrap();
+        assert!(
+            v.key.ends_with(&format!("/pic.{}.{ext}", v.spec_hash)),
+            "{}",
+            v.key
+        );
         let bytes = std::fs::read(bucket.join(&v.key)).unwrap();
         assert_eq!(dimensions(&bytes), (200, 150), "{}", v.key);
         assert!(files.contains(&v.key.rsplit('/').next().unwrap().to_string()));
@@ -369,7 +413,8 @@ async fn a_named_format_and_a_negotiated_one_sharing_a_render_vary_each_as_asked
     let printed = url_of(cwd, bucket, "originals/big.jpg", &["--preset", "pic"], &env);
     let urls: Vec<String> = printed.lines().map(str::to_string).collect();
     let (auto, webp) = (urls[0].clone(), urls[2].clone());
-    assert!(webp.ends_with("/pic.webp"), "{webp}");
+    let pic_webp = preset_file_in(&settings_of(CONFIG), "pic", Format::Webp);
+    assert!(webp.ends_with(&format!("/{pic_webp}")), "{webp}");
     let (a, b) = (addr.clone(), addr.clone());
     let named = tokio::spawn(async move { get(&a, webp.as_bytes(), &[("Accept", CHROME)]).await });
     let negotiated =

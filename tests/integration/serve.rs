@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use rendition_core::spec::Format;
 use rendition_core::store::IMMUTABLE;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -218,14 +219,18 @@ async fn signatures_presets_and_errors() {
         &env,
     ));
     assert_eq!(get(&s.addr, &preset, &[]).await.status, 200);
-    let unknown = preset.replace("/thumb.webp", "/nosuchpreset.webp");
+    let thumb_file = format!("/{}", preset_file("thumb", Format::Webp));
+    assert!(preset.ends_with(&thumb_file), "{preset}");
+    let unknown = preset.replace(&thumb_file, "/nosuchpreset.webp");
     assert_eq!(get(&s.addr, &unknown, &[]).await.status, 404);
-    let stale = preset.replace(
-        &preset[preset.len() - 47..preset.len() - 11],
-        "00000000-0000-4000-8000-000000000000",
-    );
+    let (folder, _) = preset
+        .strip_suffix(&thumb_file)
+        .unwrap()
+        .rsplit_once('/')
+        .unwrap();
+    let stale = format!("{folder}/00000000-0000-4000-8000-000000000000{thumb_file}");
     assert_eq!(get(&s.addr, &stale, &[]).await.status, 404, "{stale}");
-    let wrong_ext = preset.replace("thumb.webp", "thumb.png");
+    let wrong_ext = preset.replace(".webp", ".png");
     assert_eq!(get(&s.addr, &wrong_ext, &[]).await.status, 404);
 
     let bomb = path_of(&url_of(
@@ -478,7 +483,8 @@ async fn every_response_says_nosniff() {
     let etag = ok.header("etag").unwrap().to_string();
     let not_modified = get(&s.addr, &thumb, &[("If-None-Match", &etag)]).await;
     assert_eq!(not_modified.status, 304);
-    let unknown = get(&s.addr, &thumb.replace("/thumb.webp", "/nope.webp"), &[]).await;
+    let thumb_file = format!("/{}", preset_file("thumb", Format::Webp));
+    let unknown = get(&s.addr, &thumb.replace(&thumb_file, "/nope.webp"), &[]).await;
     assert_eq!(unknown.status, 404);
     let bad = get(&s.addr, "/derived/nothing/here", &[]).await;
     assert_eq!(bad.status, 400);
@@ -541,7 +547,9 @@ async fn conditional_requests_head_and_errors_answer_as_the_lambda() {
     assert_eq!(head.header("etag"), Some(etag.as_str()));
     assert_eq!(head.header("cache-control"), Some(IMMUTABLE));
 
-    let unknown = thumb.replace("/thumb.webp", "/nope.webp");
+    let thumb_file = format!("/{}", preset_file("thumb", Format::Webp));
+    assert!(thumb.ends_with(&thumb_file), "{thumb}");
+    let unknown = thumb.replace(&thumb_file, "/nope.webp");
     let missing = get(&s.addr, &unknown, &[]).await;
     let post = request(&s.addr, "POST", &thumb, &[("Content-Length", "0")]).await;
     for (target, r, status, kind) in [

@@ -22,9 +22,9 @@ use std::process::Command;
 use image::{Rgb, RgbImage};
 use rendition_core::config::{Limits, RenderSettings, Settings};
 use rendition_core::manifest::Manifest;
-use rendition_core::naming::{SourceNames, Variant};
+use rendition_core::naming::SourceNames;
 use rendition_core::render::{render, VariantRequest};
-use rendition_core::spec::Fit;
+use rendition_core::spec::{Fit, Format};
 use rendition_core::url::UrlGenerator;
 
 use crate::harness::*;
@@ -588,7 +588,7 @@ async fn a_banner_gets_every_preset_it_can_have_and_lists_the_one_it_cannot() {
     let urls = UrlGenerator::new(&settings);
     let url = |preset: &str| {
         let key = names
-            .derivative_key(&Variant::Preset(preset.into()), "webp")
+            .derivative_key(&preset_in(&settings, preset, Format::Webp), "webp")
             .unwrap();
         urls.for_key(&key, 0).unwrap()
     };

@@ -235,6 +235,12 @@ async fn one_job_is_one_span_tree_that_continues_the_message_s_trace() {
     let render = one("render");
     let decode = one("decode");
     assert_eq!(decode.parent, render.id, "decode is a child of render");
+    // Which decoder made the pixels travels from the render helper onto the span: a
+    // baseline JPEG whose largest eager variant needs most of it is libvips' own decode.
+    assert_eq!(
+        decode.attributes.get("decoder").map(String::as_str),
+        Some("libvips")
+    );
     let encodes = named("encode");
     let eager = ["lg", "md", "sm", "thumb", "xl"];
     assert_eq!(encodes.len(), eager.len(), "{encodes:#?}");

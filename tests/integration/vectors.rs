@@ -175,7 +175,11 @@ fn make_url(
                 Format::Auto
             };
             (
-                Variant::Preset(name.to_string()),
+                // Named by its spec hash in the format chosen, below.
+                Variant::Preset {
+                    name: name.to_string(),
+                    hash: None,
+                },
                 preset.formats(),
                 preset.negotiates(),
                 default,
@@ -193,6 +197,10 @@ fn make_url(
         }
     };
     let format = format.unwrap_or(default);
+    let variant = match var {
+        Var::Preset(name) => crate::harness::preset_in(s, name, format),
+        Var::Spec(_) => variant,
+    };
     let ext = format
         .extension()
         .expect("fm=original vectors name the source's format");
@@ -909,6 +917,8 @@ fn host_vectors(configs: &[(&'static str, Value)]) -> Vec<Value> {
 /// Derivative keys as a manifest lists them: `UrlGenerator::for_key` alone.
 fn key_vectors(configs: &[(&'static str, Value)]) -> Vec<Value> {
     let cases: Vec<(&str, String)> = vec![
+        // A versioned preset key, and one written before presets were versioned.
+        ("cdn", format!("derived/cat.jpg/{GUID}/thumb.a3134a7c.webp")),
         ("cdn", format!("derived/cat.jpg/{GUID}/thumb.webp")),
         (
             "cdn",
@@ -937,6 +947,13 @@ fn key_vectors(configs: &[(&'static str, Value)]) -> Vec<Value> {
         ("cdn", format!("derived/cat.jpg/{GUID}/thumb")),
         ("cdn", format!("derived/cat.jpg/{GUID}/thumb.")),
         ("cdn", format!("derived/cat.jpg/{GUID}/Thumb!.webp")),
+        ("cdn", format!("derived/cat.jpg/{GUID}/thumb.A3134A7C.webp")),
+        ("cdn", format!("derived/cat.jpg/{GUID}/thumb.a3134a7.webp")),
+        (
+            "cdn",
+            format!("derived/cat.jpg/{GUID}/thumb.a3134a7c.x.webp"),
+        ),
+        ("cdn", format!("derived/cat.jpg/{GUID}/huge.a3134a7c.webp")),
         ("cdn", format!("derived/{GUID}/thumb.webp")),
         ("cdn", "derived/cat.jpg/not-a-guid/thumb.webp".into()),
         ("cdn", format!("derived/cat.jpg/{GUID}/huge.webp")),

@@ -10,6 +10,7 @@ use std::time::Duration;
 use rendition_core::config::Settings;
 use rendition_core::job::Engine;
 use rendition_core::renderer::Renderer;
+use rendition_core::sns::SnsPublisher;
 use rendition_core::store::{BlobStore, S3Store};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -82,6 +83,7 @@ pub async fn run(
         settings.s3.bucket.clone(),
         renderer.clone(),
     );
+    let engine = crate::compose::with_cdn(engine, &settings).await;
     let metrics = Metrics::new();
     let handler = Handler::new(engine, settings.storage.delete_on_remove, metrics.clone());
     let ready = Readiness::default();
@@ -114,6 +116,7 @@ pub async fn run(
     let probe_task = tokio::spawn(probe_store(store, ready.clone(), stopped(stop_rx.clone())));
 
     let concurrency = settings.concurrency();
+    let events = settings.events.clone();
     let consumer = {
         let (ready, stop) = (ready.clone(), stopped(stop_rx.clone()));
         async move {
@@ -123,7 +126,8 @@ pub async fn run(
                 }
                 QueueKind::Sqs => {
                     let client = crate::sqs::client(&sqs).await;
-                    crate::sqs::run(client, &sqs, concurrency, handler, ready, stop).await?
+                    let events = SnsPublisher::from_settings(&events).await;
+                    crate::sqs::run(client, &sqs, concurrency, handler, events, ready, stop).await?
                 }
             }
             Ok::<(), WorkerError>(())

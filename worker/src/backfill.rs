@@ -1,13 +1,18 @@
-//! `rendition backfill --preset NAME [--prefix P] [--dry-run]`: after a preset is added,
-//! give every existing source its variant.
+//! `rendition backfill (--preset NAME | --changed) [--prefix P] [--dry-run]`: after a
+//! preset is added or edited, give every existing source its (current) variant.
 //!
 //! Lists the sources under the source prefix (and `--prefix`), asks the engine which of
-//! them lack the preset (their manifest does not list it; a source without a manifest
-//! lacks everything), and for each of those either enqueues a job document
-//! (`schemas/job.schema.json`, `origin = "backfill"`, `presets = [NAME]`) on the work
-//! queue the workers consume (RabbitMQ: persistent, publisher-confirmed, straight to the
-//! work queue; SQS: `SendMessage`), or, on a folder bucket (`--local`), renders it in
-//! place. The worker renders only the named preset and adds it to the manifest.
+//! them lack the preset as it is now (their manifest does not list it, or lists it made
+//! from another spec — another spec hash, or none: written before presets were
+//! versioned; a source without a manifest lacks everything), and for each of those either
+//! enqueues a job document (`schemas/job.schema.json`, `origin = "backfill"`,
+//! `presets = [NAME]`, or `[]` for `--changed`: every eager preset) on the work queue the
+//! workers consume (RabbitMQ: persistent, publisher-confirmed, straight to the work queue;
+//! SQS: `SendMessage`), or, on a folder bucket (`--local`), renders it in place. The
+//! worker renders only what is missing under the current names and rewrites the manifest;
+//! the variants of the old spec stay stored, so their URLs keep their bytes. The summary
+//! counts the sources that only gain variants (`added`) apart from those re-rendered
+//! because a preset changed (`re-rendered`).
 //!
 //! Resumable: what is done is skipped, so after an interruption the same command picks
 //! up where it stopped (jobs already enqueued but not yet processed are enqueued again,
@@ -74,7 +79,8 @@ impl Sink {
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub preset: String,
+    /// The preset to backfill; `None` (`--changed`): every eager preset.
+    pub preset: Option<String>,
     /// A key prefix; one not starting with the source prefix is taken relative to it.
     pub prefix: String,
     /// Jobs per second; 0 means unpaced.
@@ -92,21 +98,39 @@ pub struct Summary {
     pub done: usize,
     /// Sources enqueued (rendered in place; with a dry run: that would be enqueued).
     pub missing: usize,
+    /// Of `missing`, sources whose manifest lists none of the missing variants yet.
+    pub added: usize,
+    /// Of `missing`, sources with a variant listed but made from another spec.
+    pub rerendered: usize,
     /// Sources that vanished meanwhile or (in place) could not be rendered.
     pub failed: usize,
 }
 
 impl Summary {
-    /// The closing line, e.g. `backfill: preset=thumb sources=120 done=100 enqueued=20 failed=0`.
-    pub fn line(&self, preset: &str, sink: &Sink) -> String {
+    /// The closing line, e.g. `backfill: preset=thumb sources=120 done=100 enqueued=20
+    /// added=15 re-rendered=5 failed=0` (`preset=*` for `--changed`).
+    pub fn line(&self, preset: Option<&str>, sink: &Sink) -> String {
         format!(
-            "backfill: preset={preset} sources={} done={} {}={} failed={}",
+            "backfill: preset={} sources={} done={} {}={} added={} re-rendered={} failed={}",
+            preset.unwrap_or("*"),
             self.sources,
             self.done,
             sink.verb(),
             self.missing,
+            self.added,
+            self.rerendered,
             self.failed
         )
+    }
+
+    /// Counts a source taken: `rerenders` when a preset of it changed.
+    fn took(&mut self, rerenders: bool) {
+        self.missing += 1;
+        if rerenders {
+            self.rerendered += 1;
+        } else {
+            self.added += 1;
+        }
     }
 }
 
@@ -128,7 +152,8 @@ pub async fn run(
     options: &Options,
     mut on_missing: impl FnMut(&str),
 ) -> Result<Summary, BackfillError> {
-    let presets = vec![options.preset.clone()];
+    let presets: Vec<String> = options.preset.iter().cloned().collect();
+    let label = options.preset.as_deref().unwrap_or("*");
     // An unknown preset is refused before anything is listed or sent.
     engine
         .wanted(&presets)
@@ -155,7 +180,12 @@ pub async fn run(
         sources: sources.len(),
         ..Summary::default()
     };
-    info!(preset = %options.preset, prefix, sources = sources.len(), "backfill: listed sources");
+    info!(
+        preset = label,
+        prefix,
+        sources = sources.len(),
+        "backfill: listed sources"
+    );
     let bar = progress_bar(options.progress, sources.len() as u64);
     let mut pace = (options.rate > 0).then(|| {
         let mut interval = tokio::time::interval_at(
@@ -190,6 +220,7 @@ pub async fn run(
             continue;
         }
         on_missing(key);
+        let rerenders = pending.rerenders();
         if let Some(pace) = pace.as_mut() {
             pace.tick().await;
         }
@@ -205,9 +236,11 @@ pub async fn run(
             presets: presets.clone(),
         };
         match sink {
-            Sink::DryRun => summary.missing += 1,
+            Sink::DryRun => summary.took(rerenders),
             Sink::InPlace => match engine.process_presets(key, &presets).await {
-                Ok(Outcome::Rendered { .. } | Outcome::AlreadyDone { .. }) => summary.missing += 1,
+                Ok(Outcome::Rendered { .. } | Outcome::AlreadyDone { .. }) => {
+                    summary.took(rerenders)
+                }
                 Err(e) if e.is_retryable() => {
                     return Err(BackfillError::Store {
                         key: key.to_string(),
@@ -221,7 +254,7 @@ pub async fn run(
             },
             Sink::Rabbit(publisher) => {
                 publisher.publish(&serde_json::to_vec(&job)?).await?;
-                summary.missing += 1;
+                summary.took(rerenders);
             }
             Sink::Sqs { client, queue_url } => {
                 client
@@ -234,7 +267,7 @@ pub async fn run(
                         queue: queue_url.clone(),
                         message: aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
                     })?;
-                summary.missing += 1;
+                summary.took(rerenders);
             }
         }
         bar.inc(1);

@@ -125,15 +125,19 @@ pub enum Command {
         #[arg(long, value_name = "TEXT", default_value = "")]
         alt: String,
     },
-    /// Give existing sources the variant of a (new) preset: enqueue a job for each source
-    /// whose manifest lacks it.
+    /// Give existing sources the variant of a new or edited preset: enqueue a job for each
+    /// source whose manifest lacks it or lists it made from another spec.
     #[command(
-        after_help = "Examples:\n  rendition backfill --preset avif_lg --dry-run --queue sqs     # count what is missing in S3\n  rendition backfill --preset avif_lg --queue rabbitmq --rate 200\n  rendition backfill --preset avif_lg --prefix 2024/ --queue sqs  # only originals/2024/…\n  rendition backfill --preset avif_lg --local ./bucket          # a folder bucket: render in place\n\nSources whose manifest already lists the preset are skipped, so an interrupted run is\nresumed by running it again. Ends with one line:\n  backfill: preset=NAME sources=N done=D enqueued=E failed=F\nand exits 1 when a source failed."
+        after_help = "Examples:\n  rendition backfill --preset avif_lg --dry-run --queue sqs     # count what is missing in S3\n  rendition backfill --preset avif_lg --queue rabbitmq --rate 200\n  rendition backfill --preset avif_lg --prefix 2024/ --queue sqs  # only originals/2024/…\n  rendition backfill --preset avif_lg --local ./bucket          # a folder bucket: render in place\n  rendition backfill --changed --queue sqs                      # every added or edited eager preset\n\nSources whose manifest already lists the preset with its current spec hash are skipped,\nso an interrupted run is resumed by running it again. Ends with one line:\n  backfill: preset=NAME sources=N done=D enqueued=E added=A re-rendered=R failed=F\n(preset=* with --changed) and exits 1 when a source failed."
     )]
     Backfill {
-        /// The preset to backfill (eager or not).
-        #[arg(long, value_name = "NAME")]
-        preset: String,
+        /// The preset to backfill (eager or not): sources lacking it, or holding it made
+        /// from another spec.
+        #[arg(long, value_name = "NAME", required_unless_present = "changed")]
+        preset: Option<String>,
+        /// Every eager preset added or changed since each source's manifest was written.
+        #[arg(long, conflicts_with = "preset")]
+        changed: bool,
         /// Only sources whose key starts with this; a prefix not under the source prefix is
         /// taken relative to it (2024/ → originals/2024/).
         #[arg(long, value_name = "P", default_value = "")]

@@ -113,6 +113,7 @@ pub async fn run(
         } => render(&settings, &input, which(&preset, &spec), &output).await,
         Command::Backfill {
             preset,
+            changed: _,
             prefix,
             dry_run,
             queue,
@@ -325,7 +326,7 @@ async fn backfill_command(
     .await;
     engine.renderer().shutdown().await;
     let summary = summary?;
-    println!("{}", summary.line(&options.preset, &sink));
+    println!("{}", summary.line(options.preset.as_deref(), &sink));
     if let backfill::Sink::Rabbit(publisher) = sink {
         publisher.close().await;
     }

@@ -1,9 +1,11 @@
-//! The composition root: settings → store (a folder or S3) → renderer → engine and
-//! on-demand path, built in one place for every command.
+//! The composition root: settings → store (a folder or S3) → renderer → engine (with the
+//! CDN removals invalidate, when one is configured) and on-demand path, built in one place
+//! for every command.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use rendition_core::cdn::{Cdn, CloudFront};
 use rendition_core::config::Settings;
 use rendition_core::job::Engine;
 use rendition_core::ondemand::OnDemand;
@@ -70,7 +72,21 @@ pub async fn renderer(settings: &Settings, renders: Renders) -> Result<Renderer,
     }
 }
 
-/// The eager job over `bucket`.
+/// The CDN a removal invalidates: CloudFront when `cdn.cloudfront_distribution_id` is set.
+pub async fn cdn(settings: &Settings) -> Option<Arc<dyn Cdn>> {
+    let cloudfront = CloudFront::from_settings(&settings.cdn).await?;
+    Some(Arc::new(cloudfront))
+}
+
+/// `engine` with the configured CDN, if any.
+pub async fn with_cdn(engine: Engine, settings: &Settings) -> Engine {
+    match cdn(settings).await {
+        Some(cdn) => engine.with_cdn(cdn),
+        None => engine,
+    }
+}
+
+/// The eager job over `bucket` (removals in the folder mode invalidate the CDN too).
 pub async fn engine(
     settings: Arc<Settings>,
     bucket: Bucket<'_>,
@@ -78,7 +94,8 @@ pub async fn engine(
 ) -> Result<Engine, ComposeError> {
     let (store, name) = store(&settings, bucket).await?;
     let renderer = renderer(&settings, renders).await?;
-    Ok(Engine::new(store, settings, name, renderer))
+    let engine = Engine::new(store, Arc::clone(&settings), name, renderer);
+    Ok(with_cdn(engine, &settings).await)
 }
 
 /// `serve`'s pair: the on-demand path (bounded renders) and an engine for the contact

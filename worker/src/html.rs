@@ -415,8 +415,10 @@ mod tests {
         ManifestVariant {
             name: name.into(),
             spec: format!("w={width}"),
+            spec_hash: rendition_core::naming::spec_hash(&format!("w={width}")),
             key: format!(
-                "derived/a <b> & \"c\".jpg/00000000-0000-0000-0000-000000000000/{name}.{ext}"
+                "derived/a <b> & \"c\".jpg/00000000-0000-0000-0000-000000000000/{name}.{}.{ext}",
+                rendition_core::naming::spec_hash(&format!("w={width}"))
             ),
             width,
             height,
@@ -464,9 +466,17 @@ mod tests {
         s
     }
 
+    /// `{preset}.{ext}` of each variant (its key without the spec hash, which
+    /// [`variant`] sets).
     fn names(vs: &[&ManifestVariant]) -> Vec<String> {
         vs.iter()
-            .map(|v| v.key.rsplit('/').next().unwrap().to_string())
+            .map(|v| {
+                let file = v.key.rsplit('/').next().unwrap();
+                let (name, ext) = file.rsplit_once('.').unwrap();
+                let (preset, hash) = name.rsplit_once('.').unwrap();
+                assert_eq!(hash, v.spec_hash);
+                format!("{preset}.{ext}")
+            })
             .collect()
     }
 

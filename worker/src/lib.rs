@@ -10,11 +10,12 @@
 //! - [`backfill`]: `backfill --preset NAME`: enqueue (or render in place) the preset for
 //!   every source whose manifest lacks it; paced, resumable, with a progress bar.
 //! - [`cli`]: the command line (clap), with an example in every command's `--help`.
-//! - [`local`]: `run --local DIR`, a folder as the bucket (scan + inotify + eager jobs).
+//! - [`local`]: `run --local DIR`, a folder as the bucket (scan + inotify + eager jobs;
+//!   a file deleted or moved out is a removal).
 //! - [`oneoff`]: `render IN --spec S -o OUT`, one variant of one file.
 //! - [`commands`]: one function per command, called by `main` on one runtime.
 //! - [`compose`]: the composition root: settings → store (folder or S3) → renderer →
-//!   engine / on-demand path.
+//!   engine (and the CDN removals invalidate) / on-demand path.
 //! - [`shutdown`]: the Ctrl-C / SIGTERM future handed to every `run`.
 //! - [`rabbit`]: the RabbitMQ consumer (`worker --queue rabbitmq`): topology, retry queues,
 //!   dead-lettering, publisher confirms, reconnects and draining shutdown; `[rabbitmq]`

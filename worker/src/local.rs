@@ -7,19 +7,30 @@
 //! eager [`Engine`]; one that cannot be rendered gets a record under the failed prefix
 //! with the reason, and the program keeps going. The shutdown future stops intake; jobs
 //! in flight finish before [`run`] returns.
+//!
+//! A file deleted or moved out of the watched folder while it runs is a removal, as an
+//! `ObjectRemoved` event is for the queue workers (`storage.delete_on_remove`): the core's
+//! [`remove_source`] deletes its derivatives and manifests and, with a CDN configured,
+//! invalidates them there; its failure record goes too. A file that has no derivatives
+//! (a temporary file renamed into place, one removed before it was rendered) leaves
+//! nothing to remove and calls no CDN. Removals while the program was down are not seen
+//! (the start-up scan only finds files that exist), nor are the files of a folder moved
+//! out whole (inotify reports the folder alone).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use rendition_core::disposition::{decide, Disposition, Failure, RetryPolicy};
+use rendition_core::event::{Action, Job, Origin};
 use rendition_core::job::{Engine, JobError, Outcome};
 use rendition_core::kinds::MISSING_SOURCE;
 use rendition_core::manifest::FailureRecord;
+use rendition_core::message::{remove_source, MessageError};
 use rendition_core::naming;
 use rendition_core::store::{BlobStore, FsStore, PutOptions, StoreError};
 use tokio::sync::{mpsc, Semaphore};
@@ -43,6 +54,25 @@ pub struct Summary {
     pub rendered: usize,
     pub already_done: usize,
     pub failed: usize,
+    /// Removed sources whose derivatives were deleted.
+    pub removed: usize,
+}
+
+/// What happened to a file under the source prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// Written, or moved in: render it.
+    Written,
+    /// Deleted, or moved out: remove its derivatives.
+    Removed,
+}
+
+/// What a job did, by its kind.
+enum Done {
+    Rendered(Result<Outcome, JobError>),
+    /// The objects deleted, or `None` when there was nothing to remove (or the source is
+    /// back).
+    Removed(Result<Option<u64>, MessageError>),
 }
 
 /// Options of a local run.
@@ -68,7 +98,7 @@ pub async fn run(
         source: notify::Error::io(e),
     })?;
 
-    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(String, Change)>();
     // Keep the watcher alive for the whole run.
     let _watcher = if options.once {
         None
@@ -77,7 +107,7 @@ pub async fn run(
     };
 
     for meta in store.list(&source_prefix).await? {
-        let _ = tx.send(meta.key);
+        let _ = tx.send((meta.key, Change::Written));
     }
     report_skipped(&store, &source_dir);
     if options.once {
@@ -85,10 +115,11 @@ pub async fn run(
     }
 
     let limit = Arc::new(Semaphore::new(settings.concurrency()));
-    let mut jobs: JoinSet<(String, Result<Outcome, JobError>)> = JoinSet::new();
+    let mut jobs: JoinSet<(String, Done)> = JoinSet::new();
     let mut in_flight: HashSet<String> = HashSet::new();
-    // Keys that changed again while being processed: run once more afterwards.
-    let mut again: HashSet<String> = HashSet::new();
+    // Keys that changed again while being processed, with their last change: run once
+    // more afterwards.
+    let mut again: HashMap<String, Change> = HashMap::new();
     let mut summary = Summary::default();
     tokio::pin!(shutdown);
     info!(root = %store.root().display(), prefix = %source_prefix, once = options.once, "local mode started");
@@ -109,17 +140,23 @@ pub async fn run(
                     Err(e) => { error!(error = %e, "job task panicked"); continue; }
                 };
                 in_flight.remove(&key);
-                record(&store, &engine, &key, result, &mut summary).await;
-                if again.remove(&key) && intake_open {
-                    spawn_job(&mut jobs, &limit, &engine, key.clone());
-                    in_flight.insert(key);
+                match result {
+                    Done::Rendered(result) => record(&store, &engine, &key, result, &mut summary).await,
+                    Done::Removed(result) => record_removal(&store, &engine, &key, result, &mut summary).await,
+                }
+                if let Some(change) = again.remove(&key) {
+                    if intake_open {
+                        spawn_job(&mut jobs, &limit, &engine, key.clone(), change);
+                        in_flight.insert(key);
+                    }
                 }
             }
-            key = rx.recv(), if intake_open => {
-                match key {
-                    Some(key) if in_flight.contains(&key) => { again.insert(key); }
-                    Some(key) => {
-                        spawn_job(&mut jobs, &limit, &engine, key.clone());
+            change = rx.recv(), if intake_open => {
+                match change {
+                    Some((_, Change::Removed)) if !settings.storage.delete_on_remove => {}
+                    Some((key, change)) if in_flight.contains(&key) => { again.insert(key, change); }
+                    Some((key, change)) => {
+                        spawn_job(&mut jobs, &limit, &engine, key.clone(), change);
                         in_flight.insert(key);
                     }
                     None => intake_open = false,
@@ -133,10 +170,11 @@ pub async fn run(
 }
 
 fn spawn_job(
-    jobs: &mut JoinSet<(String, Result<Outcome, JobError>)>,
+    jobs: &mut JoinSet<(String, Done)>,
     limit: &Arc<Semaphore>,
     engine: &Engine,
     key: String,
+    change: Change,
 ) {
     let (limit, engine) = (Arc::clone(limit), engine.clone());
     jobs.spawn(async move {
@@ -144,9 +182,85 @@ fn spawn_job(
             .acquire_owned()
             .await
             .expect("semaphore is never closed");
-        let result = engine.process(&key).await;
-        (key, result)
+        let done = match change {
+            Change::Written => Done::Rendered(engine.process(&key).await),
+            Change::Removed => Done::Removed(remove(&engine, &key).await),
+        };
+        (key, done)
     });
+}
+
+/// A file gone from the source folder: its derivatives go through the core's removal, as
+/// an `ObjectRemoved` event's do, when it has any.
+async fn remove(engine: &Engine, key: &str) -> Result<Option<u64>, MessageError> {
+    let storage = &engine.settings().storage;
+    let Ok(rel) = naming::source_rel(&storage.source_prefix, key) else {
+        return Ok(None);
+    };
+    let folder = naming::source_folder(&storage.derived_prefix, rel);
+    let made = engine
+        .store()
+        .list(&folder)
+        .await
+        .map_err(|source| MessageError::Remove {
+            key: key.to_string(),
+            source,
+        })?;
+    if made.is_empty() {
+        return Ok(None);
+    }
+    // The time it was noticed tells this removal from a later one of the same name (the
+    // CDN's request reference).
+    let noticed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let job = Job {
+        action: Action::Removed,
+        bucket: engine.bucket().to_string(),
+        key: key.to_string(),
+        version_id: None,
+        etag: None,
+        size: None,
+        event_time: Some(format!(
+            "{}.{:09}",
+            noticed.as_secs(),
+            noticed.subsec_nanos()
+        )),
+        origin: Origin::Local,
+        presets: Vec::new(),
+    };
+    remove_source(engine, &job).await
+}
+
+/// Logs a removal and drops the source's failure record, if any.
+async fn record_removal(
+    store: &FsStore,
+    engine: &Engine,
+    key: &str,
+    result: Result<Option<u64>, MessageError>,
+    summary: &mut Summary,
+) {
+    match decide(result, 1, &RetryPolicy::ONCE) {
+        Disposition::Done(None) => {}
+        Disposition::Done(Some(deleted)) => {
+            summary.removed += 1;
+            info!(key, deleted, "removed source: derivatives deleted");
+        }
+        Disposition::Retry { failure, .. } | Disposition::DeadLetter(failure) => {
+            summary.failed += 1;
+            warn!(key, kind = failure.kind, retryable = failure.retryable, error = %failure.reason, "removing a source's derivatives failed");
+            return;
+        }
+    }
+    // A failure record of a file that is gone says nothing any more.
+    if !matches!(store.head(key).await, Ok(None)) {
+        return;
+    }
+    if let Some(failure_key) = failure_key(engine, key) {
+        if let Err(e) = store.delete(&failure_key).await {
+            warn!(key, error = %e, "could not remove an old failure record");
+        }
+    }
 }
 
 fn failure_key(engine: &Engine, key: &str) -> Option<String> {
@@ -216,11 +330,12 @@ async fn record(
     }
 }
 
-/// Watches `dir` recursively and sends the key of every file written or moved in.
+/// Watches `dir` recursively and sends the key of every file written or moved in, and of
+/// every file deleted or moved out.
 fn watch(
     store: &FsStore,
     dir: &Path,
-    tx: mpsc::UnboundedSender<String>,
+    tx: mpsc::UnboundedSender<(String, Change)>,
 ) -> Result<notify::RecommendedWatcher, LocalError> {
     let store = store.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -231,6 +346,17 @@ fn watch(
                 return;
             }
         };
+        // Gone: deleted, or renamed away (a name that cannot be a key was never a source).
+        let gone: Vec<&PathBuf> = match event.kind {
+            EventKind::Remove(RemoveKind::File | RemoveKind::Any) => event.paths.iter().collect(),
+            EventKind::Modify(ModifyKind::Name(RenameMode::From | RenameMode::Both)) => {
+                event.paths.first().into_iter().collect()
+            }
+            _ => Vec::new(),
+        };
+        for key in gone.into_iter().filter_map(|path| store.key_of(path)) {
+            let _ = tx.send((key, Change::Removed));
+        }
         let paths: Vec<&PathBuf> = match event.kind {
             EventKind::Access(AccessKind::Close(AccessMode::Write)) => event.paths.iter().collect(),
             EventKind::Modify(ModifyKind::Name(RenameMode::To)) => event.paths.iter().collect(),
@@ -242,7 +368,7 @@ fn watch(
                 for path in &event.paths {
                     for file in walk_files(path) {
                         if let Some(key) = store.key_of(&file) {
-                            let _ = tx.send(key);
+                            let _ = tx.send((key, Change::Written));
                         }
                     }
                 }
@@ -253,7 +379,7 @@ fn watch(
         for path in paths {
             match store.key_of(path) {
                 Some(key) if path.is_file() => {
-                    let _ = tx.send(key);
+                    let _ = tx.send((key, Change::Written));
                 }
                 Some(_) => {}
                 None => warn!(path = %path.display(), "ignoring a file whose name cannot be a key"),

@@ -550,7 +550,8 @@ mod tests {
             variants: vec![ManifestVariant {
                 name: "thumb".into(),
                 spec: "w=160,h=160,fit=cover,fm=webp".into(),
-                key: "derived/x/thumb.webp".into(),
+                spec_hash: "0a1b2c3d".into(),
+                key: "derived/x/thumb.0a1b2c3d.webp".into(),
                 width: 160,
                 height: 160,
                 bytes: 999,
@@ -614,7 +615,7 @@ mod tests {
         assert_eq!(html.matches("<img").count(), 2);
         assert!(html.contains("src=\"data:image/jpeg;base64,/9j/\""));
         assert!(html.contains(
-            "data-role=\"variant\" data-name=\"thumb\" data-key=\"derived/x/thumb.webp\" \
+            "data-role=\"variant\" data-name=\"thumb\" data-key=\"derived/x/thumb.0a1b2c3d.webp\" \
              data-expected-width=\"160\" data-expected-height=\"160\""
         ));
         assert!(html.contains("data-expected-width=\"4000\" data-expected-height=\"3000\""));

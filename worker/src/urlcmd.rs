@@ -1,6 +1,7 @@
 //! `rendition url SOURCE (--preset NAME | --spec S)`: the URL of a derivative (for a
 //! preset in several formats, its `.auto` URL and one per format), built by the same
-//! generator the rest of the system uses (signing, sharding).
+//! generator the rest of the system uses (signing, sharding). A preset's URLs name its
+//! current spec (`thumb.3fa9c2e1.webp`; `.auto`: the hash of its negotiated text).
 
 use rendition_core::config::Settings;
 use rendition_core::naming::{self, NameError, SourceNames, Variant};
@@ -48,7 +49,8 @@ pub async fn derivative_urls(
         .await?
         .ok_or_else(|| UrlCmdError::NoSource(source.to_string()))?;
     let names = SourceNames::of(&settings.storage, bucket, source, meta.version())?;
-    let (variant, formats) = match which {
+    // The variant in each format: a preset's name carries that format's spec hash.
+    let (variant_in, formats): (Box<dyn Fn(Format) -> Variant>, Vec<Format>) = match which {
         Which::Preset(name) => {
             let preset = settings
                 .presets
@@ -60,12 +62,29 @@ pub async fn derivative_urls(
                     .chain(preset.formats.iter().copied())
                     .collect();
             }
-            (Variant::Preset(name.to_string()), formats)
+            let preset = preset.clone();
+            let name = name.to_string();
+            let variant_in = move |format: Format| {
+                let hash = if format == Format::Auto && preset.negotiates() {
+                    preset.negotiated_hash()
+                } else {
+                    preset.hash_in(format)
+                };
+                Variant::preset(&name, hash)
+            };
+            (
+                Box::new(variant_in) as Box<dyn Fn(Format) -> Variant>,
+                formats,
+            )
         }
         Which::Spec(text) => {
             let spec: VariantSpec = text.parse()?;
             let format = spec.format;
-            (Variant::Spec(spec), vec![format])
+            let variant = Variant::Spec(spec);
+            (
+                Box::new(move |_| variant.clone()) as Box<dyn Fn(Format) -> Variant>,
+                vec![format],
+            )
         }
     };
     let generator = UrlGenerator::new(settings);
@@ -80,7 +99,7 @@ pub async fn derivative_urls(
                 resolved.extension().expect("resolved format")
             }
         };
-        let key = names.derivative_key(&variant, ext)?;
+        let key = names.derivative_key(&variant_in(format), ext)?;
         urls.push(generator.for_key(&key, now_unix)?);
     }
     Ok(urls)

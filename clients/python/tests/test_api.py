@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from rendition_urls import RenditionError, Spec, UrlGenerator, default_presets, source_guid
+from rendition_urls import RenditionError, Spec, UrlGenerator, default_presets, source_guid, spec_hash
 
 GUID = "984c96da-5462-511e-9377-0079ce0a525e"
 KEY = "a-signing-key-of-at-least-32-bytes-0123"
@@ -41,11 +41,14 @@ avif_effort = 4
 def test_from_toml_ignores_other_sections_and_reads_presets() -> None:
     g = UrlGenerator.from_config(tomllib.loads(TOML))
     assert set(g.presets) == {"w640", "same", "square"}
+    # Each URL names its version: the spec hash of the negotiated text, or of each format's spec.
+    auto = spec_hash("w=640,fm=auto,q=60;formats=avif,webp,jpeg")
     assert g.url("uploads/cat.jpg", preset="w640", guid=GUID) == (
-        f"https://img1.example.com/derived/cat.jpg/{GUID}/w640.auto"
+        f"https://img1.example.com/derived/cat.jpg/{GUID}/w640.{auto}.auto"
     )
     assert g.urls("uploads/cat.jpg", preset="w640", guid=GUID)[1:] == [
-        f"https://img1.example.com/derived/cat.jpg/{GUID}/w640.{ext}" for ext in ("avif", "webp", "jpg")
+        f"https://img1.example.com/derived/cat.jpg/{GUID}/w640.{spec_hash(f'w=640,fm={fm},q=60')}.{ext}"
+        for fm, ext in (("avif", "avif"), ("webp", "webp"), ("jpeg", "jpg"))
     ]
 
 
@@ -88,7 +91,7 @@ def test_the_guid_comes_from_one_place() -> None:
         g.url("originals/cat.jpg", preset="thumb", guid="{" + GUID + "}")
     # A GUID file name needs nothing else; an explicit GUID in any case or as a UUID.
     named = "0b1e6c7a-52f4-4a3e-9f0d-2d9a5b6c7e81"
-    assert f"/{named}/thumb.webp" in g.url(f"originals/{named}.jpg", preset="thumb")
+    assert f"/{named}/thumb.a3134a7c.webp" in g.url(f"originals/{named}.jpg", preset="thumb")
     want = g.url("originals/cat.jpg", preset="thumb", guid=GUID)
     assert g.url("originals/cat.jpg", preset="thumb", guid=GUID.upper()) == want
     assert g.url("originals/cat.jpg", preset="thumb", guid=uuid.UUID(GUID)) == want
@@ -113,7 +116,8 @@ def test_fm_original_needs_the_format_it_renders_to() -> None:
     ):
         with pytest.raises(TypeError, match="format="):
             call()
-    assert g.url("originals/scan.tiff", preset="same", guid=GUID, format="png").endswith("/same.png")
+    # fm=original: one spec (and hash) whatever format the source renders to.
+    assert g.url("originals/scan.tiff", preset="same", guid=GUID, format="png").endswith(f"/same.{spec_hash('w=800')}.png")
     with pytest.raises(TypeError):
         g.urls("originals/cat.jpg", spec="w=10,fm=webp", guid=GUID, format="webp")
     with pytest.raises(ValueError, match="unknown format"):
@@ -146,3 +150,19 @@ def test_spec_values() -> None:
     spec = Spec.parse("fy=0.5,fx=0.25,fit=cover,w=300,h=200,dpr=1.5")
     assert (spec.width, spec.focus, spec.dpr_tenths, spec.scaled(333)) == (300, (250, 500), 15, 500)
     assert str(spec) == "w=300,h=200,fit=cover,fx=0.25,fy=0.5,dpr=1.5"
+
+
+def test_an_edited_preset_gets_new_urls() -> None:
+    # The spec hash: the first 8 hex digits of SHA-256 of the canonical spec, as the server names keys.
+    before = UrlGenerator(presets={"thumb": "w=160,h=160,fit=cover,fm=webp,q=75"})
+    after = UrlGenerator(presets={"thumb": "fm=webp,w=200,h=200,fit=cover,q=75"})
+    old = before.url("originals/cat.jpg", preset="thumb", guid=GUID)
+    new = after.url("originals/cat.jpg", preset="thumb", guid=GUID)
+    assert old.endswith("/thumb.a3134a7c.webp")
+    assert new != old and new.endswith(".webp")
+    # Old and legacy keys stay valid keys: a URL of a stored object keeps working.
+    for key in (old.lstrip("/"), f"derived/cat.jpg/{GUID}/thumb.webp"):
+        assert after.for_key(key) == "/" + key
+    with pytest.raises(RenditionError) as e:
+        after.for_key(f"derived/cat.jpg/{GUID}/thumb.A3134A7C.webp")
+    assert e.value.kind == "bad_key"

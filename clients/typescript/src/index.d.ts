@@ -62,6 +62,12 @@ export function encodeKey(key: string): string;
 export function guidInName(key: string): string | null;
 /** The GUID of a source version: its file name's, else UUIDv5(bucket, key, version). */
 export function sourceGuid(bucket: string, key: string, version: string): string;
+/** The version of a preset's spec in its names (`thumb.{hash}.webp`): the first 8 hex
+ * digits of SHA-256 over the canonical spec text. */
+export function specHash(canonical: string): string;
+/** What a preset's `.auto` URL is versioned by: its spec with `fm=auto`, then
+ * `;formats=` and its formats when it names some. */
+export function negotiatedText(preset: Preset): string;
 
 /** A preset as rendition.toml writes it: a spec, or a table. */
 export type PresetConfig = string | { spec: string; formats?: MadeFormat[]; eager?: boolean };

@@ -4,6 +4,10 @@
 //   {scheme}://{host}/{derived key}                                presets
 //   {scheme}://{host}/{derived key}?exp={unix seconds}&sig={mac}   explicit specs
 //
+// A preset's file name carries the hash of its spec (`thumb.3fa9c2e1.webp`): the first 8
+// hex digits of SHA-256 over the canonical spec in that format (`.auto`: over its
+// negotiated text, `negotiatedText`), so an edited preset gets new URLs.
+//
 // This module runs in browsers and Node alike and never imports node:crypto: presets,
 // srcset, sharding and GUIDs need no secret. Signing does, so it lives in ./node.js
 // (`rendition-urls/node`), whose UrlGenerator is this one with an HMAC from node:crypto.
@@ -81,6 +85,32 @@ export function sourceGuid(bucket, key, version) {
 
 function isPresetName(name) {
   return /^[a-z0-9][a-z0-9_-]{0,63}$/.test(name);
+}
+
+/** The version of a preset's spec in its names: the first 8 lowercase hex digits of
+ * SHA-256 over the canonical spec text (`w=160,h=160,fit=cover,fm=webp,q=75`). */
+export function specHash(canonical) {
+  const digest = sha256(utf8.encode(canonical)).slice(0, 4);
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function isSpecHash(text) {
+  return /^[0-9a-f]{8}$/.test(text);
+}
+
+/** What a preset's `.auto` URL is versioned by: its spec with `fm=auto`, then
+ * `;formats=` and its formats when it names some. */
+export function negotiatedText(preset) {
+  let text = formatSpec({ ...preset.spec, format: "auto" });
+  if (preset.formats.length) text += `;formats=${preset.formats.join(",")}`;
+  return text;
+}
+
+/** The spec hash in a preset's URL for `format` (`auto`: its negotiated URL). */
+function urlHash(preset, format) {
+  if (format === "auto" && preset.negotiates) return specHash(negotiatedText(preset));
+  const fm = preset.offered.length === 1 && preset.offered[0] === "original" ? "original" : format;
+  return specHash(formatSpec({ ...preset.spec, format: fm }));
 }
 
 /** Unicode general category Cc, as Rust's `char::is_control`. */
@@ -216,8 +246,9 @@ export class UrlGenerator {
   url(sourceKey, { preset, spec, guid, bucket, version, format, now } = {}) {
     const rel = this.#sourceRel(sourceKey);
     const resolved = this.#guid(sourceKey, guid, bucket, version);
-    const [segment, offered, negotiates, fallback] = this.#variant(preset, spec);
+    const [variant, offered, negotiates, fallback] = this.#variant(preset, spec);
     const ext = extension(offered, negotiates, format ?? fallback);
+    const segment = preset === undefined ? variant : `${preset}.${urlHash(this.presets[preset], format ?? fallback)}`;
     const key = `${this.derivedPrefix}${rel}/${resolved}/${segment}.${ext}`;
     const bytes = utf8.encode(key).length;
     if (bytes > MAX_KEY_BYTES) {
@@ -354,7 +385,7 @@ export class UrlGenerator {
     if (!LOWER_GUID.test(head.slice(slash2 + 1))) throw bad("the segment before the variant is not a lowercase GUID");
     const dot = file.lastIndexOf(".");
     if (dot < 0 || dot === file.length - 1) throw bad("no extension");
-    const name = file.slice(0, dot);
+    let name = file.slice(0, dot);
     if (name.includes("=")) {
       try {
         parseCanonical(name);
@@ -366,6 +397,13 @@ export class UrlGenerator {
         throw new RenditionError("specs_disabled", "explicit specs are disabled (presets_only, or no signing key)");
       }
       return true;
+    }
+    const versioned = name.indexOf(".");
+    if (versioned >= 0) {
+      // `{preset}.{spec hash}`; a bare name is a key written before presets were versioned.
+      const hash = name.slice(versioned + 1);
+      name = name.slice(0, versioned);
+      if (!isPresetName(name) || !isSpecHash(hash)) throw bad("variant is neither a versioned preset name nor a spec");
     }
     if (!isPresetName(name)) throw bad("variant is neither a preset name nor a spec");
     if (!Object.hasOwn(this.presets, name)) throw new RenditionError("unknown_preset", `unknown preset ${JSON.stringify(name)}`);

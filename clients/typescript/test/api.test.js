@@ -29,7 +29,7 @@ test("signing keys need the node build", () => {
   assert.throws(() => plain.url("originals/cat.jpg", { spec: "w=10,fm=webp", guid: GUID }), (e) => e.kind === "specs_disabled");
   assert.equal(
     plain.url("originals/cat.jpg", { preset: "thumb", guid: GUID }),
-    `https://img.example.com/derived/cat.jpg/${GUID}/thumb.webp`,
+    `https://img.example.com/derived/cat.jpg/${GUID}/thumb.a3134a7c.webp`,
   );
 });
 
@@ -68,7 +68,7 @@ test("the GUID comes from one place", () => {
   assert.throws(() => g.url("originals/cat.jpg", { preset: "thumb", guid: GUID, bucket: "b", version: "v" }), TypeError);
   assert.throws(() => g.url("originals/cat.jpg", { preset: "thumb", guid: `{${GUID}}` }), TypeError);
   const named = "0b1e6c7a-52f4-4a3e-9f0d-2d9a5b6c7e81";
-  assert.ok(g.url(`originals/${named}.jpg`, { preset: "thumb" }).includes(`/${named}/thumb.webp`));
+  assert.ok(g.url(`originals/${named}.jpg`, { preset: "thumb" }).includes(`/${named}/thumb.a3134a7c.webp`));
   const want = g.url("originals/cat.jpg", { preset: "thumb", guid: GUID });
   assert.equal(g.url("originals/cat.jpg", { preset: "thumb", guid: GUID.toUpperCase() }), want);
   assert.equal(
@@ -85,7 +85,9 @@ test("one variant, and fm=original needs the format it renders to", () => {
   assert.throws(() => g.urls("originals/cat.jpg", { spec: "w=10", guid: GUID }), /format/);
   assert.throws(() => g.urls("originals/cat.jpg", { spec: "w=10,fm=webp", guid: GUID, format: "webp" }), TypeError);
   assert.throws(() => g.url("originals/cat.jpg", { preset: "same", guid: GUID, format: "jpg" }), /unknown format/);
-  assert.match(g.url("originals/scan.tiff", { preset: "same", guid: GUID, format: "png" }), /\/same\.png$/);
+  // fm=original: one spec (and hash) whatever format the source renders to.
+  const same = browser.specHash("w=800");
+  assert.ok(g.url("originals/scan.tiff", { preset: "same", guid: GUID, format: "png" }).endsWith(`/same.${same}.png`));
 });
 
 test("the expiry defaults to the clock", () => {
@@ -104,4 +106,18 @@ test("srcset needs widths and known presets", () => {
 
 test("keys stay out of JSON", () => {
   assert.doesNotMatch(JSON.stringify(new UrlGenerator({ urls: { signing_keys: [KEY] } })), new RegExp(KEY));
+});
+
+test("an edited preset gets new URLs", () => {
+  // The spec hash: the first 8 hex digits of SHA-256 of the canonical spec, as the server names keys.
+  const before = new UrlGenerator({ presets: { thumb: "w=160,h=160,fit=cover,fm=webp,q=75" } });
+  const after = new UrlGenerator({ presets: { thumb: "fm=webp,w=200,h=200,fit=cover,q=75" } });
+  const old = before.url("originals/cat.jpg", { preset: "thumb", guid: GUID });
+  const now = after.url("originals/cat.jpg", { preset: "thumb", guid: GUID });
+  assert.ok(old.endsWith("/thumb.a3134a7c.webp"), old);
+  assert.notEqual(now, old);
+  assert.equal(browser.specHash("w=160,h=160,fit=cover,fm=webp,q=75"), createHash("sha256").update("w=160,h=160,fit=cover,fm=webp,q=75").digest("hex").slice(0, 8));
+  // Old and legacy keys stay valid keys: a URL of a stored object keeps working.
+  for (const key of [old.slice(1), `derived/cat.jpg/${GUID}/thumb.webp`]) assert.equal(after.forKey(key), `/${key}`);
+  assert.throws(() => after.forKey(`derived/cat.jpg/${GUID}/thumb.A3134A7C.webp`), (e) => e.kind === "bad_key");
 });

@@ -120,7 +120,7 @@ fn serve_one(input: &mut impl io::Read, output: &mut impl Write) -> io::Result<b
     let job: Job = serde_json::from_slice(&job).map_err(io::Error::other)?;
     let source =
         wire::read_frame(input, job.limits.max_input_bytes)?.ok_or(io::ErrorKind::UnexpectedEof)?;
-    match render::render(&source, &job.variants, &job.limits, &job.settings) {
+    match render::render_owned(source, &job.variants, &job.limits, &job.settings) {
         Ok(out) => {
             let reply = Reply::Rendered {
                 source: out.source,

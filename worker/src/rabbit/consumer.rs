@@ -244,8 +244,20 @@ async fn settle(worker: Worker, channel: Channel, delivery: Delivery) {
         requeue(&delivery, tag).await;
         return;
     };
-    let settled = match decide(handled, attempt, &names.policy) {
-        Disposition::Done(handled) => announce(&channel, names, &handled.manifests)
+    let trace = rendition_core::telemetry::traceparent(&tracing::Span::current());
+    let cx = outcome::Context {
+        bucket: worker.handler.engine().bucket(),
+        message: &delivery.data,
+        traceparent: trace.as_deref(),
+    };
+    let outcome::Settled {
+        disposition,
+        events,
+    } = outcome::settle(handled, attempt, &names.policy, &cx);
+    // The outcome events first, then the copy that settles a failure: if anything is not
+    // confirmed the delivery is requeued and this attempt is redone, announcing again.
+    let settled = match disposition {
+        Disposition::Done(_) => announce(&channel, names, &events)
             .await
             .map(|()| Settled::Done),
         Disposition::Retry { failure, .. } => {
@@ -258,24 +270,30 @@ async fn settle(worker: Worker, channel: Channel, delivery: Delivery) {
                 AMQPValue::LongLongInt(i64::from(attempt) + 1),
             );
             let props = republish_properties(&delivery.properties, headers);
-            publish(&channel, &"".into(), retry, &delivery.data, props, true)
-                .await
-                .map(|()| Settled::Retry { attempt })
+            match announce(&channel, names, &events).await {
+                Ok(()) => publish(&channel, &"".into(), retry, &delivery.data, props, true)
+                    .await
+                    .map(|()| Settled::Retry { attempt }),
+                Err(e) => Err(e),
+            }
         }
         Disposition::DeadLetter(failure) => {
             warn!(delivery_tag = tag, attempt, kind = failure.kind, retryable = failure.retryable, error = %failure.reason, "job failed; dead-lettering");
             let headers = failure_headers(&delivery.properties, &failure);
             let props = republish_properties(&delivery.properties, headers);
-            publish(
-                &channel,
-                &"".into(),
-                &names.dlq,
-                &delivery.data,
-                props,
-                true,
-            )
-            .await
-            .map(|()| Settled::DeadLettered)
+            match announce(&channel, names, &events).await {
+                Ok(()) => publish(
+                    &channel,
+                    &"".into(),
+                    &names.dlq,
+                    &delivery.data,
+                    props,
+                    true,
+                )
+                .await
+                .map(|()| Settled::DeadLettered),
+                Err(e) => Err(e),
+            }
         }
     };
     let metrics = worker.handler.metrics();
@@ -347,31 +365,33 @@ pub(super) async fn requeue(delivery: &Delivery, tag: u64) {
     }
 }
 
-/// Publishes one `derivatives.ready` per manifest and waits for all confirms.
+/// Publishes the outcome events on the events exchange, in order, each with its type as
+/// the routing key (and the AMQP `type`), and waits for every confirm. The body is the
+/// CloudEvent (structured mode, `application/cloudevents+json`); the message id is its
+/// `id`.
 pub(super) async fn announce(
     channel: &Channel,
     names: &Names,
-    manifests: &[Manifest],
+    events: &[OutcomeEvent],
 ) -> Result<(), RabbitError> {
-    for manifest in manifests {
-        let body = serde_json::to_vec(manifest).map_err(|e| RabbitError::Publish {
-            target: format!("exchange {:?}", names.events.as_str()),
-            reason: format!("manifest does not serialize: {e}"),
-        })?;
+    for event in events {
         let mut props = BasicProperties::default()
             .with_delivery_mode(2)
-            .with_content_type("application/json".into())
-            .with_type(READY_ROUTING_KEY.into());
+            .with_content_type(outcome::CONTENT_TYPE.into())
+            .with_type(event.kind().into())
+            .with_message_id(event.id.as_str().into());
         // The job's trace goes on with whoever consumes the event.
-        if let Some(parent) = rendition_core::telemetry::traceparent(&tracing::Span::current()) {
+        if let Some(parent) = &event.traceparent {
             let mut headers = FieldTable::default();
             headers.insert(
                 rendition_core::telemetry::TRACEPARENT.into(),
-                long_string(&parent),
+                long_string(parent),
             );
             props = props.with_headers(headers);
         }
-        publish(channel, &names.events, &names.ready, &body, props, false).await?;
+        let key: ShortString = event.kind().into();
+        let body = event.to_json();
+        publish(channel, &names.events, &key, body.as_bytes(), props, false).await?;
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! The RabbitMQ consumer (`rendition worker --queue rabbitmq`): upload events in, eager
-//! jobs run through the shared [`Handler`], `derivatives.ready` events out, with retries
+//! jobs run through the shared [`Handler`], outcome events out, with retries
 //! through delay queues and a dead-letter queue for what cannot succeed.
 //!
 //! # Topology
@@ -13,7 +13,7 @@
 //! | `{queue}` (`rendition.jobs`) | quorum queue, durable | `x-delivery-limit = {delivery_limit}` (omitted when 0: no limit), `x-dead-letter-exchange = ""`, `x-dead-letter-routing-key = {queue}.dlq` | the work queue, bound to the uploads exchange with `#` |
 //! | `{queue}.retry.{n}`, n = 1 … `max_attempts - 1` | classic queue, durable | `x-message-ttl = min(retry_base_ms · 2^(n-1), retry_max_ms)`, `x-dead-letter-exchange = ""`, `x-dead-letter-routing-key = {queue}` | delay before attempt n + 1: messages wait out the TTL, then return to the work queue |
 //! | `{queue}.dlq` | quorum queue, durable | | dead letters, for a person to inspect and redrive |
-//! | `{events_exchange}` (`rendition.events`) | topic exchange, durable | | completion events, routing key `derivatives.ready` |
+//! | `{events_exchange}` (`rendition.events`) | topic exchange, durable | | outcome events ([`rendition_core::outcome`]), routing key = type: `derivatives.ready`, `derivatives.failed`, `derivatives.removed` |
 //!
 //! With the defaults (`max_attempts = 8`, `retry_base_ms = 1000`, `retry_max_ms = 60000`)
 //! the retry queues are `.retry.1` … `.retry.7`, holding messages 1, 2, 4, 8, 16, 32 and
@@ -27,10 +27,13 @@
 //! and handled concurrently (at most `concurrency` at once, also across reconnects). A
 //! delivery is acknowledged only once everything it led to is durably done, each publish
 //! below being confirmed by the broker (publisher confirms):
-//! - **Success**: one `derivatives.ready` message per completed source (the manifest as
-//!   JSON, persistent, `content-type: application/json`) on the events exchange; then
-//!   ack. A source that was already done announces its stored manifest again, so
-//!   announcements are at least once.
+//! - **Success**: one `derivatives.ready` event per completed source (a CloudEvent whose
+//!   `data` is the manifest, persistent, `content-type: application/cloudevents+json`)
+//!   and one `derivatives.removed` per source whose derivatives were deleted, on the
+//!   events exchange; then ack. A source that was already done announces its stored
+//!   manifest again, so announcements are at least once.
+//! - **Failure**: first a `derivatives.failed` event (`permanent: false` for a retry,
+//!   `true` for a dead letter) on the events exchange, then the copy below.
 //! - **Retryable failure** (storage unavailable, a crashed render): the attempt number is
 //!   the message's `x-rendition-attempt` header (1 when absent). Below `max_attempts`,
 //!   the original body (with its content type, message id and other headers) is
@@ -76,8 +79,8 @@
 //!   broker, 60 s by default); add `?heartbeat=10` to the URL to notice sooner.
 //! - Announcements are at least once: if the connection is lost after a manifest was
 //!   written but before its `derivatives.ready` was confirmed, the redelivery finds the
-//!   manifest and announces it again. Consumers of the events must tolerate duplicates
-//!   (the manifest's `source.guid` identifies the version).
+//!   manifest and announces it again. Consumers of the events must tolerate duplicates:
+//!   a repeated outcome has the same CloudEvents `id` (also the AMQP message id).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -98,8 +101,8 @@ use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind,
     ExchangeKind,
 };
-use rendition_core::disposition::{decide, Disposition, Failure, Field, RetryPolicy};
-use rendition_core::manifest::Manifest;
+use rendition_core::disposition::{Disposition, Failure, Field, RetryPolicy};
+use rendition_core::outcome::{self, OutcomeEvent};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn, Instrument as _};
@@ -134,8 +137,9 @@ pub const ERROR_HEADER: &str = "x-rendition-error";
 pub const ATTEMPTS_HEADER: &str = "x-rendition-attempts";
 /// Whether the last failure was of the retryable kind.
 pub const RETRYABLE_HEADER: &str = "x-rendition-retryable";
-/// Routing key of completion events on the events exchange.
-pub const READY_ROUTING_KEY: &str = "derivatives.ready";
+/// Routing key of `derivatives.ready` events on the events exchange (every outcome event
+/// is routed by its type: [`outcome::READY`], [`outcome::FAILED`], [`outcome::REMOVED`]).
+pub const READY_ROUTING_KEY: &str = outcome::READY;
 
 /// The failure headers are [`Failure::fields`] with this prefix.
 const FAILURE_HEADER_PREFIX: &str = "x-rendition-";
@@ -279,6 +283,7 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rendition_core::disposition::decide;
 
     fn settings(max_attempts: u32) -> RabbitSettings {
         RabbitSettings {

@@ -15,7 +15,8 @@ pub struct RabbitSettings {
     /// Exchange that upload events arrive on (MinIO's AMQP target publishes here); bound to
     /// the work queue with routing key `#`.
     pub uploads_exchange: String,
-    /// Topic exchange receiving `derivatives.ready` completion events.
+    /// Topic exchange receiving the outcome events (`derivatives.ready`, `.failed`,
+    /// `.removed`), each with its type as the routing key.
     pub events_exchange: String,
     /// Attempts for retryable errors before dead-lettering.
     pub max_attempts: u32,

@@ -8,7 +8,6 @@ pub(super) struct Names {
     pub(super) dlq: ShortString,
     pub(super) uploads: ShortString,
     pub(super) events: ShortString,
-    pub(super) ready: ShortString,
     /// `{queue}.retry.{n}` and its delay in ms, for n = 1 … max_attempts - 1.
     pub(super) retries: Vec<(ShortString, u64)>,
     pub(super) delivery_limit: u32,
@@ -38,7 +37,6 @@ impl Names {
             dlq: name("queue", format!("{q}.dlq"))?,
             uploads: name("uploads_exchange", settings.uploads_exchange.clone())?,
             events: name("events_exchange", settings.events_exchange.clone())?,
-            ready: READY_ROUTING_KEY.into(),
             retries: (1..settings.max_attempts)
                 .map(|n| {
                     Ok((

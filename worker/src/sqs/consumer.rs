@@ -11,7 +11,9 @@ use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
 };
 use aws_sdk_sqs::Client;
-use rendition_core::disposition::{decide, Disposition, Failure, RetryPolicy};
+use rendition_core::disposition::{Disposition, Failure, RetryPolicy};
+use rendition_core::outcome::{self, OutcomeEvent};
+use rendition_core::sns::SnsPublisher;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{info, warn, Instrument as _};
@@ -28,14 +30,18 @@ struct Ctx {
     handler: Handler,
     dlq: Option<String>,
     deletes: mpsc::UnboundedSender<String>,
+    /// Where outcome events go (`events.sns_topic_arn`).
+    events: Option<SnsPublisher>,
 }
 
-/// Consumes until `shutdown` resolves; jobs in flight finish before it returns.
+/// Consumes until `shutdown` resolves; jobs in flight finish before it returns. Outcome
+/// events go to `events` (the SNS topic) and, deprecated, `sqs.events_queue_url`.
 pub async fn run(
     client: Client,
     settings: &SqsSettings,
     concurrency: usize,
     handler: Handler,
+    events: Option<SnsPublisher>,
     ready: Readiness,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), SqsError> {
@@ -60,6 +66,7 @@ pub async fn run(
         handler,
         dlq,
         deletes,
+        events,
     });
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut jobs = JoinSet::new();
@@ -168,36 +175,28 @@ async fn settle(ctx: &Ctx, message: Message) {
             _ = &mut heartbeat => unreachable!("the heartbeat never ends"),
         }
     };
-    let disposition = decide(result, receives, &ctx.policy);
-    let outcome = match &disposition {
+    let trace = rendition_core::telemetry::traceparent(&tracing::Span::current());
+    let cx = outcome::Context {
+        bucket: ctx.handler.engine().bucket(),
+        message: &body,
+        traceparent: trace.as_deref(),
+    };
+    let outcome::Settled {
+        disposition,
+        events,
+    } = outcome::settle(result, receives, &ctx.policy, &cx);
+    let label = match &disposition {
         Disposition::Done(_) => "done",
         Disposition::Retry { .. } => "retry",
         Disposition::DeadLetter(_) => "dead_letter",
     };
-    tracing::Span::current().record("outcome", outcome);
+    tracing::Span::current().record("outcome", label);
     match disposition {
-        Disposition::Done(handled) => {
-            if let Some(events) = &ctx.settings.events_queue_url {
-                let trace = rendition_core::telemetry::traceparent(&tracing::Span::current());
-                for manifest in &handled.manifests {
-                    let body = serde_json::to_string(manifest).expect("manifest serializes");
-                    let mut send = ctx
-                        .client
-                        .send_message()
-                        .queue_url(events)
-                        .message_body(body);
-                    if let Some(parent) = &trace {
-                        send = send.message_attributes(
-                            rendition_core::telemetry::TRACEPARENT,
-                            text_attr(parent.as_str()),
-                        );
-                    }
-                    if let Err(e) = send.send().await {
-                        // Not deleting means the job runs again (a no-op) and announces again.
-                        warn!(message_id = %id, error = %DisplayErrorContext(&e), "completion event not sent; will retry");
-                        return;
-                    }
-                }
+        Disposition::Done(_) => {
+            if let Err(e) = publish(ctx, &events).await {
+                // Not deleting means the job runs again (a no-op) and announces again.
+                warn!(message_id = %id, error = %e, "outcome events not published; will retry");
+                return;
             }
             // Deleted in the next batch: the acknowledgement of SQS.
             tracing::info_span!("acknowledge")
@@ -210,10 +209,53 @@ async fn settle(ctx: &Ctx, message: Message) {
             metrics.outcome("retry");
             let delay = i32::try_from(after.as_secs()).unwrap_or(i32::MAX);
             warn!(message_id = %id, receives, kind = failure.kind, error = %failure.reason, retry_in_s = delay, "job failed; will retry");
+            // The message comes back whether or not this attempt's event was accepted:
+            // a retry's `derivatives.failed` is at most once per attempt.
+            if let Err(e) = publish(ctx, &events).await {
+                warn!(message_id = %id, error = %e, "retry event not published");
+            }
             set_visibility(ctx, &receipt, delay).await;
         }
-        Disposition::DeadLetter(failure) => dead_letter(ctx, &id, &receipt, &body, &failure).await,
+        Disposition::DeadLetter(failure) => {
+            if let Err(e) = publish(ctx, &events).await {
+                // Left on the queue: it comes back, fails again and is announced again.
+                warn!(message_id = %id, error = %e, "outcome event not published; not dead-lettering yet");
+                return;
+            }
+            dead_letter(ctx, &id, &receipt, &body, &failure).await
+        }
     }
+}
+
+/// The outcome events to the SNS topic, then (deprecated) to `sqs.events_queue_url`,
+/// each accepted before the next.
+async fn publish(ctx: &Ctx, events: &[OutcomeEvent]) -> Result<(), SqsError> {
+    if let Some(sns) = &ctx.events {
+        sns.publish(events).await?;
+    }
+    let Some(queue) = &ctx.settings.events_queue_url else {
+        return Ok(());
+    };
+    for event in events {
+        let mut send = ctx
+            .client
+            .send_message()
+            .queue_url(queue)
+            .message_body(event.to_json())
+            .message_attributes(rendition_core::sns::TYPE_ATTRIBUTE, text_attr(event.kind()));
+        if let Some(parent) = &event.traceparent {
+            send = send.message_attributes(
+                rendition_core::telemetry::TRACEPARENT,
+                text_attr(parent.as_str()),
+            );
+        }
+        send.send().await.map_err(|e| SqsError::EventsQueue {
+            queue: queue.clone(),
+            event_type: event.kind(),
+            message: DisplayErrorContext(&e).to_string(),
+        })?;
+    }
+    Ok(())
 }
 
 /// Keeps the message invisible while its job runs.

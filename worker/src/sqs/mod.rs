@@ -11,6 +11,12 @@
 //!   attributes, then deleted. Without a redrive policy it is made visible at once and
 //!   left to the queue. A worker that dies mid-job loses nothing: the message reappears
 //!   when its visibility timeout ends, and names are idempotent.
+//! - Outcome events ([`rendition_core::outcome`]) go to the SNS topic
+//!   `events.sns_topic_arn` before the message is settled: a success is deleted, and a
+//!   dead letter moved, only once its events were accepted (at least once); a retry's
+//!   `derivatives.failed` is sent once per attempt, best effort (the message comes back
+//!   anyway). A retryable failure whose receives run out is moved to the DLQ by the
+//!   queue's redrive policy, unseen by the worker: it is announced only by its retries.
 //! - On shutdown: stop receiving, finish and delete what is in flight, return.
 //!
 //! # Layout
@@ -39,6 +45,14 @@ pub enum SqsError {
     NoQueue,
     #[error("cannot read the attributes of {queue}: {message}")]
     Attributes { queue: String, message: String },
+    #[error(transparent)]
+    Sns(#[from] rendition_core::sns::PublishError),
+    #[error("sending {event_type} to {queue}: {message}")]
+    EventsQueue {
+        queue: String,
+        event_type: &'static str,
+        message: String,
+    },
 }
 
 /// The retry policy of an SQS queue: a retryable failure is visible again after 2 s,

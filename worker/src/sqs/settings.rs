@@ -19,7 +19,9 @@ pub struct SqsSettings {
     pub visibility_timeout_secs: i32,
     /// Messages per receive (1-10).
     pub batch_size: i32,
-    /// Optional queue receiving `derivatives.ready` completion events.
+    /// Deprecated (use `events.sns_topic_arn`, and subscribe a queue to the topic): a
+    /// queue receiving every outcome event, as the SNS topic does (the CloudEvent as the
+    /// body, its type in the `type` attribute).
     pub events_queue_url: Option<String>,
 }
 

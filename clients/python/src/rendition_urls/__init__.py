@@ -4,11 +4,11 @@
 >>> from rendition_urls import UrlGenerator
 >>> urls = UrlGenerator(hosts=["img.example.com"])
 >>> urls.url("originals/cat.jpg", preset="thumb", guid="984c96da-5462-511e-9377-0079ce0a525e")
-'https://img.example.com/derived/cat.jpg/984c96da-5462-511e-9377-0079ce0a525e/thumb.webp'
+'https://img.example.com/derived/cat.jpg/984c96da-5462-511e-9377-0079ce0a525e/thumb.a3134a7c.webp'
 """
 
 from .errors import RenditionError, SpecError
-from .naming import NAMESPACE, guid_in_name, source_guid
+from .naming import NAMESPACE, guid_in_name, source_guid, spec_hash
 from .spec import Spec, canonical_spec
 from .urls import Preset, UrlGenerator, default_presets, encode_key, sign
 
@@ -25,5 +25,6 @@ __all__ = [
     "guid_in_name",
     "sign",
     "source_guid",
+    "spec_hash",
 ]
 __version__ = "0.1.0"

@@ -1,10 +1,13 @@
 """Names of derivatives, as ``core/src/naming.rs`` makes them::
 
     {derived_prefix}{source_rel}/{source_guid}/{variant}.{ext}
+
+where a preset's ``variant`` is ``{name}.{spec hash}``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 
@@ -62,3 +65,18 @@ def source_rel(source_prefix: str, source_key: str) -> str:
 def is_preset_name(name: str) -> bool:
     """1–64 of ``a-z 0-9 - _``, starting with a letter or digit: never confused with a spec."""
     return re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name) is not None
+
+
+#: Hex digits of a preset's spec hash in its names.
+SPEC_HASH_LEN = 8
+
+
+def spec_hash(canonical: str) -> str:
+    """The version of a preset's spec in its names: the first 8 lowercase hex digits of
+    SHA-256 over the canonical spec text (``w=160,h=160,fit=cover,fm=webp,q=75``)."""
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:SPEC_HASH_LEN]
+
+
+def is_spec_hash(text: str) -> bool:
+    """Whether ``text`` is spelled as :func:`spec_hash` spells hashes."""
+    return re.fullmatch(r"[0-9a-f]{8}", text) is not None

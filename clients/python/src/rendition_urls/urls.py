@@ -3,6 +3,10 @@ makes them::
 
     {scheme}://{host}/{derived key}                                presets
     {scheme}://{host}/{derived key}?exp={unix seconds}&sig={mac}   explicit specs
+
+A preset's file name carries the hash of its spec (``thumb.3fa9c2e1.webp``): the first 8
+hex digits of SHA-256 over the canonical spec in that format (``.auto``: over
+:meth:`Preset.negotiated_text`), so an edited preset gets new URLs.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import hmac
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import RenditionError, SpecError
@@ -22,9 +26,11 @@ from .naming import (
     guid_in_name,
     is_guid,
     is_preset_name,
+    is_spec_hash,
     normalise_guid,
     source_guid,
     source_rel,
+    spec_hash,
 )
 from .spec import Spec, parse_canonical
 
@@ -82,6 +88,26 @@ class Preset:
     def negotiates(self) -> bool:
         """Whether its URLs may end in ``.auto``."""
         return bool(self.formats) or self.spec.format == "auto"
+
+    def hash_in(self, fmt: str) -> str:
+        """The spec hash its names carry in format ``fmt`` (``auto``: the legacy format)."""
+        return spec_hash(str(replace(self.spec, format=fmt)))
+
+    def negotiated_text(self) -> str:
+        """What its ``.auto`` URL is versioned by: the spec with ``fm=auto``, then
+        ``;formats=`` and its formats when it names some."""
+        text = str(replace(self.spec, format="auto"))
+        if self.formats:
+            text += ";formats=" + ",".join(self.formats)
+        return text
+
+    def url_hash(self, fmt: str) -> str:
+        """The spec hash in its URL for format ``fmt`` (``auto``: its negotiated URL)."""
+        if fmt == "auto" and self.negotiates():
+            return spec_hash(self.negotiated_text())
+        if self.offered() == ("original",):
+            return self.hash_in("original")
+        return self.hash_in(fmt)
 
 
 def default_presets() -> dict[str, Preset]:
@@ -182,6 +208,8 @@ class UrlGenerator:
         resolved = self._guid(source_key, guid, bucket, version)
         segment, offered, negotiates, default = self._variant(preset, spec)
         ext = _extension(offered, negotiates, format or default)
+        if preset is not None:
+            segment = f"{preset}.{self.presets[preset].url_hash(format or default)}"
         key = f"{self.derived_prefix}{rel}/{resolved}/{segment}.{ext}"
         if len(key.encode("utf-8")) > MAX_KEY_BYTES:
             raise RenditionError("invalid_key", f"key is {len(key.encode('utf-8'))} bytes; at most {MAX_KEY_BYTES} are allowed")
@@ -334,6 +362,11 @@ class UrlGenerator:
             if self.presets_only or not self._keys:
                 raise RenditionError("specs_disabled", "explicit specs are disabled (presets_only, or no signing key)")
             return True
+        if "." in name:
+            # ``{preset}.{spec hash}``; a bare name is a key written before presets were versioned.
+            name, _, version = name.partition(".")
+            if not is_preset_name(name) or not is_spec_hash(version):
+                raise RenditionError("bad_key", f"malformed derivative key {key!r}: variant is neither a versioned preset name nor a spec")
         if not is_preset_name(name):
             raise RenditionError("bad_key", f"malformed derivative key {key!r}: variant is neither a preset name nor a spec")
         if name not in self.presets:
