@@ -9,6 +9,7 @@ mod config;
 mod conformance;
 mod fastpath;
 mod fidelity;
+mod gc;
 mod hostile;
 mod lambda;
 mod lifecycle;

@@ -155,6 +155,33 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 50)]
         rate: u32,
     },
+    /// Remove derivatives no current URL names: other versions of a replaced source
+    /// (superseded) and old versions of edited presets (retired-spec, legacy), once older
+    /// than the grace period. A dry run unless --delete.
+    #[command(
+        after_help = "Examples:\n  rendition gc --local ./bucket                       # dry run: list what would go, and its bytes\n  rendition gc --local ./bucket --grace 0s --delete   # remove every retired derivative now\n  rendition gc --delete                               # the S3 bucket of the configuration, 30d grace\n\nNever removes the current version: the current manifest, what it lists, explicit-spec\n(signed URL) derivatives, presets no longer configured, nor the derivatives of a source\nthat no longer exists (the removal path's job). Run `rendition backfill --changed` first:\na preset edited but not yet re-rendered is still listed, so kept. One line per retired\nobject (unless --quiet):\n  would-delete|deleted|waiting KEY bytes=B reason=superseded|retired-spec|legacy age=AGE\nthen: gc: retired N objects (B bytes), waiting M, kept K\nDeletes are idempotent (a superseded folder's manifest goes last), so an interrupted run\nis resumed by running it again. --queue is accepted for symmetry with backfill and\nignored: gc deletes from the store itself."
+    )]
+    Gc {
+        /// Only report (the default).
+        #[arg(long, conflicts_with = "delete")]
+        dry_run: bool,
+        /// Remove the retired derivatives older than the grace period.
+        #[arg(long)]
+        delete: bool,
+        /// Keep retired derivatives younger than this (reported as waiting): 30d, 12h, 90m, 0s.
+        #[arg(long, value_name = "AGE", default_value = "30d")]
+        grace: String,
+        /// Accepted for symmetry with backfill (the S3 bucket of the configuration); gc
+        /// publishes nothing.
+        #[arg(long, value_enum, conflicts_with = "local")]
+        queue: Option<crate::app::QueueKind>,
+        /// A folder bucket instead of S3.
+        #[arg(long, value_name = "DIR")]
+        local: Option<PathBuf>,
+        /// Only the summary line.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Write (or check) the JSON Schemas of the config, manifest and failure record.
     #[command(after_help = "Example:\n  rendition schema --out schemas")]
     Schema {

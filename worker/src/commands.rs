@@ -16,7 +16,7 @@ use crate::app::QueueKind;
 use crate::cli::Command;
 use crate::compose::{self, Bucket, ComposeError, Renders};
 use crate::settings::CliSections;
-use crate::{app, backfill, html, local, oneoff, rabbit, serve, sheet, sqs, urlcmd};
+use crate::{app, backfill, gc, html, local, oneoff, rabbit, serve, sheet, sqs, urlcmd};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -45,6 +45,8 @@ pub enum CommandError {
     OneOff(#[from] oneoff::OneOffError),
     #[error(transparent)]
     Backfill(#[from] backfill::BackfillError),
+    #[error(transparent)]
+    Gc(#[from] gc::GcError),
     #[error(transparent)]
     Rabbit(#[from] rabbit::RabbitError),
     #[error("sqs.queue_url is not set (RENDITION__SQS__QUEUE_URL)")]
@@ -128,6 +130,21 @@ pub async fn run(
             };
             let dir = local.as_deref();
             backfill_command(settings, &sections, options, dry_run, queue, dir).await
+        }
+        Command::Gc {
+            dry_run: _,
+            delete,
+            grace,
+            queue: _,
+            local,
+            quiet,
+        } => {
+            let options = gc::Options {
+                delete,
+                grace: gc::parse_grace(&grace)?,
+                progress: true,
+            };
+            gc_command(&settings, options, local.as_deref(), quiet).await
         }
         Command::Schema { out } => schema(out),
     }
@@ -335,6 +352,41 @@ async fn backfill_command(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+async fn gc_command(
+    settings: &Settings,
+    options: gc::Options,
+    dir: Option<&Path>,
+    quiet: bool,
+) -> Result<ExitCode, CommandError> {
+    // gc reads listings and manifests and deletes; it renders nothing.
+    let (store, bucket) = compose::store(settings, Bucket::from_flag(dir))
+        .await
+        .map_err(ComposeError::from)?;
+    let verb = if options.delete {
+        "deleted"
+    } else {
+        "would-delete"
+    };
+    let summary = gc::run(&store, settings, &bucket, &options, |item| {
+        if !quiet {
+            println!(
+                "{} {} bytes={} reason={} age={}",
+                if item.waiting { "waiting" } else { verb },
+                item.key,
+                item.bytes,
+                item.reason.as_str(),
+                gc::age_text(item.age)
+            );
+        }
+    })
+    .await?;
+    println!("{}", summary.line());
+    if !options.delete && summary.retired > 0 {
+        eprintln!("dry run: nothing was deleted (--delete removes them)");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn schema(out: Option<PathBuf>) -> Result<ExitCode, CommandError> {

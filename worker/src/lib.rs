@@ -9,6 +9,8 @@
 //!   `[worker]` ([`app::WorkerSettings`]).
 //! - [`backfill`]: `backfill --preset NAME`: enqueue (or render in place) the preset for
 //!   every source whose manifest lacks it; paced, resumable, with a progress bar.
+//! - [`gc`]: `gc [--delete] [--grace 30d]`: remove superseded and retired derivatives
+//!   past a grace period (a dry run by default); resumable.
 //! - [`cli`]: the command line (clap), with an example in every command's `--help`.
 //! - [`local`]: `run --local DIR`, a folder as the bucket (scan + inotify + eager jobs;
 //!   a file deleted or moved out is a removal).
@@ -39,6 +41,7 @@ pub mod backfill;
 pub mod cli;
 pub mod commands;
 pub mod compose;
+pub mod gc;
 pub mod handler;
 pub mod html;
 pub mod http;

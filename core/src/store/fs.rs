@@ -249,6 +249,7 @@ impl FsStore {
                 .content_type
                 .or_else(|| content_type_for(key).map(str::to_string)),
             cache_control: sidecar.cache_control,
+            last_modified: Some(mtime),
         })
     }
 

@@ -28,6 +28,9 @@ pub struct ObjectMeta {
     pub version_id: Option<String>,
     pub content_type: Option<String>,
     pub cache_control: Option<String>,
+    /// When the object was last written (S3 `LastModified`; the file's mtime), where the
+    /// store says. `rendition gc` ages retired derivatives by it.
+    pub last_modified: Option<std::time::SystemTime>,
 }
 
 impl ObjectMeta {

@@ -204,6 +204,10 @@ fn to_u64(n: Option<i64>) -> u64 {
     n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
 }
 
+fn to_system_time(t: &aws_sdk_s3::primitives::DateTime) -> Option<std::time::SystemTime> {
+    std::time::SystemTime::try_from(*t).ok()
+}
+
 /// Validates a list prefix: empty, or a key (a trailing `/` allowed).
 fn validate_prefix(prefix: &str) -> Result<(), StoreError> {
     let trimmed = prefix.strip_suffix('/').unwrap_or(prefix);
@@ -247,6 +251,7 @@ impl BlobStore for S3Store {
             version_id: out.version_id().map(str::to_string),
             content_type: out.content_type().map(str::to_string),
             cache_control: out.cache_control().map(str::to_string),
+            last_modified: out.last_modified().and_then(to_system_time),
         };
         // Read at most one byte past the limit, whatever the header claimed. Stalled
         // bodies are cut off by the SDK's stalled-stream protection.
@@ -296,6 +301,7 @@ impl BlobStore for S3Store {
                 version_id: out.version_id().map(str::to_string),
                 content_type: out.content_type().map(str::to_string),
                 cache_control: out.cache_control().map(str::to_string),
+                last_modified: out.last_modified().and_then(to_system_time),
             })),
             Err(e) => match classify(key, "HeadObject", &e) {
                 Failure::NotFound(_) => Ok(None),
@@ -367,6 +373,7 @@ impl BlobStore for S3Store {
                     version_id: None,
                     content_type: None,
                     cache_control: None,
+                    last_modified: obj.last_modified().and_then(to_system_time),
                 });
             }
             match page.next_continuation_token() {
