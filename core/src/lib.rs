@@ -24,6 +24,8 @@
 //! - [`store`]: the async `BlobStore` port and the filesystem adapter.
 //! - [`event`]: storage notifications (S3, SNS, EventBridge, MinIO) parsed into jobs.
 //! - [`message`]: one queue message → events → eager jobs / removals, or a `MessageError`.
+//! - `aws` (features `s3`, `sns`, `cloudfront`): the one SDK configuration every AWS client
+//!   starts from (credentials chain, region, timeouts, retries).
 //! - [`cdn`]: the CDN port (invalidating a removed source's cached derivatives) and its
 //!   CloudFront adapter (feature `cloudfront`).
 //! - [`outcome`]: what became of a message's sources as CloudEvents (`derivatives.ready`,
@@ -42,6 +44,8 @@
 //! - [`text`]: safe truncation for messages that go on queues, headers and logs.
 //! - `telemetry` (feature `telemetry`): the tracing set-up both binaries share.
 
+#[cfg(any(feature = "s3", feature = "sns", feature = "cloudfront"))]
+pub mod aws;
 pub mod cdn;
 pub mod config;
 pub mod container;

@@ -7,11 +7,7 @@
 
 use std::time::Duration;
 
-use aws_config::meta::region::RegionProviderChain;
-use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
-use aws_sdk_sns::config::Region;
 use aws_sdk_sns::error::DisplayErrorContext;
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_sns::Client;
@@ -57,20 +53,11 @@ impl SnsPublisher {
     /// from the standard AWS chain, region from the ARN, custom endpoint when set.
     pub async fn from_settings(s: &EventsSettings) -> Option<SnsPublisher> {
         let topic_arn = s.sns_topic_arn.clone()?;
-        let region =
-            RegionProviderChain::first_try(s.topic_region().map(|r| Region::new(r.to_string())))
-                .or_default_provider()
-                .or_else(Region::from_static("us-east-1"));
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .region(region)
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_timeout(OPERATION_TIMEOUT)
-                    .build(),
-            )
-            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
-            .load()
-            .await;
+        let timeouts = TimeoutConfig::builder()
+            .operation_timeout(OPERATION_TIMEOUT)
+            .build();
+        let region = s.topic_region().map(str::to_string);
+        let sdk = crate::aws::sdk_config(region, Some(timeouts), MAX_ATTEMPTS).await;
         let mut conf = aws_sdk_sns::config::Builder::from(&sdk);
         if let Some(endpoint) = &s.endpoint {
             conf = conf.endpoint_url(endpoint);

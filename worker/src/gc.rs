@@ -151,6 +151,14 @@ struct Folder {
     derivatives: Vec<(ObjectMeta, Variant, String)>,
 }
 
+/// Objects in a source's GUID folders (derivatives and manifests), all kept.
+fn objects_in<'a>(folders: impl IntoIterator<Item = (&'a Uuid, &'a Folder)>) -> usize {
+    folders
+        .into_iter()
+        .map(|(_, f)| f.derivatives.len() + usize::from(f.manifest.is_some()))
+        .sum()
+}
+
 /// Runs one gc pass; `on_retired` is told each retired object (after it was removed,
 /// when deleting).
 pub async fn run(
@@ -212,10 +220,7 @@ pub async fn run(
         let Some(head) = head else {
             // Gone: its derivatives are the removal path's to delete.
             debug!(source = %source_key, "gc keeps the derivatives of a missing source");
-            summary.kept += folders
-                .values()
-                .map(|f| f.derivatives.len() + usize::from(f.manifest.is_some()))
-                .sum::<usize>();
+            summary.kept += objects_in(&folders);
             bar.inc(1);
             continue;
         };
@@ -223,10 +228,7 @@ pub async fn run(
             Ok(names) => names.guid(),
             Err(e) => {
                 debug!(source = %source_key, error = %e, "gc keeps what it cannot name");
-                summary.kept += folders
-                    .values()
-                    .map(|f| f.derivatives.len() + usize::from(f.manifest.is_some()))
-                    .sum::<usize>();
+                summary.kept += objects_in(&folders);
                 bar.inc(1);
                 continue;
             }

@@ -9,12 +9,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::meta::region::RegionProviderChain;
-use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
 use aws_sdk_cloudfront::config::http::HttpResponse;
-use aws_sdk_cloudfront::config::Region;
 use aws_sdk_cloudfront::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
 use aws_sdk_cloudfront::Client;
@@ -65,19 +61,11 @@ impl CloudFront {
     /// `cdn.endpoint` replaces the service's endpoint (moto).
     pub async fn from_settings(s: &CdnSettings) -> Option<CloudFront> {
         let distribution_id = s.cloudfront_distribution_id.clone()?;
-        let region =
-            RegionProviderChain::default_provider().or_else(Region::from_static("us-east-1"));
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .region(region)
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_timeout(OPERATION_TIMEOUT)
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .build(),
-            )
-            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
-            .load()
-            .await;
+        let timeouts = TimeoutConfig::builder()
+            .operation_timeout(OPERATION_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build();
+        let sdk = crate::aws::sdk_config(None, Some(timeouts), MAX_ATTEMPTS).await;
         let mut conf = aws_sdk_cloudfront::config::Builder::from(&sdk);
         if let Some(endpoint) = &s.endpoint {
             conf = conf.endpoint_url(endpoint);

@@ -10,12 +10,9 @@ use std::error::Error as StdError;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::meta::region::RegionProviderChain;
-use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::config::{Region, RequestChecksumCalculation};
+use aws_sdk_s3::config::RequestChecksumCalculation;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
@@ -49,21 +46,12 @@ impl S3Store {
     /// chain, else `us-east-1`; custom endpoint and path-style addressing for S3-compatible
     /// servers; `timeout_secs` bounds each operation (retries included).
     pub async fn from_settings(s: &S3Settings) -> S3Store {
-        let region = RegionProviderChain::first_try(s.region.clone().map(Region::new))
-            .or_default_provider()
-            .or_else(Region::from_static("us-east-1"));
         let timeout = Duration::from_secs(s.timeout_secs.max(1));
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .region(region)
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_timeout(timeout)
-                    .connect_timeout(CONNECT_TIMEOUT.min(timeout))
-                    .build(),
-            )
-            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
-            .load()
-            .await;
+        let timeouts = TimeoutConfig::builder()
+            .operation_timeout(timeout)
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+            .build();
+        let sdk = crate::aws::sdk_config(s.region.clone(), Some(timeouts), MAX_ATTEMPTS).await;
         let mut conf = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(s.force_path_style);
         if let Some(endpoint) = &s.endpoint {
             // S3-compatible servers often reject the newer default integrity checksums

@@ -1,9 +1,5 @@
 //! The SQS client from settings, and where a queue's permanent failures go.
 
-use aws_config::meta::region::RegionProviderChain;
-use aws_config::retry::RetryConfig;
-use aws_config::BehaviorVersion;
-use aws_sdk_sqs::config::Region;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::QueueAttributeName;
 use aws_sdk_sqs::Client;
@@ -13,14 +9,7 @@ use super::{SqsError, SqsSettings};
 /// An SQS client from settings: credentials from the standard AWS chain, region from the
 /// settings, else the chain, else `us-east-1`, optional custom endpoint.
 pub async fn client(s: &SqsSettings) -> Client {
-    let region = RegionProviderChain::first_try(s.region.clone().map(Region::new))
-        .or_default_provider()
-        .or_else(Region::from_static("us-east-1"));
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(region)
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .load()
-        .await;
+    let sdk = rendition_core::aws::sdk_config(s.region.clone(), None, 3).await;
     let mut conf = aws_sdk_sqs::config::Builder::from(&sdk);
     if let Some(endpoint) = &s.endpoint {
         conf = conf.endpoint_url(endpoint);
