@@ -13,7 +13,9 @@
 //! current version is rendered: a URL of another version (the preset was edited since, or
 //! a key written before presets were versioned) is answered from its stored object while
 //! that exists, and once it is gone with a redirect to the current version's URL
-//! ([`OnDemandError::Superseded`]) — never with bytes of another spec under its name.
+//! ([`OnDemandError::Superseded`]) — never with bytes of another spec under its name. An
+//! old `.auto` URL always redirects: its objects are stored under per-format names its
+//! (negotiated) hash does not give.
 
 use std::sync::Arc;
 

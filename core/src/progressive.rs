@@ -99,6 +99,9 @@ pub fn dc_only(jpeg: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(jpeg.len() / 4);
     let mut frame: Option<Frame> = None;
     let mut dc_scans = 0u32;
+    // Per component and AC coefficient (1–63), the lowest successive-approximation bit
+    // position the file's scans reach: 0 means the coefficient is complete.
+    let mut lowest_bit: Vec<[u8; 64]> = Vec::new();
     let mut failed = false;
     let mut ended = false;
     walk(jpeg, |segment| {
@@ -111,7 +114,10 @@ pub fn dc_only(jpeg: &[u8]) -> Option<Vec<u8>> {
                         return Step::Stop;
                     }
                     match parse_sof(bytes) {
-                        Some(f) => frame = Some(f),
+                        Some(f) => {
+                            lowest_bit = vec![[u8::MAX; 64]; f.components.len()];
+                            frame = Some(f);
+                        }
                         None => {
                             failed = true;
                             return Step::Stop;
@@ -130,6 +136,18 @@ pub fn dc_only(jpeg: &[u8]) -> Option<Vec<u8>> {
                     failed = true;
                     return Step::Stop;
                 };
+                if let ([id], Some((end, al))) = (ids.as_slice(), scan_band(header)) {
+                    if let Some(c) = f.component(*id) {
+                        let start = usize::from(spectral_start.max(1));
+                        for bit in lowest_bit[c]
+                            .iter_mut()
+                            .take(usize::from(end.min(63)) + 1)
+                            .skip(start)
+                        {
+                            *bit = (*bit).min(al);
+                        }
+                    }
+                }
                 // DC scans, and the AC scans of a component the 1/8 decode reads AC
                 // coefficients of (one component per AC scan, T.81 G.1.1.1.1).
                 let keep = spectral_start == 0
@@ -154,6 +172,15 @@ pub fn dc_only(jpeg: &[u8]) -> Option<Vec<u8>> {
     })?;
     let frame = frame?;
     if failed || !ended || dc_scans == 0 {
+        return None;
+    }
+    // The zero AC scans tell libjpeg every coefficient of a 1×1 component is known. That
+    // is only true to the file when its own scans complete them; otherwise libjpeg would
+    // smooth the whole file's decode and not the rebuilt one's.
+    let complete = (0..frame.components.len())
+        .filter(|&c| frame.idct_size(c) == 1)
+        .all(|c| lowest_bit[c][1..].iter().all(|&bit| bit == 0));
+    if !complete {
         return None;
     }
     append_zero_ac_scans(&mut out, &frame);
@@ -246,6 +273,9 @@ fn parse_sof(segment: &[u8]) -> Option<Frame> {
         if !(1..=4).contains(&h) || !(1..=4).contains(&v) {
             return None;
         }
+        if components.iter().any(|&(id, _, _)| id == c[0]) {
+            return None;
+        }
         components.push((c[0], h, v));
     }
     Some(Frame {
@@ -253,6 +283,14 @@ fn parse_sof(segment: &[u8]) -> Option<Frame> {
         height,
         components,
     })
+}
+
+/// Se and Al of an SOS header (`… Ss Se Ah/Al`).
+fn scan_band(header: &[u8]) -> Option<(u8, u8)> {
+    let count = *header.get(4)? as usize;
+    let se = *header.get(6 + 2 * count)?;
+    let al = *header.get(7 + 2 * count)? & 0x0F;
+    Some((se, al))
 }
 
 /// Ss and the component ids of an SOS header (`FF DA len Ns {Cs Td/Ta}×Ns Ss Se Ah/Al`).
@@ -354,11 +392,15 @@ mod tests {
     }
 
     fn sos(ids: &[u8], ss: u8, se: u8, data: &[u8]) -> Vec<u8> {
+        sos_al(ids, ss, se, 0x00, data)
+    }
+
+    fn sos_al(ids: &[u8], ss: u8, se: u8, ah_al: u8, data: &[u8]) -> Vec<u8> {
         let mut p = vec![ids.len() as u8];
         for &id in ids {
             p.extend_from_slice(&[id, 0x00]);
         }
-        p.extend_from_slice(&[ss, se, 0x00]);
+        p.extend_from_slice(&[ss, se, ah_al]);
         let mut s = segment(0xDA, &p);
         s.extend_from_slice(data);
         s
@@ -383,6 +425,7 @@ mod tests {
                 segment(0xC4, &[0x00; 17]),
                 sos(&[1, 2, 3], 0, 0, &[0x12, 0xFF, 0x00, 0x34]),
                 sos(&[1], 1, 5, &[0xAA; 40]),
+                sos(&[1], 6, 63, &[0xAC; 20]),
                 segment(0xC4, &[0x11; 17]),
                 sos(&[2], 1, 63, &[0xBB; 30]),
                 sos(&[1, 2, 3], 0, 0, &[0x56, 0xFF, 0xD0, 0x78]),
@@ -402,7 +445,7 @@ mod tests {
         let find = |needle: &[u8]| dc.windows(needle.len()).any(|w| w == needle);
         assert!(find(&[0x12, 0xFF, 0x00, 0x34]));
         assert!(find(&[0x56, 0xFF, 0xD0, 0x78]));
-        assert!(!find(&[0xAA; 8]), "luma AC scans go");
+        assert!(!find(&[0xAA; 8]) && !find(&[0xAC; 8]), "luma AC scans go");
         assert!(find(&[0xBB; 30]), "4:2:0 chroma AC scans stay");
         // Tables between AC scans stay: a later DC scan may need them.
         assert!(find(&segment(0xC4, &[0x11; 17])));
@@ -434,6 +477,41 @@ mod tests {
         // 3 × (4 + 14) bits + (4 + 10) bits = 68 bits → 9 bytes before stuffing.
         let stuffed = data.windows(2).filter(|w| *w == [0xFF, 0x00]).count();
         assert_eq!(data.len() - stuffed, 9);
+    }
+
+    #[test]
+    fn only_files_whose_own_scans_complete_every_luma_coefficient_are_rebuilt() {
+        // libjpeg smooths a file whose AC coefficients stay incomplete; the rebuilt stream
+        // (zero scans: complete) would not be, so such files are decoded as they are.
+        let with = |luma: Vec<Vec<u8>>| {
+            let mut parts = vec![sof(0xC2), sos(&[1, 2, 3], 0, 0, &[0x12])];
+            parts.extend(luma);
+            jpeg(&parts, true)
+        };
+        assert!(dc_only(&with(vec![sos(&[1], 1, 63, &[1])])).is_some());
+        assert!(dc_only(&with(vec![])).is_none(), "no luma AC scan");
+        assert!(
+            dc_only(&with(vec![sos(&[1], 1, 5, &[1])])).is_none(),
+            "1–5 only"
+        );
+        let approximate = with(vec![sos_al(&[1], 1, 63, 0x01, &[1])]);
+        assert!(dc_only(&approximate).is_none(), "ends at Al 1");
+        let refined = with(vec![
+            sos_al(&[1], 1, 63, 0x02, &[1]),
+            sos_al(&[1], 1, 63, 0x21, &[1]),
+            sos_al(&[1], 1, 63, 0x10, &[1]),
+        ]);
+        assert!(dc_only(&refined).is_some(), "refined down to Al 0");
+        // Duplicate component ids: which one a scan means is ambiguous.
+        let twins = jpeg(
+            &[
+                segment(0xC2, &[8, 0, 16, 0, 16, 2, 1, 0x11, 0, 1, 0x11, 0]),
+                sos(&[1], 0, 0, &[1]),
+                sos(&[1], 1, 63, &[1]),
+            ],
+            true,
+        );
+        assert!(dc_only(&twins).is_none());
     }
 
     #[test]

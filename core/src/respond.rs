@@ -12,7 +12,7 @@
 //! - `/latest/{source}/{preset}`: 302 to the current URL, `Cache-Control: public,
 //!   max-age=60`.
 //! - A preset URL of a superseded spec whose object is gone
-//!   ([`OnDemandError::Superseded`]): 302 to the current version's URL, cached as briefly.
+//!   ([`OnDemandError::Superseded`]): 302 to the current version's URL, `no-store`.
 //! - Errors: the status of [`OnDemandError::status`], `Cache-Control: no-store`, a JSON
 //!   body `{"error": kind, "message": …}` with [`OnDemandError::kind`]; the message of a
 //!   5xx is a generic text (the error itself is logged here, never sent); 503 carries
@@ -214,8 +214,10 @@ pub fn respond(req: &Request, outcome: Outcome<'_>) -> Response {
         Outcome::Redirect { location } => redirect(req, location, "no-store", head),
         Outcome::Latest { location } => redirect(req, location, LATEST_CACHE_CONTROL, head),
         // Not a failure: the URL's version is not stored, the current one is elsewhere.
+        // Never cached: during a rolling deploy an instance with the old presets would
+        // redirect the new URL back, and a cached pair of redirects would loop at the CDN.
         Outcome::Failed(OnDemandError::Superseded { location }) => {
-            redirect(req, location, LATEST_CACHE_CONTROL, head)
+            redirect(req, location, "no-store", head)
         }
         Outcome::Failed(e) => failed(req, e, head),
         Outcome::GaveUp => error(
@@ -755,10 +757,8 @@ mod tests {
             let r = respond(&request(method, &[]), Outcome::Failed(&e));
             assert_eq!(r.status, StatusCode::FOUND);
             assert_eq!(header(&r, "location"), Some(location));
-            assert_eq!(
-                header(&r, "cache-control"),
-                Some(format!("public, max-age={LATEST_MAX_AGE_SECS}").as_str())
-            );
+            // Not cached: two configurations side by side must not cache a loop.
+            assert_eq!(header(&r, "cache-control"), Some("no-store"));
             assert_eq!(r.body, Body::Empty);
         }
     }

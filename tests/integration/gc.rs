@@ -274,10 +274,6 @@ async fn gc_on_s3_removes_superseded_and_retired_objects() {
     ];
     bucket.put(&now, b"current".to_vec(), None).await;
     bucket.put(&old, b"old spec".to_vec(), None).await;
-    let listing = serde_json::json!({"source": {}, "variants": [{"key": now}]});
-    bucket
-        .put(&manifest, serde_json::to_vec(&listing).unwrap(), None)
-        .await;
     for key in &superseded {
         bucket.put(key, b"older version".to_vec(), None).await;
     }
@@ -294,6 +290,16 @@ async fn gc_on_s3_removes_superseded_and_retired_objects() {
             String::from_utf8(out.stdout).unwrap()
         }
     };
+    // The current version's job has not written its manifest yet (a source replaced
+    // while its job runs): nothing of the source goes, the older version included.
+    let early = run(&["--grace", "0s", "--delete", "--quiet"]).await;
+    assert_eq!(early.trim(), summary_of(0, 0, 0, 4), "{early}");
+    assert_eq!(bucket.keys("derived/").await.len(), 4);
+
+    let listing = serde_json::json!({"source": {}, "variants": [{"key": now}]});
+    bucket
+        .put(&manifest, serde_json::to_vec(&listing).unwrap(), None)
+        .await;
     let dry = run(&["--grace", "0s", "--quiet"]).await;
     assert_eq!(dry.trim(), summary_of(3, 8 + 13 + 13, 0, 2), "{dry}");
     let out = run(&["--grace", "0s", "--delete"]).await;

@@ -233,6 +233,19 @@ pub async fn run(
                 continue;
             }
         };
+        // The current version must be complete (its manifest written) before the versions
+        // it supersedes go: a source replaced while its job is still running, or a GUID
+        // that moved for another reason (e.g. versioning switched on: `null` version ids),
+        // keeps its old derivatives until the current ones exist.
+        let current_done = folders
+            .get(&current)
+            .is_some_and(|folder| folder.manifest.is_some());
+        if !current_done {
+            debug!(source = %source_key, "gc keeps older versions: the current one has no manifest yet");
+            summary.kept += objects_in(&folders);
+            bar.inc(1);
+            continue;
+        }
         for (guid, folder) in folders {
             let mut retired: Vec<(ObjectMeta, Reason)> = Vec::new();
             if guid != current {
