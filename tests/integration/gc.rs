@@ -12,17 +12,10 @@ use rendition_core::manifest::Manifest;
 use rendition_core::naming::spec_hash;
 
 use crate::harness::*;
+use crate::versions::{configure, NEW_SPEC, OLD_SPEC};
 
-const OLD_SPEC: &str = "w=160,h=160,fit=cover,fm=webp,q=75";
-const NEW_SPEC: &str = "w=200,h=200,fit=cover,fm=webp,q=75";
 const KEPT: &str = "originals/a.jpg";
 const REPLACED: &str = "originals/b photo.jpg";
-
-fn configure(cwd: &Path, spec: &str) {
-    let repo = std::fs::read_to_string(repo_root().join("rendition.toml")).unwrap();
-    assert!(repo.contains(OLD_SPEC), "the repository's thumb changed");
-    std::fs::write(cwd.join("rendition.toml"), repo.replace(OLD_SPEC, spec)).unwrap();
-}
 
 /// Every object under `derived/`, key → bytes.
 fn objects(bucket: &Path) -> BTreeMap<String, Vec<u8>> {

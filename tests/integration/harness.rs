@@ -895,6 +895,17 @@ impl Bucket {
             .unwrap()
     }
 
+    /// Deletes `key` (as an uploader deleting its source would).
+    pub async fn delete(&self, key: &str) {
+        self.s3
+            .delete_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// The keys under `prefix` (one listing page).
     pub async fn keys(&self, prefix: &str) -> Vec<String> {
         let out = self

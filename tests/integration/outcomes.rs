@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
@@ -183,14 +182,7 @@ async fn rabbit_announces_ready_failed_and_removed_on_the_events_exchange() {
     // The good source removed: derivatives.removed once its derivatives are gone.
     let derived = bucket.keys("derived/good.jpg/").await;
     assert!(derived.len() >= 2, "{derived:?}");
-    bucket
-        .s3
-        .delete_object()
-        .bucket(&bucket.name)
-        .key("originals/good.jpg")
-        .send()
-        .await
-        .unwrap();
+    bucket.delete("originals/good.jpg").await;
     let mut removal: Value =
         serde_json::from_slice(&minio_event_in(&bucket.name, "originals/good.jpg", 0)).unwrap();
     removal["EventName"] = json!("s3:ObjectRemoved:Delete");
@@ -267,16 +259,7 @@ impl Subscriber {
             .unwrap()
             .queue_url
             .unwrap();
-        let queue_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes()
-            .unwrap()[&QueueAttributeName::QueueArn]
-            .clone();
+        let queue_arn = crate::sqs::queue_arn(&sqs, &queue_url).await;
         sns.subscribe()
             .topic_arn(&topic_arn)
             .protocol("sqs")

@@ -264,14 +264,7 @@ async fn rabbit_worker_removal_deletes_and_invalidates() {
     let store = s3_store(bucket);
     let made = made(&store).await;
 
-    bucket
-        .s3
-        .delete_object()
-        .bucket(&bucket.name)
-        .key(SOURCE)
-        .send()
-        .await
-        .unwrap();
+    bucket.delete(SOURCE).await;
     let removed = s3_event(&bucket.name, SOURCE, "ObjectRemoved:Delete", None);
     broker.publish(removed.to_string().as_bytes()).await;
     worker
@@ -295,14 +288,7 @@ async fn sqs_worker_removal_deletes_and_invalidates() {
     let made = made(&store).await;
 
     let bucket = world.bucket();
-    bucket
-        .s3
-        .delete_object()
-        .bucket(&bucket.name)
-        .key(SOURCE)
-        .send()
-        .await
-        .unwrap();
+    bucket.delete(SOURCE).await;
     worker
         .wait_for(WAIT, "the invalidation", |v| invalidated(v, &cdn))
         .await;
@@ -326,14 +312,7 @@ async fn lambda_s3_trigger_removal_deletes_and_invalidates() {
     let store = s3_store(bucket);
     let made = made(&store).await;
 
-    bucket
-        .s3
-        .delete_object()
-        .bucket(&bucket.name)
-        .key(SOURCE)
-        .send()
-        .await
-        .unwrap();
+    bucket.delete(SOURCE).await;
     let removed = s3_event(&bucket.name, SOURCE, "ObjectRemoved:Delete", None);
     let out = function.invoke(&removed).await.ok();
     assert_eq!(out["removed"], 1, "{out}");

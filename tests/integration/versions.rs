@@ -16,13 +16,13 @@ use rendition_core::naming::spec_hash;
 use crate::harness::*;
 
 const WAIT: Duration = Duration::from_secs(30);
-const OLD_SPEC: &str = "w=160,h=160,fit=cover,fm=webp,q=75";
-const NEW_SPEC: &str = "w=200,h=200,fit=cover,fm=webp,q=75";
+pub(crate) const OLD_SPEC: &str = "w=160,h=160,fit=cover,fm=webp,q=75";
+pub(crate) const NEW_SPEC: &str = "w=200,h=200,fit=cover,fm=webp,q=75";
 const SOURCES: [&str; 2] = ["originals/a.jpg", "originals/b photo.jpg"];
 const LATE: &str = "originals/late.jpg";
 
 /// `./rendition.toml`: the repository's configuration with `thumb`'s spec `spec`.
-fn configure(cwd: &Path, spec: &str) {
+pub(crate) fn configure(cwd: &Path, spec: &str) {
     let repo = std::fs::read_to_string(repo_root().join("rendition.toml")).unwrap();
     assert!(repo.contains(OLD_SPEC), "the repository's thumb changed");
     std::fs::write(cwd.join("rendition.toml"), repo.replace(OLD_SPEC, spec)).unwrap();
