@@ -186,7 +186,7 @@ pub async fn run(
         sources = sources.len(),
         "backfill: listed sources"
     );
-    let bar = progress_bar(options.progress, sources.len() as u64);
+    let bar = progress_bar("backfill", options.progress, sources.len() as u64);
     let mut pace = (options.rate > 0).then(|| {
         let mut interval = tokio::time::interval_at(
             Instant::now(),
@@ -276,15 +276,17 @@ pub async fn run(
     Ok(summary)
 }
 
-fn progress_bar(enabled: bool, len: u64) -> ProgressBar {
+/// A progress bar over `len` sources for the command `name` (backfill, gc), drawn only
+/// when `enabled`.
+pub(crate) fn progress_bar(name: &str, enabled: bool, len: u64) -> ProgressBar {
     if !enabled {
         return ProgressBar::hidden();
     }
     // Drawn only when stderr is a terminal (indicatif hides it otherwise).
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} backfill [{elapsed_precise}] {wide_bar} {pos}/{len} sources ({per_sec}, eta {eta})",
-    ) {
+    if let Ok(style) = ProgressStyle::with_template(&format!(
+        "{{spinner}} {name} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} sources ({{per_sec}}, eta {{eta}})"
+    )) {
         bar.set_style(style);
     }
     bar

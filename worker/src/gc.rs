@@ -31,7 +31,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rendition_core::config::Settings;
 use rendition_core::naming::{parse_derivative_key, SourceNames, Variant};
 use rendition_core::spec::Format;
@@ -207,7 +206,7 @@ pub async fn run(
             .and_then(|t| now.duration_since(t).ok())
             .unwrap_or_default()
     };
-    let bar = progress_bar(options.progress, sources.len() as u64);
+    let bar = crate::backfill::progress_bar("gc", options.progress, sources.len() as u64);
     for (rel, folders) in sources {
         let source_key = format!("{}{rel}", storage.source_prefix);
         let head = store
@@ -426,20 +425,6 @@ fn key_of(
         ext,
     )
     .ok()
-}
-
-fn progress_bar(enabled: bool, len: u64) -> ProgressBar {
-    if !enabled {
-        return ProgressBar::hidden();
-    }
-    // Drawn only when stderr is a terminal (indicatif hides it otherwise).
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} gc [{elapsed_precise}] {wide_bar} {pos}/{len} sources ({per_sec}, eta {eta})",
-    ) {
-        bar.set_style(style);
-    }
-    bar
 }
 
 #[cfg(test)]
