@@ -1,10 +1,10 @@
-// sharp-bench.mjs: the sharp side of `rendition-bench` (benchmark/src/external.rs runs it).
+// sharp-bench.mjs: the sharp side of `rendition-bench` (bench/src/external.rs runs it).
 //
 //   node bench/sharp-bench.mjs SHARP_DIR SET VARIANTS_JSON|- CONCURRENCY ITERATIONS FILE...
 //
 // SHARP_DIR is where `npm install sharp` was run (scripts/bench.sh uses
 // ${RENDITION_CACHE:-$HOME/.cache/rendition}/sharp). VARIANTS_JSON is an array built from
-// the same requests Rendition renders (benchmark/src/cases.rs `Set::sharp_variants`), one
+// the same requests Rendition renders (bench/src/cases.rs `Set::sharp_variants`), one
 // object per output:
 //   {"width": 2048, "height": null, "fit": "inside", "withoutEnlargement": true,
 //    "format": "avif", "quality": 75, "effort": 2}

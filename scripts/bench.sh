@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh: Rendition against sharp and vipsthumbnail on real photos, per class of source
 # (progressive JPEG, baseline camera JPEG with EXIF orientation, PNG, HEIC), with the ratios
-# and the targets, measured in the same run (`rendition-bench`, the benchmark/ crate).
+# and the targets, measured in the same run (`rendition-bench`, the bench/ crate).
 # Rendition runs with the render sandbox on and jemalloc preloaded, as the images ship it.
 # The table goes to stdout, the full report to target/bench.json.
 #

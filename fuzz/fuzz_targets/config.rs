@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use rendition_core::config::{ConfigError, Settings};
+use rendition_pipeline::config::{ConfigError, Settings};
 
 /// One scratch file per process (`-fork`/`-jobs` run several), under `$TMPDIR`.
 fn scratch() -> &'static Path {

@@ -15,10 +15,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rendition_core::config::{Limits, RenderSettings};
-use rendition_core::render::{inspect, render, RenderError, Unsupported, VariantRequest};
-use rendition_core::sniff::{sniff, SourceFormat};
-use rendition_core::spec::Format;
+use rendition_pipeline::config::{Limits, RenderSettings};
+use rendition_image::render::{inspect, render, RenderError, Unsupported, VariantRequest};
+use rendition_image::sniff::{sniff, SourceFormat};
+use rendition_image::spec::Format;
 
 /// Small on purpose: the fuzzer must never get libvips to decode a big image.
 fn limits() -> Limits {
@@ -69,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
         fast_shrink_on_load: data.len() % 2 == 0,
         ..RenderSettings::default()
     };
-    rendition_core::vips::init(settings.vips_threads).expect("libvips starts");
+    rendition_image::vips::init(settings.vips_threads).expect("libvips starts");
 
     // The byte limit comes first, whatever the bytes are.
     if !data.is_empty() {
@@ -85,8 +85,8 @@ fuzz_target!(|data: &[u8]| {
 
     // The decode fast paths' own parsers: never panic, and a DC-only rebuild is only of a
     // progressive JPEG and never much larger than it (tables and a few end-of-band runs).
-    if let Some(dc) = rendition_core::progressive::dc_only(data) {
-        assert!(rendition_core::progressive::is_progressive(data));
+    if let Some(dc) = rendition_image::progressive::dc_only(data) {
+        assert!(rendition_image::progressive::is_progressive(data));
         assert!(
             dc.len() <= data.len() + 64 + 4 * (10 + 5 * 1024),
             "{} → {}",
@@ -94,7 +94,7 @@ fuzz_target!(|data: &[u8]| {
             dc.len()
         );
     }
-    let _ = rendition_core::png_fast::eligible(data);
+    let _ = rendition_image::png_fast::eligible(data);
 
     let sniffed = sniff(data);
     let inspected = inspect(data, &limits);

@@ -10,8 +10,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rendition_core::config::StorageSettings;
-use rendition_core::event::{parse_message, IgnoreReason};
+use rendition_pipeline::config::StorageSettings;
+use rendition_pipeline::event::{parse_message, IgnoreReason};
 
 fuzz_target!(|body: &[u8]| {
     let storage = StorageSettings::default();

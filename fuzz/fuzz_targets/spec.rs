@@ -13,8 +13,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rendition_core::naming::{derivative_key, parse_derivative_key, Variant};
-use rendition_core::spec::{SpecError, VariantSpec, KEYS, MAX_DIMENSION};
+use rendition_pipeline::naming::{derivative_key, parse_derivative_key, Variant};
+use rendition_image::spec::{SpecError, VariantSpec, KEYS, MAX_DIMENSION};
 
 fn check_canonical_text(text: &str) {
     let mut last = None;

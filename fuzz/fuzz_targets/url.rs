@@ -19,9 +19,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rendition_core::config::Settings;
-use rendition_core::naming::Variant;
-use rendition_core::url::{decode_path, sign, verify, UrlGenerator, Verified};
+use rendition_pipeline::config::Settings;
+use rendition_pipeline::naming::Variant;
+use rendition_pipeline::url::{decode_path, sign, verify, UrlGenerator, Verified};
 
 const KEY: &str = "rendition-fuzz-signing-key-0123456789abcdef";
 const NOW: u64 = 1_767_225_000;

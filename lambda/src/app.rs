@@ -2,15 +2,16 @@
 
 use std::sync::Arc;
 
-use rendition_core::cdn::CloudFront;
-use rendition_core::config::Settings;
-use rendition_core::job::Engine;
-use rendition_core::ondemand::OnDemand;
-use rendition_core::render::RenderError;
-use rendition_core::renderer::Renderer;
-use rendition_core::sns::SnsPublisher;
-use rendition_core::store::{BlobStore, S3Store};
-use rendition_core::url::UrlGenerator;
+use rendition_aws::cloudfront::CloudFront;
+use rendition_aws::s3::S3Store;
+use rendition_aws::sns::SnsPublisher;
+use rendition_image::render::RenderError;
+use rendition_image::renderer::Renderer;
+use rendition_pipeline::config::Settings;
+use rendition_pipeline::job::Engine;
+use rendition_pipeline::ondemand::OnDemand;
+use rendition_pipeline::store::BlobStore;
+use rendition_pipeline::url::UrlGenerator;
 
 use crate::emf::Emitter;
 
@@ -61,7 +62,7 @@ impl App {
         if settings.render.pool_size == 0 {
             settings.render.pool_size = 1;
         }
-        let renderer = Renderer::from_settings(&settings).await?;
+        let renderer = Renderer::from_settings(&settings.limits, &settings.render).await?;
         let store = S3Store::from_settings(&settings.s3).await;
         let cdn = CloudFront::from_settings(&settings.cdn).await;
         let bucket = settings.s3.bucket.clone();

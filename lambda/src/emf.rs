@@ -56,7 +56,7 @@ pub struct Measurement<'a> {
     pub function: Function,
     /// The `Outcome` dimension: one of a few stable snake_case words (see the module doc).
     pub outcome: &'a str,
-    /// The error kind of a failure ([`rendition_core::kinds::KINDS`]).
+    /// The error kind of a failure ([`rendition_image::kinds::KINDS`]).
     pub kind: Option<&'a str>,
     /// The HTTP status of a request.
     pub status: Option<u16>,

@@ -2,8 +2,8 @@
 //! (`Rendition.Retryable.<kind>` or `Rendition.Permanent.<kind>`) and message.
 
 use lambda_runtime::Diagnostic;
-use rendition_core::disposition::Failure;
-use rendition_core::sns::PublishError;
+use rendition_aws::sns::PublishError;
+use rendition_pipeline::disposition::Failure;
 
 /// The kind of an invocation whose outcome events SNS did not accept.
 pub const EVENTS_UNAVAILABLE: &str = "events_unavailable";

@@ -9,9 +9,9 @@
 //!
 //! Lambda error types are `Rendition.Retryable.<kind>` (the event's disposition was a
 //! retry: storage outages) and `Rendition.Permanent.<kind>` (a dead letter: the event or
-//! its source is bad), with the kinds of [`rendition_core::kinds::KINDS`].
+//! its source is bad), with the kinds of [`rendition_image::kinds::KINDS`].
 
-use rendition_core::event::json_type;
+use rendition_pipeline::event::json_type;
 use serde_json::Value;
 
 use crate::app::App;
@@ -95,9 +95,9 @@ pub async fn handle(ctx: &App, event: Value) -> Result<Value, HandlerError> {
 mod tests {
     use super::*;
     use lambda_runtime::Diagnostic;
-    use rendition_core::job::JobError;
-    use rendition_core::message::MessageError;
-    use rendition_core::store::StoreError;
+    use rendition_pipeline::job::JobError;
+    use rendition_pipeline::message::MessageError;
+    use rendition_pipeline::store::StoreError;
     use serde_json::json;
 
     #[test]
@@ -141,10 +141,10 @@ mod tests {
             reason: "x".into(),
         };
         for kind in [malformed.kind(), "unknown_event"] {
-            assert!(rendition_core::kinds::is_known(kind), "{kind}");
+            assert!(rendition_image::kinds::is_known(kind), "{kind}");
         }
-        let decide = |result: Result<rendition_core::message::Handled, MessageError>| {
-            rendition_core::disposition::decide(result, 1, &triggers::POLICY)
+        let decide = |result: Result<rendition_pipeline::message::Handled, MessageError>| {
+            rendition_pipeline::disposition::decide(result, 1, &triggers::POLICY)
         };
         let outage = triggers::outcome(decide(Err(MessageError::Job {
             key: "originals/a.jpg".into(),

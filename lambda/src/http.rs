@@ -2,8 +2,8 @@
 //! (payload format 2.0), answered with the on-demand path.
 //!
 //! - `GET`/`HEAD` only (else 405). The URL is the derivative URL: path = `/` + derivative
-//!   key, signature in the query (see `rendition_core::url`).
-//! - Status, headers and body: `rendition_core::respond`, the same answers as
+//!   key, signature in the query (see `rendition_pipeline::url`).
+//! - Status, headers and body: `rendition_pipeline::respond`, the same answers as
 //!   `rendition serve` (200 with `ETag`, `Content-Type` and `Cache-Control: public,
 //!   max-age=31536000, immutable`; `If-None-Match` → 304 by weak comparison; errors as
 //!   `{"error": kind, "message": …}` with the status of `OnDemandError::status()`, 5xx
@@ -23,14 +23,14 @@ use std::time::Instant;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
-use aws_lambda_events::http::{HeaderMap, StatusCode};
 use aws_lambda_events::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
 };
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use rendition_core::ondemand::{Derivative, OnDemandError};
-use rendition_core::respond::{self, Body as Content, Outcome, Response};
+use http::{HeaderMap, StatusCode};
+use rendition_pipeline::ondemand::{Derivative, OnDemandError};
+use rendition_pipeline::respond::{self, Body as Content, Outcome, Response};
 use serde_json::{json, Value};
 use tracing::{error, info, warn};
 
@@ -307,14 +307,15 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use rendition_core::config::Settings;
-    use rendition_core::store::FsStore;
+    use rendition_pipeline::config::Settings;
+    use rendition_pipeline::store::FsStore;
 
     const GUID: &str = "984c96da-5462-511e-9377-0079ce0a525e";
 
     fn app(dir: &std::path::Path) -> App {
         let settings = Settings::default();
-        let renderer = rendition_core::renderer::Renderer::in_process(&settings);
+        let renderer =
+            rendition_image::renderer::Renderer::in_process(&settings.limits, &settings.render);
         App::new(
             settings,
             Arc::new(FsStore::new(dir).unwrap()),
@@ -342,10 +343,10 @@ mod tests {
     #[tokio::test]
     async fn fm_auto_negotiates_from_accept_or_the_cdn_header_and_varies() {
         use base64::Engine as _;
-        use rendition_core::config::Preset;
-        use rendition_core::naming::{SourceNames, Variant};
-        use rendition_core::spec::Format;
-        use rendition_core::store::BlobStore as _;
+        use rendition_image::spec::Format;
+        use rendition_pipeline::config::Preset;
+        use rendition_pipeline::naming::{SourceNames, Variant};
+        use rendition_pipeline::store::BlobStore as _;
 
         let dir = tempfile::tempdir().unwrap();
         let mut settings = Settings::default();
@@ -386,7 +387,8 @@ mod tests {
                 )
                 .unwrap()
         );
-        let renderer = rendition_core::renderer::Renderer::in_process(&settings);
+        let renderer =
+            rendition_image::renderer::Renderer::in_process(&settings.limits, &settings.render);
         let app = App::new(settings, store, "local", renderer);
         for (headers, want) in [
             (json!({"accept": "image/avif,image/webp,*/*"}), "image/avif"),
@@ -404,11 +406,11 @@ mod tests {
             let reply = handle(&app, event, 0).await;
             assert_eq!(reply["statusCode"], 200, "{reply}");
             assert_eq!(reply["headers"]["content-type"], want, "{headers}");
-            assert_eq!(reply["headers"]["vary"], rendition_core::respond::VARY);
+            assert_eq!(reply["headers"]["vary"], rendition_pipeline::respond::VARY);
             let body = base64::engine::general_purpose::STANDARD
                 .decode(reply["body"].as_str().unwrap())
                 .unwrap();
-            let sniffed = rendition_core::sniff::sniff(&body).unwrap();
+            let sniffed = rendition_image::sniff::sniff(&body).unwrap();
             assert_eq!(format!("image/{}", sniffed.as_str()), want);
         }
         let stored: Vec<String> = std::fs::read_dir(
@@ -490,7 +492,7 @@ mod tests {
         assert_eq!(status(&bad), 400, "{bad}");
         assert_eq!(bad["headers"]["content-type"], "application/json");
 
-        let thumb = app.settings.presets["thumb"].hash_in(rendition_core::spec::Format::Webp);
+        let thumb = app.settings.presets["thumb"].hash_in(rendition_image::spec::Format::Webp);
         let path = format!("/derived/nope.jpg/{GUID}/thumb.{thumb}.webp");
         let missing = handle(&app, function_url("GET", &path, ""), 0).await;
         assert_eq!(status(&missing), 404, "{missing}");
@@ -518,8 +520,8 @@ mod tests {
     #[tokio::test]
     async fn every_request_writes_one_emf_line() {
         use base64::Engine as _;
-        use rendition_core::naming::{SourceNames, Variant};
-        use rendition_core::spec::Format;
+        use rendition_image::spec::Format;
+        use rendition_pipeline::naming::{SourceNames, Variant};
 
         let dir = tempfile::tempdir().unwrap();
         let mut app = app(dir.path());
@@ -587,7 +589,7 @@ mod tests {
         }
 
         // A redirect and refusals: classed by status, the kind beside it.
-        let thumb = app.settings.presets["thumb"].hash_in(rendition_core::spec::Format::Webp);
+        let thumb = app.settings.presets["thumb"].hash_in(rendition_image::spec::Format::Webp);
         let missing = format!("/derived/nope.jpg/{GUID}/thumb.{thumb}.webp");
         let broken = json!({"requestContext": {"http": {"method": "GET"}, "domainName": "x.lambda-url.a.on.aws"}});
         for event in [

@@ -25,7 +25,7 @@
 //!   bytes, outcome, cold start), one per request or job.
 //! - [`http`]: Function URL / API Gateway requests in, HTTP responses out: the shapes
 //!   only — status, headers and body are decided by the core's one responder
-//!   (`rendition_core::respond`, shared with `rendition serve`) — and the 6 MB response
+//!   (`rendition_pipeline::respond`, shared with `rendition serve`) — and the 6 MB response
 //!   limit (a redirect to the CDN past it).
 //! - [`triggers`]: S3 (and SNS / EventBridge) events, handed to the core as the JSON they
 //!   came as (`handle_event`), and SQS batches through the core's `handle_message`.

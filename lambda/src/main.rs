@@ -8,12 +8,12 @@ use std::time::Instant;
 
 use anyhow::Context;
 use lambda_runtime::{service_fn, LambdaEvent};
-use rendition_core::config::Settings;
 use rendition_lambda::{handle, App};
+use rendition_pipeline::config::Settings;
 use serde_json::Value;
 
 fn main() -> anyhow::Result<()> {
-    if let Some(code) = rendition_core::sandbox::helper::run_if_asked(std::env::args()) {
+    if let Some(code) = rendition_image::sandbox::helper::run_if_asked(std::env::args()) {
         std::process::exit(code);
     }
     let started = Instant::now();
@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
     // the core's sections (the CLI's are accepted unread).
     let settings = Settings::load(None, std::env::vars()).context("loading configuration")?;
     // Flushes the trace exporter when `main` returns.
-    let telemetry = Arc::new(rendition_core::telemetry::init(
+    let telemetry = Arc::new(rendition_pipeline::telemetry::init(
         &settings.log,
         &settings.telemetry,
         "rendition-lambda",

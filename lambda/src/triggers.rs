@@ -5,7 +5,7 @@
 //! Each storage event and each SQS record writes one metrics line ([`crate::emf`],
 //! `Function=eager`): its disposition (`done`, `retry`, `dead_letter`), error kind, time
 //! and the bytes of the derivatives rendered. Both publish the outcome events
-//! ([`rendition_core::outcome`]) to the SNS topic `events.sns_topic_arn` before
+//! ([`rendition_pipeline::outcome`]) to the SNS topic `events.sns_topic_arn` before
 //! answering: a success whose events SNS refused is retried (it finds its work done and
 //! announces again), so `derivatives.ready` and `.removed` are at least once; a failure
 //! is announced once per invocation (`permanent` as its disposition says), best effort.
@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
-use rendition_core::disposition::{Disposition, RetryPolicy};
-use rendition_core::message::{handle_event, handle_message, Handled, MessageError};
-use rendition_core::outcome::{self, OutcomeEvent};
+use rendition_pipeline::disposition::{Disposition, RetryPolicy};
+use rendition_pipeline::message::{handle_event, handle_message, Handled, MessageError};
+use rendition_pipeline::outcome::{self, OutcomeEvent};
 use serde_json::{json, Value};
 use tracing::Instrument as _;
 use tracing::{info, warn};
@@ -47,7 +47,7 @@ fn summary(handled: &Handled) -> Value {
 /// Lambda retries the event (jobs are idempotent) and, when retries run out, sends it to
 /// the function's on-failure destination; the error type says whether retrying can help.
 pub async fn storage(app: &App, event: &Value) -> Result<Value, HandlerError> {
-    let span = rendition_core::message::job_span("s3");
+    let span = rendition_pipeline::message::job_span("s3");
     storage_job(app, event).instrument(span).await
 }
 
@@ -123,7 +123,7 @@ fn settle(
     attempt: u32,
     message: &[u8],
 ) -> outcome::Settled {
-    let trace = rendition_core::telemetry::traceparent(&tracing::Span::current());
+    let trace = rendition_pipeline::telemetry::traceparent(&tracing::Span::current());
     let cx = outcome::Context {
         bucket: app.engine.bucket(),
         message,
@@ -219,8 +219,8 @@ fn batch(event: Value) -> Result<SqsEvent, HandlerError> {
 /// one that keeps failing (a permanent failure fails every time) to the DLQ.
 async fn sqs_record(app: &App, record: SqsMessage) -> Option<String> {
     // One span tree per record, continuing the trace of its `traceparent` attribute.
-    let span = rendition_core::message::job_span("sqs");
-    rendition_core::telemetry::parent_from(&span, |name| {
+    let span = rendition_pipeline::message::job_span("sqs");
+    rendition_pipeline::telemetry::parent_from(&span, |name| {
         record
             .message_attributes
             .get(name)
@@ -292,8 +292,8 @@ async fn sqs_job(app: &App, record: SqsMessage) -> Option<String> {
 mod tests {
     use std::sync::Arc;
 
-    use rendition_core::config::Settings;
-    use rendition_core::store::FsStore;
+    use rendition_pipeline::config::Settings;
+    use rendition_pipeline::store::FsStore;
 
     use super::*;
     use crate::emf::tests::{capture, take};
@@ -316,7 +316,8 @@ mod tests {
     async fn every_job_writes_one_emf_line() {
         let dir = tempfile::tempdir().unwrap();
         let settings = Settings::default();
-        let renderer = rendition_core::renderer::Renderer::in_process(&settings);
+        let renderer =
+            rendition_image::renderer::Renderer::in_process(&settings.limits, &settings.render);
         let store = Arc::new(FsStore::new(dir.path()).unwrap());
         let mut app = App::new(settings, store, "local", renderer);
         let (emitter, lines) = capture();

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use rendition_core::manifest::Manifest;
+use rendition_pipeline::manifest::Manifest;
 
 use crate::harness::{encode_jpeg, eventually, field, quadrants, Bucket, World};
 use crate::rabbit::{minio_event_in, Broker};

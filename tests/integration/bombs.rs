@@ -1,15 +1,15 @@
 //! Deterministic generators of hostile inputs: files that are small, or cheap to make,
 //! but announce or demand far more work than their size suggests. Made at test time (no
 //! binaries in git); each is checked here with the container walkers in
-//! `rendition_core::container`, which is how Rendition sees them before decoding.
+//! `rendition_image::container`, which is how Rendition sees them before decoding.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
 use image::{Rgb, RgbImage};
-use rendition_core::container::{gif_frames, jpeg_scans, tiff_pages};
-use rendition_core::vips::{self, Image, SaveFormat};
+use rendition_image::container::{gif_frames, jpeg_scans, tiff_pages};
+use rendition_image::vips::{self, Image, SaveFormat};
 
 use crate::harness::encode_jpeg;
 

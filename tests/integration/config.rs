@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use rendition_core::config::{ConfigError, Settings};
+use rendition_pipeline::config::{ConfigError, Settings};
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs

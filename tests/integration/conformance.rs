@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rendition_core::store::{BlobStore, PutOptions, PutOutcome, StoreError, IMMUTABLE};
+use rendition_pipeline::store::{BlobStore, PutOptions, PutOutcome, StoreError, IMMUTABLE};
 
 fn opts(ct: &str) -> PutOptions {
     PutOptions {
@@ -167,7 +167,7 @@ pub async fn suite(store: Arc<dyn BlobStore>, base: &str) {
 #[tokio::test]
 async fn filesystem_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
-    let store = rendition_core::store::FsStore::new(dir.path().join("bucket")).unwrap();
+    let store = rendition_pipeline::store::FsStore::new(dir.path().join("bucket")).unwrap();
     suite(Arc::new(store.clone()), "conformance/").await;
     // Nothing was written outside the root, and no temporary files are left behind.
     let outside: Vec<_> = std::fs::read_dir(dir.path())
@@ -200,8 +200,8 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
 #[tokio::test]
 async fn cached_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
-    let inner = rendition_core::store::FsStore::new(dir.path().join("bucket")).unwrap();
-    let cached = rendition_core::store::CachedStore::new(Arc::new(inner), "", 64 * 1024);
+    let inner = rendition_pipeline::store::FsStore::new(dir.path().join("bucket")).unwrap();
+    let cached = rendition_pipeline::store::CachedStore::new(Arc::new(inner), "", 64 * 1024);
     suite(Arc::new(cached), "conformance/").await;
 }
 
@@ -209,7 +209,7 @@ async fn cached_store_conforms() {
 /// over the caller's byte limit is refused even when it is cached.
 #[tokio::test]
 async fn cached_store_never_serves_stale_or_oversized_bytes() {
-    use rendition_core::store::{CachedStore, FsStore};
+    use rendition_pipeline::store::{CachedStore, FsStore};
     let dir = tempfile::tempdir().unwrap();
     let inner = FsStore::new(dir.path().join("bucket")).unwrap();
     let cached = CachedStore::new(Arc::new(inner.clone()), "originals/", 1 << 20);

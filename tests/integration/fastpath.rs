@@ -1,4 +1,4 @@
-//! The fast PNG decode (`rendition_core::png_fast`), guarded for fidelity: every render
+//! The fast PNG decode (`rendition_image::png_fast`), guarded for fidelity: every render
 //! of an eligible PNG (the fetched photos, and generated grey, grey + alpha, RGB, RGBA and
 //! ICC-tagged ones) is byte-for-byte the render of the same pixels and chunks written as
 //! an Adam7-interlaced PNG, which always goes through libvips' own loader (libpng). Each
@@ -7,9 +7,9 @@
 
 use std::io::Write;
 
-use rendition_core::config::{Limits, RenderSettings};
-use rendition_core::render::{render, RenderOutput, VariantRequest};
-use rendition_core::vips::Image;
+use rendition_image::render::{render, RenderOutput, VariantRequest};
+use rendition_image::vips::Image;
+use rendition_pipeline::config::{Limits, RenderSettings};
 
 use crate::harness::*;
 use crate::progressive::decoder_of;

@@ -13,9 +13,9 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use image::RgbImage;
-use rendition_core::config::{Limits, RenderSettings};
-use rendition_core::render::{render, VariantRequest};
-use rendition_core::vips::Image;
+use rendition_image::render::{render, VariantRequest};
+use rendition_image::vips::Image;
+use rendition_pipeline::config::{Limits, RenderSettings};
 
 use crate::harness::*;
 
@@ -102,7 +102,7 @@ fn ours(bytes: &[u8], spec: &str) -> RgbImage {
 
 /// Whether the file carries an ICC profile (then both sides convert to sRGB).
 fn has_icc(bytes: &[u8]) -> bool {
-    rendition_core::vips::init(1).unwrap();
+    rendition_image::vips::init(1).unwrap();
     Image::open(bytes).unwrap().header().has_icc
 }
 

@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use rendition_core::manifest::Manifest;
-use rendition_core::naming::spec_hash;
+use rendition_pipeline::manifest::Manifest;
+use rendition_pipeline::naming::spec_hash;
 
 use crate::harness::*;
 use crate::versions::{configure, NEW_SPEC, OLD_SPEC};
@@ -236,8 +236,8 @@ async fn gc_lists_then_removes_exactly_the_retired_derivatives() {
 /// The same rules on S3 (moto): ages come from `LastModified`, deletes go to the bucket.
 #[tokio::test]
 async fn gc_on_s3_removes_superseded_and_retired_objects() {
-    use rendition_core::config::StorageSettings;
-    use rendition_core::naming::{SourceNames, Variant};
+    use rendition_pipeline::config::StorageSettings;
+    use rendition_pipeline::naming::{SourceNames, Variant};
 
     let world = World::s3().await;
     let repo = std::fs::read_to_string(repo_root().join("rendition.toml")).unwrap();

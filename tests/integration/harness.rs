@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use image::{ImageEncoder, Rgb, RgbImage};
-use rendition_core::manifest::Manifest;
+use rendition_pipeline::manifest::Manifest;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
@@ -270,11 +270,11 @@ pub fn lambda_bin() -> &'static Path {
 /// hash (`thumb.a3134a7c`), as the server and the eager job name it (`Format::Auto`: its
 /// negotiated `.auto` URL).
 pub fn preset_in(
-    settings: &rendition_core::config::Settings,
+    settings: &rendition_pipeline::config::Settings,
     name: &str,
-    format: rendition_core::spec::Format,
-) -> rendition_core::naming::Variant {
-    use rendition_core::spec::Format;
+    format: rendition_image::spec::Format,
+) -> rendition_pipeline::naming::Variant {
+    use rendition_image::spec::Format;
     let preset = &settings.presets[name];
     let hash = if format == Format::Auto && preset.negotiates() {
         preset.negotiated_hash()
@@ -284,36 +284,43 @@ pub fn preset_in(
     } else {
         preset.hash_in(format)
     };
-    rendition_core::naming::Variant::preset(name, hash)
+    rendition_pipeline::naming::Variant::preset(name, hash)
 }
 
 /// [`preset_in`] the default configuration (the repository's `rendition.toml` has the
 /// same presets).
-pub fn preset(name: &str, format: rendition_core::spec::Format) -> rendition_core::naming::Variant {
-    preset_in(&rendition_core::config::Settings::default(), name, format)
+pub fn preset(
+    name: &str,
+    format: rendition_image::spec::Format,
+) -> rendition_pipeline::naming::Variant {
+    preset_in(
+        &rendition_pipeline::config::Settings::default(),
+        name,
+        format,
+    )
 }
 
 /// `{name}.{hash}.{ext}`: the file name of preset `name` in `format` (default
 /// configuration).
-pub fn preset_file(name: &str, format: rendition_core::spec::Format) -> String {
+pub fn preset_file(name: &str, format: rendition_image::spec::Format) -> String {
     let ext = format.extension().expect("a format with an extension");
     format!("{}.{ext}", preset(name, format).segment())
 }
 
 /// The settings the repository's configuration followed by `extra` loads to.
-pub fn settings_of(extra: &str) -> rendition_core::config::Settings {
+pub fn settings_of(extra: &str) -> rendition_pipeline::config::Settings {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), extra);
     let file = dir.path().join("rendition.toml");
-    rendition_core::config::Settings::load(Some(&file), std::iter::empty()).unwrap()
+    rendition_pipeline::config::Settings::load(Some(&file), std::iter::empty()).unwrap()
 }
 
 /// The URL file name of preset `name` in `format` under `settings` (`.auto`: its
 /// negotiated URL): `{name}.{hash}.{ext}`.
 pub fn preset_file_in(
-    settings: &rendition_core::config::Settings,
+    settings: &rendition_pipeline::config::Settings,
     name: &str,
-    format: rendition_core::spec::Format,
+    format: rendition_image::spec::Format,
 ) -> String {
     let ext = format.extension().expect("a format with an extension");
     format!("{}.{ext}", preset_in(settings, name, format).segment())
@@ -322,9 +329,9 @@ pub fn preset_file_in(
 /// The file a preset's variant made in `format` is stored as, with extension `ext`
 /// (`fm=auto`'s legacy format: `jpg` or `png`).
 pub fn stored_file_in(
-    settings: &rendition_core::config::Settings,
+    settings: &rendition_pipeline::config::Settings,
     name: &str,
-    format: rendition_core::spec::Format,
+    format: rendition_image::spec::Format,
     ext: &str,
 ) -> String {
     format!("{name}.{}.{ext}", settings.presets[name].hash_in(format))

@@ -18,14 +18,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use image::{ImageEncoder, Rgb, RgbImage};
-use rendition_core::config::{Limits, RenderSettings, Settings};
-use rendition_core::manifest::{FailureRecord, Manifest};
-use rendition_core::naming::{self, SourceId, Variant};
-use rendition_core::render::{render, VariantRequest};
-use rendition_core::sniff::sniff;
-use rendition_core::spec::Format;
-use rendition_core::store::{BlobStore, FsStore, PutOptions, StoreError};
-use rendition_core::url::{sign, UrlGenerator};
+use rendition_image::render::{render, VariantRequest};
+use rendition_image::sniff::sniff;
+use rendition_image::spec::Format;
+use rendition_pipeline::config::{Limits, RenderSettings, Settings};
+use rendition_pipeline::manifest::{FailureRecord, Manifest};
+use rendition_pipeline::naming::{self, SourceId, Variant};
+use rendition_pipeline::store::{BlobStore, FsStore, PutOptions, StoreError};
+use rendition_pipeline::url::{sign, UrlGenerator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;

@@ -16,12 +16,13 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use image::{Rgb, RgbImage};
-use rendition_core::config::Settings;
-use rendition_core::manifest::Manifest;
-use rendition_core::naming::{self, SourceId, Variant};
-use rendition_core::spec::Format;
-use rendition_core::store::{BlobStore, S3Store, IMMUTABLE};
-use rendition_core::url::{self, UrlGenerator};
+use rendition_aws::s3::S3Store;
+use rendition_image::spec::Format;
+use rendition_pipeline::config::Settings;
+use rendition_pipeline::manifest::Manifest;
+use rendition_pipeline::naming::{self, SourceId, Variant};
+use rendition_pipeline::store::{BlobStore, IMMUTABLE};
+use rendition_pipeline::url::{self, UrlGenerator};
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rendition_core::config::Settings;
-use rendition_core::manifest::{FailureRecord, Manifest};
+use rendition_pipeline::config::Settings;
+use rendition_pipeline::manifest::{FailureRecord, Manifest};
 
 use crate::harness::*;
 

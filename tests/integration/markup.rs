@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use rendition_core::manifest::{Manifest, ManifestVariant};
-use rendition_core::url::encode_key;
+use rendition_pipeline::manifest::{Manifest, ManifestVariant};
+use rendition_pipeline::url::encode_key;
 
 use crate::harness::*;
 use crate::serve::start_with_config;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
-use rendition_core::outcome::{self, Outcome, OutcomeEvent};
+use rendition_pipeline::outcome::{self, Outcome, OutcomeEvent};
 use serde_json::{json, Value};
 
 use crate::harness::*;

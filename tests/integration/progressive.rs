@@ -1,4 +1,4 @@
-//! JPEG decode fast paths (`rendition_core::progressive`, `render.fast_shrink_on_load`),
+//! JPEG decode fast paths (`rendition_image::progressive`, `render.fast_shrink_on_load`),
 //! guarded on the real photos: a progressive JPEG decoded at 1/8 from its DC scans alone
 //! gives the pixels of the 1/8 decode of the whole file, bit for bit — libvips' own output
 //! where libvips decodes at 1/8 itself (shrink ≥ 16), and sharp's where sharp does (shrink
@@ -6,10 +6,10 @@
 //! fails when a fast path is not taken. `--nocapture` prints the figures.
 
 use image::RgbImage;
-use rendition_core::config::{Limits, RenderSettings};
-use rendition_core::progressive;
-use rendition_core::render::{render, RenderOutput, VariantRequest};
-use rendition_core::vips::Image;
+use rendition_image::progressive;
+use rendition_image::render::{render, RenderOutput, VariantRequest};
+use rendition_image::vips::Image;
+use rendition_pipeline::config::{Limits, RenderSettings};
 
 use crate::fidelity::psnr;
 use crate::harness::*;

@@ -21,10 +21,10 @@ use rendition_cli::handler::Handler;
 use rendition_cli::http::Readiness;
 use rendition_cli::metrics::{Metrics, OutcomeLabels};
 use rendition_cli::rabbit::{self, RabbitError, RabbitSettings};
-use rendition_core::config::Settings;
-use rendition_core::job::Engine;
-use rendition_core::manifest::Manifest;
-use rendition_core::store::{
+use rendition_pipeline::config::Settings;
+use rendition_pipeline::job::Engine;
+use rendition_pipeline::manifest::Manifest;
+use rendition_pipeline::store::{
     BlobStore, FsStore, Object, ObjectMeta, PutOptions, PutOutcome, StoreError,
 };
 use tokio::sync::oneshot;
@@ -312,10 +312,10 @@ async fn delete_topology(
 /// The manifest a `derivatives.ready` event carries: its body is a CloudEvent whose
 /// `data` is the manifest (`tests/integration/outcomes.rs` checks the rest).
 fn ready_manifest(body: &[u8]) -> Manifest {
-    let event: rendition_core::outcome::OutcomeEvent =
+    let event: rendition_pipeline::outcome::OutcomeEvent =
         serde_json::from_slice(body).expect("the event is a CloudEvent");
     match event.outcome {
-        rendition_core::outcome::Outcome::Ready(manifest) => manifest,
+        rendition_pipeline::outcome::Outcome::Ready(manifest) => manifest,
         other => panic!("not derivatives.ready: {other:?}"),
     }
 }
@@ -390,7 +390,8 @@ impl Worker {
         let settings = Settings::default();
         // In-process rendering: this worker runs inside the test binary, which is not a
         // render helper (the binaries' own tests cover the sandbox).
-        let renderer = rendition_core::renderer::Renderer::in_process(&settings);
+        let renderer =
+            rendition_image::renderer::Renderer::in_process(&settings.limits, &settings.render);
         let engine = Engine::new(store, Arc::new(settings), "local", renderer);
         let metrics = Metrics::new();
         let handler = Handler::new(engine, true, metrics.clone());

@@ -15,8 +15,9 @@ use aws_sdk_cloudfront::types::{
     CustomOriginConfig, DefaultCacheBehavior, DistributionConfig, Origin, OriginProtocolPolicy,
     Origins, ViewerProtocolPolicy,
 };
-use rendition_core::naming;
-use rendition_core::store::{BlobStore, FsStore, S3Store};
+use rendition_aws::s3::S3Store;
+use rendition_pipeline::naming;
+use rendition_pipeline::store::{BlobStore, FsStore};
 use serde_json::{json, Value};
 
 use crate::harness::*;

@@ -3,10 +3,10 @@
 //! (focal point, smart crop), dpr, encoder options (progressive JPEG, chroma
 //! subsampling, palette PNG, lossless WebP), colour (16-bit, grey, ICC) and animation.
 
-use rendition_core::config::{Limits, RenderSettings};
-use rendition_core::render::{render, RenderError, RenderOutput, Unsupported, VariantRequest};
-use rendition_core::sniff::SniffError;
-use rendition_core::spec::Format;
+use rendition_image::render::{render, RenderError, RenderOutput, Unsupported, VariantRequest};
+use rendition_image::sniff::SniffError;
+use rendition_image::spec::Format;
+use rendition_pipeline::config::{Limits, RenderSettings};
 
 use image::ImageEncoder;
 
@@ -841,7 +841,7 @@ fn greyscale_stays_correct() {
 
 /// ΔE*ab (CIE 1976) between two sRGB colours.
 fn delta_e(a: [u8; 3], b: [u8; 3]) -> f64 {
-    rendition_core::placeholder::delta_e(a.map(f64::from), b.map(f64::from))
+    rendition_image::placeholder::delta_e(a.map(f64::from), b.map(f64::from))
 }
 
 #[test]

@@ -4,10 +4,10 @@
 //! `rendition url`.
 
 use image::{Rgba, RgbaImage};
-use rendition_core::manifest::{Manifest, MANIFEST_VERSION};
-use rendition_core::respond::VARY;
-use rendition_core::sniff::{sniff, SourceFormat};
-use rendition_core::spec::Format;
+use rendition_image::sniff::{sniff, SourceFormat};
+use rendition_image::spec::Format;
+use rendition_pipeline::manifest::{Manifest, MANIFEST_VERSION};
+use rendition_pipeline::respond::VARY;
 
 use crate::harness::*;
 use crate::serve::{env_keys, start_with_config, url_of};
@@ -52,7 +52,7 @@ fn files(preset: &str, made: &[(Format, &str)]) -> Vec<String> {
 }
 
 fn dimensions(bytes: &[u8]) -> (u32, u32) {
-    let header = rendition_core::vips::Image::open(bytes).unwrap().header();
+    let header = rendition_image::vips::Image::open(bytes).unwrap().header();
     (header.width, header.height)
 }
 
@@ -194,7 +194,9 @@ async fn a_source_with_alpha_falls_back_to_png_and_keeps_it() {
         let r = get(addr, any.as_bytes(), &[("Accept", accept)]).await;
         assert_eq!(r.status, 200, "{}", r.error_kind());
         assert_eq!(sniff(&r.body), Ok(want), "{accept}");
-        let header = rendition_core::vips::Image::open(&r.body).unwrap().header();
+        let header = rendition_image::vips::Image::open(&r.body)
+            .unwrap()
+            .header();
         assert!(header.has_alpha, "{accept}: alpha kept");
     }
     assert_eq!(
@@ -261,7 +263,7 @@ async fn an_eager_preset_in_three_formats_is_made_from_one_job_and_listed_per_fo
     );
     for v in manifest.variants.iter().filter(|v| v.name == "pic") {
         // Each format's key carries the hash of that format's spec.
-        assert_eq!(v.spec_hash, rendition_core::naming::spec_hash(&v.spec));
+        assert_eq!(v.spec_hash, rendition_pipeline::naming::spec_hash(&v.spec));
         let ext = v.key.rsplit('.').next().unwrap();
         assert!(
             v.key.ends_with(&format!("/pic.{}.{ext}", v.spec_hash)),
@@ -307,9 +309,9 @@ fn vips_band_means(path: &std::path::Path) -> [f64; 3] {
     })
 }
 
-fn render_placeholder(bytes: &[u8]) -> rendition_core::placeholder::Placeholder {
-    use rendition_core::config::{Limits, RenderSettings};
-    use rendition_core::render::{render, VariantRequest};
+fn render_placeholder(bytes: &[u8]) -> rendition_image::placeholder::Placeholder {
+    use rendition_image::render::{render, VariantRequest};
+    use rendition_pipeline::config::{Limits, RenderSettings};
     let request = VariantRequest {
         name: "v".into(),
         spec: "w=100,fm=webp".parse().unwrap(),
@@ -332,7 +334,7 @@ fn hex_rgb(hex: &str) -> [u8; 3] {
 
 #[test]
 fn placeholders_describe_the_source_they_were_computed_from() {
-    use rendition_core::placeholder::{delta_e, mean_rgb, LQIP_MAX_BYTES};
+    use rendition_image::placeholder::{delta_e, mean_rgb, LQIP_MAX_BYTES};
     let dir = tempfile::tempdir().unwrap();
     // Flat colours: the dominant colour is libvips' own per-band mean, exactly.
     for colour in [[37, 99, 250], [200, 40, 40], [240, 240, 240], [3, 3, 3]] {
@@ -369,9 +371,9 @@ fn placeholders_describe_the_source_they_were_computed_from() {
     );
     for bytes in &sources {
         let p = render_placeholder(bytes);
-        let source = rendition_core::vips::Image::open(bytes).unwrap();
+        let source = rendition_image::vips::Image::open(bytes).unwrap();
         let (w, h) = (source.width(), source.height());
-        let (sw, sh) = rendition_core::placeholder::fit_within(w, h, 64);
+        let (sw, sh) = rendition_image::placeholder::fit_within(w, h, 64);
         let decoded = decode(bytes);
         let small =
             image::imageops::resize(&decoded, sw, sh, image::imageops::FilterType::Triangle);

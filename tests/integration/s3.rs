@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 use futures::StreamExt;
-use rendition_core::store::{BlobStore, PutOptions, PutOutcome, S3Store, StoreError, IMMUTABLE};
+use rendition_aws::s3::S3Store;
+use rendition_pipeline::store::{BlobStore, PutOptions, PutOutcome, StoreError, IMMUTABLE};
 
 use crate::conformance;
 use crate::harness::{free_port, services, unique};

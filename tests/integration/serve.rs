@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rendition_core::spec::Format;
-use rendition_core::store::IMMUTABLE;
+use rendition_image::spec::Format;
+use rendition_pipeline::store::IMMUTABLE;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -510,7 +510,7 @@ async fn every_response_says_nosniff() {
     }
 }
 
-/// The answers of `rendition_core::respond`, the same as the Lambda's: `If-None-Match`
+/// The answers of `rendition_pipeline::respond`, the same as the Lambda's: `If-None-Match`
 /// compared weakly over every listed tag, `HEAD` without a body, errors as JSON that is
 /// never cached, 405 with a body too.
 #[tokio::test]

@@ -20,12 +20,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use image::{Rgb, RgbImage};
-use rendition_core::config::{Limits, RenderSettings, Settings};
-use rendition_core::manifest::Manifest;
-use rendition_core::naming::SourceNames;
-use rendition_core::render::{render, VariantRequest};
-use rendition_core::spec::{Fit, Format};
-use rendition_core::url::UrlGenerator;
+use rendition_image::render::{render, VariantRequest};
+use rendition_image::spec::{Fit, Format};
+use rendition_pipeline::config::{Limits, RenderSettings, Settings};
+use rendition_pipeline::manifest::Manifest;
+use rendition_pipeline::naming::SourceNames;
+use rendition_pipeline::url::UrlGenerator;
 
 use crate::harness::*;
 
@@ -532,8 +532,8 @@ async fn a_banner_gets_every_preset_it_can_have_and_lists_the_one_it_cannot() {
     );
 
     let settings = Settings::load(Some(&config), std::iter::empty()).unwrap();
-    let store = rendition_core::store::FsStore::new(bucket).unwrap();
-    use rendition_core::store::BlobStore as _;
+    let store = rendition_pipeline::store::FsStore::new(bucket).unwrap();
+    use rendition_pipeline::store::BlobStore as _;
     let meta = store.head("originals/banner.jpg").await.unwrap().unwrap();
     let names = SourceNames::of(
         &settings.storage,

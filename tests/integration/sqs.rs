@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use rendition_core::config::Settings;
-use rendition_core::manifest::Manifest;
+use rendition_pipeline::config::Settings;
+use rendition_pipeline::manifest::Manifest;
 
 use crate::harness::*;
 

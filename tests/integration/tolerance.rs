@@ -15,11 +15,11 @@ use std::path::Path;
 use std::process::Command;
 
 use image::{DynamicImage, ImageBuffer, ImageFormat, RgbImage};
-use rendition_core::config::{Limits, RenderSettings};
-use rendition_core::container::tiff_pages;
-use rendition_core::render::{render, RenderError, RenderOutput, Unsupported, VariantRequest};
-use rendition_core::sniff::SourceFormat;
-use rendition_core::vips::Image;
+use rendition_image::container::tiff_pages;
+use rendition_image::render::{render, RenderError, RenderOutput, Unsupported, VariantRequest};
+use rendition_image::sniff::SourceFormat;
+use rendition_image::vips::Image;
+use rendition_pipeline::config::{Limits, RenderSettings};
 
 use crate::harness::*;
 

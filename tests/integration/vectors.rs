@@ -14,14 +14,14 @@
 use rendition_cli::compose::FOLDER_BUCKET;
 use rendition_cli::oneoff::Which;
 use rendition_cli::urlcmd::{self, UrlCmdError};
-use rendition_core::config::Settings;
-use rendition_core::naming::{self, SourceId, SourceNames, Variant};
-use rendition_core::negotiate::AUTO_ORDER;
-use rendition_core::render::output_format;
-use rendition_core::sniff::sniff;
-use rendition_core::spec::{Format, SpecError, VariantSpec};
-use rendition_core::store::{BlobStore, FsStore};
-use rendition_core::url::{self, UrlGenerator};
+use rendition_image::render::output_format;
+use rendition_image::sniff::sniff;
+use rendition_image::spec::{Format, SpecError, VariantSpec};
+use rendition_pipeline::config::Settings;
+use rendition_pipeline::naming::{self, SourceId, SourceNames, Variant};
+use rendition_pipeline::negotiate::AUTO_ORDER;
+use rendition_pipeline::store::{BlobStore, FsStore};
+use rendition_pipeline::url::{self, UrlGenerator};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use rendition_core::manifest::{Manifest, MANIFEST_VERSION};
-use rendition_core::naming::spec_hash;
+use rendition_pipeline::manifest::{Manifest, MANIFEST_VERSION};
+use rendition_pipeline::naming::spec_hash;
 
 use crate::harness::*;
 
@@ -100,7 +100,7 @@ fn url_of(cwd: &Path, bucket: &Path, source: &str) -> String {
 }
 
 fn dimensions(bytes: &[u8]) -> (u32, u32) {
-    let header = rendition_core::vips::Image::open(bytes).unwrap().header();
+    let header = rendition_image::vips::Image::open(bytes).unwrap().header();
     (header.width, header.height)
 }
 
@@ -195,13 +195,13 @@ async fn an_edited_preset_gets_new_keys_and_old_urls_keep_their_bytes() {
     let url = url_of(cwd, &bucket, source);
     assert_eq!(
         url,
-        format!("/{}", rendition_core::url::encode_key(&new_key))
+        format!("/{}", rendition_pipeline::url::encode_key(&new_key))
     );
 
     // Through `serve`: the old URL still returns its old bytes, the new one its new ones.
     let mut app = Spawn::rendition(cwd).serve(&bucket).start();
     let addr = app.serving_addr(WAIT).await;
-    let old_url = format!("/{}", rendition_core::url::encode_key(old_key));
+    let old_url = format!("/{}", rendition_pipeline::url::encode_key(old_key));
     let r = get(&addr, &old_url, &[]).await;
     assert_eq!(r.status, 200, "{}", r.error_kind());
     assert_eq!(&r.body, old_bytes);
@@ -209,7 +209,10 @@ async fn an_edited_preset_gets_new_keys_and_old_urls_keep_their_bytes() {
     assert_eq!(r.status, 200, "{}", r.error_kind());
     assert_eq!(r.body, std::fs::read(bucket.join(&new_key)).unwrap());
     // `/latest/` redirects to the current version.
-    let latest = format!("/latest/{}/thumb", rendition_core::url::encode_key(source));
+    let latest = format!(
+        "/latest/{}/thumb",
+        rendition_pipeline::url::encode_key(source)
+    );
     let r = get(&addr, &latest, &[]).await;
     assert_eq!((r.status, r.header("location")), (302, Some(url.as_str())));
 

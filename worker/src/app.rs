@@ -7,11 +7,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rendition_core::config::Settings;
-use rendition_core::job::Engine;
-use rendition_core::renderer::Renderer;
-use rendition_core::sns::SnsPublisher;
-use rendition_core::store::{BlobStore, S3Store};
+use rendition_aws::s3::S3Store;
+use rendition_aws::sns::SnsPublisher;
+use rendition_image::renderer::Renderer;
+use rendition_pipeline::config::Settings;
+use rendition_pipeline::job::Engine;
+use rendition_pipeline::store::BlobStore;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -63,7 +64,7 @@ pub enum WorkerError {
     #[error(transparent)]
     Sqs(#[from] crate::sqs::SqsError),
     #[error("cannot start the renderer: {0}")]
-    Renderer(#[from] rendition_core::render::RenderError),
+    Renderer(#[from] rendition_image::render::RenderError),
 }
 
 /// Runs the worker until `shutdown` resolves, then drains for at most the grace period.
@@ -76,7 +77,7 @@ pub async fn run(
     let settings = Arc::new(settings);
     let store = S3Store::from_settings(&settings.s3).await;
     let store: Arc<dyn BlobStore> = Arc::new(store);
-    let renderer = Renderer::from_settings(&settings).await?;
+    let renderer = Renderer::from_settings(&settings.limits, &settings.render).await?;
     let engine = Engine::new(
         Arc::clone(&store),
         Arc::clone(&settings),

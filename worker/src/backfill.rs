@@ -25,9 +25,9 @@ use std::time::Duration;
 
 use aws_sdk_sqs::Client as SqsClient;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rendition_core::event::{self, Action, Job, Origin};
-use rendition_core::job::{Engine, JobError, Outcome};
-use rendition_core::store::StoreError;
+use rendition_pipeline::event::{self, Action, Job, Origin};
+use rendition_pipeline::job::{Engine, JobError, Outcome};
+use rendition_pipeline::store::StoreError;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use rendition_core::config::Settings;
-use rendition_core::store::{FsStore, StoreError};
+use rendition_pipeline::config::Settings;
+use rendition_pipeline::store::{FsStore, StoreError};
 
 use crate::app::QueueKind;
 use crate::cli::Command;

@@ -5,13 +5,15 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rendition_core::cdn::{Cdn, CloudFront};
-use rendition_core::config::Settings;
-use rendition_core::job::Engine;
-use rendition_core::ondemand::OnDemand;
-use rendition_core::render::RenderError;
-use rendition_core::renderer::Renderer;
-use rendition_core::store::{BlobStore, CachedStore, FsStore, S3Store, StoreError};
+use rendition_aws::cloudfront::CloudFront;
+use rendition_aws::s3::S3Store;
+use rendition_image::render::RenderError;
+use rendition_image::renderer::Renderer;
+use rendition_pipeline::cdn::Cdn;
+use rendition_pipeline::config::Settings;
+use rendition_pipeline::job::Engine;
+use rendition_pipeline::ondemand::OnDemand;
+use rendition_pipeline::store::{BlobStore, CachedStore, FsStore, StoreError};
 
 use crate::serve::ServeSettings;
 
@@ -67,8 +69,8 @@ pub async fn store(
 /// The renderer a command uses.
 pub async fn renderer(settings: &Settings, renders: Renders) -> Result<Renderer, RenderError> {
     match renders {
-        Renders::Yes => Renderer::from_settings(settings).await,
-        Renders::No => Ok(Renderer::in_process(settings)),
+        Renders::Yes => Renderer::from_settings(&settings.limits, &settings.render).await,
+        Renders::No => Ok(Renderer::in_process(&settings.limits, &settings.render)),
     }
 }
 

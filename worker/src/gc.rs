@@ -31,10 +31,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rendition_core::config::Settings;
-use rendition_core::naming::{parse_derivative_key, SourceNames, Variant};
-use rendition_core::spec::Format;
-use rendition_core::store::{BlobStore, ObjectMeta, StoreError};
+use rendition_image::spec::Format;
+use rendition_pipeline::config::Settings;
+use rendition_pipeline::naming::{parse_derivative_key, SourceNames, Variant};
+use rendition_pipeline::store::{BlobStore, ObjectMeta, StoreError};
 use tracing::{debug, info};
 use uuid::Uuid;
 
@@ -401,7 +401,7 @@ fn verdict(
 
 /// The hashes the current configuration names `preset`'s objects with `ext` by: the spec
 /// in the extension's format, as `fm=original`, as `fm=auto`, and its `.auto` version.
-fn current_hashes(preset: &rendition_core::config::Preset, ext: &str) -> BTreeSet<String> {
+fn current_hashes(preset: &rendition_pipeline::config::Preset, ext: &str) -> BTreeSet<String> {
     let mut formats = vec![Format::Original, Format::Auto];
     formats.extend(Format::from_extension(ext));
     let mut out: BTreeSet<String> = formats.into_iter().map(|f| preset.hash_in(f)).collect();
@@ -417,7 +417,7 @@ fn key_of(
     ext: &str,
 ) -> Option<String> {
     let rel = source_key.strip_prefix(&settings.storage.source_prefix)?;
-    rendition_core::naming::derivative_key(
+    rendition_pipeline::naming::derivative_key(
         &settings.storage.derived_prefix,
         rel,
         guid,

@@ -1,10 +1,10 @@
-//! What a queue worker does with one message: [`rendition_core::message`], timed and
+//! What a queue worker does with one message: [`rendition_pipeline::message`], timed and
 //! counted in the worker's metrics.
 
 use std::time::Instant;
 
-use rendition_core::job::Engine;
-pub use rendition_core::message::{Handled, MessageError};
+use rendition_pipeline::job::Engine;
+pub use rendition_pipeline::message::{Handled, MessageError};
 
 use crate::metrics::Metrics;
 
@@ -37,7 +37,7 @@ impl Handler {
         let started = Instant::now();
         self.metrics.in_flight.inc();
         let result =
-            rendition_core::message::handle_message(&self.engine, body, self.delete_on_remove)
+            rendition_pipeline::message::handle_message(&self.engine, body, self.delete_on_remove)
                 .await;
         self.metrics.in_flight.dec();
         self.metrics

@@ -22,11 +22,11 @@
 
 use std::fmt::Write as _;
 
-use rendition_core::config::Settings;
-use rendition_core::job::Engine;
-use rendition_core::manifest::{Manifest, ManifestVariant};
-use rendition_core::placeholder::{Placeholder, LQIP_MAX_BYTES};
-use rendition_core::url::{UrlError, UrlGenerator};
+use rendition_image::placeholder::{Placeholder, LQIP_MAX_BYTES};
+use rendition_pipeline::config::Settings;
+use rendition_pipeline::job::Engine;
+use rendition_pipeline::manifest::{Manifest, ManifestVariant};
+use rendition_pipeline::url::{UrlError, UrlGenerator};
 
 use crate::sheet::{self, escape, SheetError};
 
@@ -65,7 +65,7 @@ pub enum HtmlError {
 }
 
 impl HtmlError {
-    /// A short stable name ([`rendition_core::kinds::KINDS`]).
+    /// A short stable name ([`rendition_image::kinds::KINDS`]).
     pub fn kind(&self) -> &'static str {
         match self {
             HtmlError::Manifest(e) => e.kind(),
@@ -372,7 +372,7 @@ pub fn picture(srcsets: &[Srcset], placeholder: Option<&Placeholder>, options: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rendition_core::config::Preset;
+    use rendition_pipeline::config::Preset;
 
     #[test]
     fn every_error_has_a_listed_kind() {
@@ -394,7 +394,7 @@ mod tests {
         ];
         for e in &errors {
             assert!(
-                rendition_core::kinds::KINDS
+                rendition_image::kinds::KINDS
                     .iter()
                     .any(|(k, _)| *k == e.kind()),
                 "{}",
@@ -404,8 +404,8 @@ mod tests {
             assert!((400..500).contains(&e.status()));
         }
     }
-    use rendition_core::manifest::{ManifestSource, MANIFEST_VERSION};
-    use rendition_core::sniff::SourceFormat;
+    use rendition_image::sniff::SourceFormat;
+    use rendition_pipeline::manifest::{ManifestSource, MANIFEST_VERSION};
 
     fn variant(name: &str, ext: &str, width: u32, height: u32) -> ManifestVariant {
         let content_type = match ext {
@@ -415,10 +415,10 @@ mod tests {
         ManifestVariant {
             name: name.into(),
             spec: format!("w={width}"),
-            spec_hash: rendition_core::naming::spec_hash(&format!("w={width}")),
+            spec_hash: rendition_pipeline::naming::spec_hash(&format!("w={width}")),
             key: format!(
                 "derived/a <b> & \"c\".jpg/00000000-0000-0000-0000-000000000000/{name}.{}.{ext}",
-                rendition_core::naming::spec_hash(&format!("w={width}"))
+                rendition_pipeline::naming::spec_hash(&format!("w={width}"))
             ),
             width,
             height,

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use rendition_cli::cli::Cli;
 use rendition_cli::{commands, shutdown};
-use rendition_core::sandbox;
+use rendition_image::sandbox;
 
 fn main() -> anyhow::Result<ExitCode> {
     if let Some(code) = sandbox::helper::run_if_asked(std::env::args()) {
@@ -22,7 +22,7 @@ fn main() -> anyhow::Result<ExitCode> {
             .context("loading configuration")?;
     // Flushes the trace exporter when `main` returns.
     let _telemetry =
-        rendition_core::telemetry::init(&settings.log, &settings.telemetry, "rendition")?;
+        rendition_pipeline::telemetry::init(&settings.log, &settings.telemetry, "rendition")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Renders wait on blocking threads; keeping idle ones (default: 10 s) avoids making

@@ -3,10 +3,10 @@
 use std::io::Read;
 use std::path::Path;
 
-use rendition_core::config::Settings;
-use rendition_core::render::{RenderError, Rendered, VariantRequest};
-use rendition_core::renderer::Renderer;
-use rendition_core::spec::{Format, SpecError, VariantSpec};
+use rendition_image::render::{RenderError, Rendered, VariantRequest};
+use rendition_image::renderer::Renderer;
+use rendition_image::spec::{Format, SpecError, VariantSpec};
+use rendition_pipeline::config::Settings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OneOffError {

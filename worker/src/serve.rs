@@ -5,7 +5,7 @@
 //!   and all get its bytes, or the same error; a waiter gives up after a timeout while the
 //!   render carries on for the others;
 //! - a bounded source cache, so several variants of one source read it once;
-//! - status, headers and bodies decided by `rendition_core::respond`, as in the Lambda
+//! - status, headers and bodies decided by `rendition_pipeline::respond`, as in the Lambda
 //!   (`If-None-Match` → 304, 405 with `Allow`, JSON errors with 5xx details kept in the log,
 //!   503 with `Retry-After`, 504 for a waiter that gave up);
 //! - `GET /sheet/{source key}`: the contact sheet of a source ([`crate::sheet`]), its
@@ -42,10 +42,10 @@ use hyper::server::conn::http1;
 use hyper::service::{service_fn, Service as _};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use rendition_core::config::{ConfigError, Settings};
-use rendition_core::job::Engine;
-use rendition_core::ondemand::{Derivative, OnDemand, OnDemandError};
-use rendition_core::respond::{self, Outcome};
+use rendition_pipeline::config::{ConfigError, Settings};
+use rendition_pipeline::job::Engine;
+use rendition_pipeline::ondemand::{Derivative, OnDemand, OnDemandError};
+use rendition_pipeline::respond::{self, Outcome};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};

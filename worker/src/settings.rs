@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use rendition_core::config::{AdapterSections, ConfigError, Settings};
+use rendition_pipeline::config::{AdapterSections, ConfigError, Settings};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +17,7 @@ use crate::serve::ServeSettings;
 use crate::sqs::SqsSettings;
 
 /// The sections the CLI's adapters own (their names are
-/// [`rendition_core::config::ADAPTER_SECTIONS`]).
+/// [`rendition_pipeline::config::ADAPTER_SECTIONS`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CliSections {
@@ -52,14 +52,14 @@ where
 /// `(file name, pretty JSON)` for every published schema; `config.schema.json` describes
 /// the whole file, the CLI's sections included.
 pub fn schemas() -> Vec<(&'static str, String)> {
-    rendition_core::schema::all::<CliSections>()
+    rendition_pipeline::schema::all::<CliSections>()
 }
 
 #[cfg(test)]
 mod tests {
     use std::io::Write;
 
-    use rendition_core::config::ADAPTER_SECTIONS;
+    use rendition_pipeline::config::ADAPTER_SECTIONS;
 
     use super::*;
 
@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn the_schema_describes_the_whole_file() {
-        let config = rendition_core::schema::config::<CliSections>();
+        let config = rendition_pipeline::schema::config::<CliSections>();
         let text = serde_json::to_value(&config).unwrap();
         let properties = text["properties"].as_object().unwrap();
         for section in ADAPTER_SECTIONS

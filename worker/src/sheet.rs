@@ -22,12 +22,12 @@ use std::fmt::Write as _;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use rendition_core::job::{Engine, JobError};
-use rendition_core::manifest::Manifest;
-use rendition_core::naming::NameError;
-use rendition_core::placeholder::Placeholder;
-use rendition_core::sniff::SourceFormat;
-use rendition_core::store::StoreError;
+use rendition_image::placeholder::Placeholder;
+use rendition_image::sniff::SourceFormat;
+use rendition_pipeline::job::{Engine, JobError};
+use rendition_pipeline::manifest::Manifest;
+use rendition_pipeline::naming::NameError;
+use rendition_pipeline::store::StoreError;
 
 use crate::html;
 
@@ -63,7 +63,7 @@ impl SheetError {
     }
 
     /// A short stable name (the `error` field of `serve`'s error bodies;
-    /// [`rendition_core::kinds::KINDS`]). A missing source is `source_missing`, as on the
+    /// [`rendition_image::kinds::KINDS`]). A missing source is `source_missing`, as on the
     /// on-demand path, not the eager job's `missing_source`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -227,7 +227,7 @@ pub async fn build(engine: &Engine, source: &str, images: Images) -> Result<Shee
     for v in &manifest.variants {
         let (src, note) = match images {
             Images::Linked => (
-                Some(format!("/{}", rendition_core::url::encode_key(&v.key))),
+                Some(format!("/{}", rendition_pipeline::url::encode_key(&v.key))),
                 None,
             ),
             Images::Embedded => match store.get(&v.key, u64::MAX).await {
@@ -531,11 +531,11 @@ fn placeholder_row(out: &mut String, p: &Placeholder, width: u32, height: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rendition_core::manifest::{ManifestSource, ManifestVariant};
+    use rendition_pipeline::manifest::{ManifestSource, ManifestVariant};
 
     fn manifest() -> Manifest {
         Manifest {
-            version: rendition_core::manifest::MANIFEST_VERSION,
+            version: rendition_pipeline::manifest::MANIFEST_VERSION,
             placeholder: None,
             source: ManifestSource {
                 bucket: "b<&>".into(),
@@ -676,7 +676,7 @@ mod tests {
         ];
         for (err, kind, status) in cases {
             assert_eq!((err.kind(), err.status()), (kind, status), "{err}");
-            assert!(rendition_core::kinds::is_known(err.kind()), "{kind}");
+            assert!(rendition_image::kinds::is_known(err.kind()), "{kind}");
             assert_eq!(err.is_retryable(), status == 503 || kind == "crashed");
         }
     }

@@ -3,13 +3,13 @@
 //! generator the rest of the system uses (signing, sharding). A preset's URLs name its
 //! current spec (`thumb.3fa9c2e1.webp`; `.auto`: the hash of its negotiated text).
 
-use rendition_core::config::Settings;
-use rendition_core::naming::{self, NameError, SourceNames, Variant};
-use rendition_core::render::output_format;
-use rendition_core::sniff::{sniff, SniffError};
-use rendition_core::spec::{Format, SpecError, VariantSpec};
-use rendition_core::store::{BlobStore, StoreError};
-use rendition_core::url::{UrlError, UrlGenerator};
+use rendition_image::render::output_format;
+use rendition_image::sniff::{sniff, SniffError};
+use rendition_image::spec::{Format, SpecError, VariantSpec};
+use rendition_pipeline::config::Settings;
+use rendition_pipeline::naming::{self, NameError, SourceNames, Variant};
+use rendition_pipeline::store::{BlobStore, StoreError};
+use rendition_pipeline::url::{UrlError, UrlGenerator};
 
 use crate::oneoff::Which;
 

@@ -215,8 +215,10 @@ pub(super) async fn process(worker: Worker, channel: Channel, delivery: Delivery
     let Ok(_permit) = worker.limit.clone().acquire_owned().await else {
         return;
     };
-    let span = rendition_core::message::job_span("rabbitmq");
-    rendition_core::telemetry::parent_from(&span, |name| header_text(&delivery.properties, name));
+    let span = rendition_pipeline::message::job_span("rabbitmq");
+    rendition_pipeline::telemetry::parent_from(&span, |name| {
+        header_text(&delivery.properties, name)
+    });
     settle(worker, channel, delivery).instrument(span).await
 }
 
@@ -244,7 +246,7 @@ async fn settle(worker: Worker, channel: Channel, delivery: Delivery) {
         requeue(&delivery, tag).await;
         return;
     };
-    let trace = rendition_core::telemetry::traceparent(&tracing::Span::current());
+    let trace = rendition_pipeline::telemetry::traceparent(&tracing::Span::current());
     let cx = outcome::Context {
         bucket: worker.handler.engine().bucket(),
         message: &delivery.data,
@@ -384,7 +386,7 @@ pub(super) async fn announce(
         if let Some(parent) = &event.traceparent {
             let mut headers = FieldTable::default();
             headers.insert(
-                rendition_core::telemetry::TRACEPARENT.into(),
+                rendition_pipeline::telemetry::TRACEPARENT.into(),
                 long_string(parent),
             );
             props = props.with_headers(headers);

@@ -13,7 +13,7 @@
 //! | `{queue}` (`rendition.jobs`) | quorum queue, durable | `x-delivery-limit = {delivery_limit}` (omitted when 0: no limit), `x-dead-letter-exchange = ""`, `x-dead-letter-routing-key = {queue}.dlq` | the work queue, bound to the uploads exchange with `#` |
 //! | `{queue}.retry.{n}`, n = 1 … `max_attempts - 1` | classic queue, durable | `x-message-ttl = min(retry_base_ms · 2^(n-1), retry_max_ms)`, `x-dead-letter-exchange = ""`, `x-dead-letter-routing-key = {queue}` | delay before attempt n + 1: messages wait out the TTL, then return to the work queue |
 //! | `{queue}.dlq` | quorum queue, durable | | dead letters, for a person to inspect and redrive |
-//! | `{events_exchange}` (`rendition.events`) | topic exchange, durable | | outcome events ([`rendition_core::outcome`]), routing key = type: `derivatives.ready`, `derivatives.failed`, `derivatives.removed` |
+//! | `{events_exchange}` (`rendition.events`) | topic exchange, durable | | outcome events ([`rendition_pipeline::outcome`]), routing key = type: `derivatives.ready`, `derivatives.failed`, `derivatives.removed` |
 //!
 //! With the defaults (`max_attempts = 8`, `retry_base_ms = 1000`, `retry_max_ms = 60000`)
 //! the retry queues are `.retry.1` … `.retry.7`, holding messages 1, 2, 4, 8, 16, 32 and
@@ -101,8 +101,8 @@ use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind,
     ExchangeKind,
 };
-use rendition_core::disposition::{Disposition, Failure, Field, RetryPolicy};
-use rendition_core::outcome::{self, OutcomeEvent};
+use rendition_pipeline::disposition::{Disposition, Failure, Field, RetryPolicy};
+use rendition_pipeline::outcome::{self, OutcomeEvent};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn, Instrument as _};
@@ -283,7 +283,7 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rendition_core::disposition::decide;
+    use rendition_pipeline::disposition::decide;
 
     fn settings(max_attempts: u32) -> RabbitSettings {
         RabbitSettings {
@@ -326,9 +326,9 @@ mod tests {
         for max in 1..6 {
             let names = Names::new(&settings(max)).unwrap();
             for attempt in 1..max + 2 {
-                let outage: Result<(), _> = Err(rendition_core::store::StoreError::Unavailable(
-                    "down".into(),
-                ));
+                let outage: Result<(), _> = Err(
+                    rendition_pipeline::store::StoreError::Unavailable("down".into()),
+                );
                 let retried = matches!(
                     decide(outage, attempt, &names.policy),
                     Disposition::Retry { .. }

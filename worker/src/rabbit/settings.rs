@@ -1,7 +1,7 @@
 //! `[rabbitmq]`: the topology's names and the retry policy, with their defaults and the
 //! rules checked at start.
 
-use rendition_core::config::ConfigError;
+use rendition_pipeline::config::ConfigError;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

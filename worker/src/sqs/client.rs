@@ -9,7 +9,7 @@ use super::{SqsError, SqsSettings};
 /// An SQS client from settings: credentials from the standard AWS chain, region from the
 /// settings, else the chain, else `us-east-1`, optional custom endpoint.
 pub async fn client(s: &SqsSettings) -> Client {
-    let sdk = rendition_core::aws::sdk_config(s.region.clone(), None, 3).await;
+    let sdk = rendition_aws::sdk_config(s.region.clone(), None, 3).await;
     let mut conf = aws_sdk_sqs::config::Builder::from(&sdk);
     if let Some(endpoint) = &s.endpoint {
         conf = conf.endpoint_url(endpoint);

@@ -11,9 +11,9 @@ use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
 };
 use aws_sdk_sqs::Client;
-use rendition_core::disposition::{Disposition, Failure, RetryPolicy};
-use rendition_core::outcome::{self, OutcomeEvent};
-use rendition_core::sns::SnsPublisher;
+use rendition_aws::sns::SnsPublisher;
+use rendition_pipeline::disposition::{Disposition, Failure, RetryPolicy};
+use rendition_pipeline::outcome::{self, OutcomeEvent};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{info, warn, Instrument as _};
@@ -91,7 +91,7 @@ pub async fn run(
             .wait_time_seconds(settings.wait_seconds)
             .visibility_timeout(settings.visibility_timeout_secs)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .message_attribute_names(rendition_core::telemetry::TRACEPARENT)
+            .message_attribute_names(rendition_pipeline::telemetry::TRACEPARENT)
             .send();
         let received = tokio::select! {
             _ = &mut shutdown => break,
@@ -142,8 +142,8 @@ pub async fn run(
 /// One message in its span `job`, which continues the trace of the message's
 /// `traceparent` attribute when it has one.
 async fn handle_one(ctx: &Ctx, message: Message) {
-    let span = rendition_core::message::job_span("sqs");
-    rendition_core::telemetry::parent_from(&span, |name| {
+    let span = rendition_pipeline::message::job_span("sqs");
+    rendition_pipeline::telemetry::parent_from(&span, |name| {
         message
             .message_attributes()
             .and_then(|a| a.get(name))
@@ -175,7 +175,7 @@ async fn settle(ctx: &Ctx, message: Message) {
             _ = &mut heartbeat => unreachable!("the heartbeat never ends"),
         }
     };
-    let trace = rendition_core::telemetry::traceparent(&tracing::Span::current());
+    let trace = rendition_pipeline::telemetry::traceparent(&tracing::Span::current());
     let cx = outcome::Context {
         bucket: ctx.handler.engine().bucket(),
         message: &body,
@@ -242,10 +242,10 @@ async fn publish(ctx: &Ctx, events: &[OutcomeEvent]) -> Result<(), SqsError> {
             .send_message()
             .queue_url(queue)
             .message_body(event.to_json())
-            .message_attributes(rendition_core::sns::TYPE_ATTRIBUTE, text_attr(event.kind()));
+            .message_attributes(rendition_aws::sns::TYPE_ATTRIBUTE, text_attr(event.kind()));
         if let Some(parent) = &event.traceparent {
             send = send.message_attributes(
-                rendition_core::telemetry::TRACEPARENT,
+                rendition_pipeline::telemetry::TRACEPARENT,
                 text_attr(parent.as_str()),
             );
         }
@@ -308,8 +308,11 @@ async fn dead_letter(ctx: &Ctx, id: &str, receipt: &str, body: &[u8], failure: &
     for (name, value) in failure.fields() {
         send = send.message_attributes(format!("rendition-{name}"), text_attr(value.to_string()));
     }
-    if let Some(parent) = rendition_core::telemetry::traceparent(&tracing::Span::current()) {
-        send = send.message_attributes(rendition_core::telemetry::TRACEPARENT, text_attr(parent));
+    if let Some(parent) = rendition_pipeline::telemetry::traceparent(&tracing::Span::current()) {
+        send = send.message_attributes(
+            rendition_pipeline::telemetry::TRACEPARENT,
+            text_attr(parent),
+        );
     }
     match send.send().await {
         Ok(_) => {

@@ -11,7 +11,7 @@
 //!   attributes, then deleted. Without a redrive policy it is made visible at once and
 //!   left to the queue. A worker that dies mid-job loses nothing: the message reappears
 //!   when its visibility timeout ends, and names are idempotent.
-//! - Outcome events ([`rendition_core::outcome`]) go to the SNS topic
+//! - Outcome events ([`rendition_pipeline::outcome`]) go to the SNS topic
 //!   `events.sns_topic_arn` before the message is settled: a success is deleted, and a
 //!   dead letter moved, only once its events were accepted (at least once); a retry's
 //!   `derivatives.failed` is sent once per attempt, best effort (the message comes back
@@ -23,13 +23,13 @@
 //! - [`client`]: the SDK client from settings, and the queue's dead-letter queue found
 //!   from its redrive policy;
 //! - [`consumer`]: the receive loop, one task per message, the visibility heartbeat, and
-//!   the translation of a job's [`Disposition`](rendition_core::disposition::Disposition)
+//!   the translation of a job's [`Disposition`](rendition_pipeline::disposition::Disposition)
 //!   into delete, make-visible-later or dead-letter;
 //! - `settings`: [`SqsSettings`] (`[sqs]`), its defaults and rules.
 
 use std::time::Duration;
 
-use rendition_core::disposition::RetryPolicy;
+use rendition_pipeline::disposition::RetryPolicy;
 
 pub mod client;
 pub mod consumer;
@@ -46,7 +46,7 @@ pub enum SqsError {
     #[error("cannot read the attributes of {queue}: {message}")]
     Attributes { queue: String, message: String },
     #[error(transparent)]
-    Sns(#[from] rendition_core::sns::PublishError),
+    Sns(#[from] rendition_aws::sns::PublishError),
     #[error("sending {event_type} to {queue}: {message}")]
     EventsQueue {
         queue: String,

@@ -1,7 +1,7 @@
 //! `[sqs]`: the queue, long polling and visibility, with their defaults and the rules
 //! checked at start (SQS's own bounds).
 
-use rendition_core::config::ConfigError;
+use rendition_pipeline::config::ConfigError;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
