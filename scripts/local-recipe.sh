@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# local-recipe.sh: the README's "Local recipe" end to end, on loopback (infra/local/stack.sh):
+# local-recipe.sh: the "Local recipe" of docs/operations.md end to end, on loopback (infra/local/stack.sh):
 # bring the stack up, upload a real photo, wait for its eager derivatives, fetch an eager one
 # (thumb, already in S3) and an on-demand one (og, rendered by `serve` on the miss and stored)
 # through `serve`, check their formats and sizes, the bucket and the worker's metrics, delete
@@ -93,7 +93,7 @@ fetch() {
     step "$url: $ctype ${w}x$h, $(stat -c %s "$out") bytes"
 }
 
-# ---- the recipe (README, "Local recipe")
+# ---- the recipe (docs/operations.md, "Local recipe")
 step "stack up"
 STACK_UP=1 # a failed `up` may have started one of the two: `down` cleans that up too
 env_file=$("$STACK" up "${BIN_ARGS[@]}" 7>&- | tail -n1) || fail "infra/local/stack.sh up failed"
