@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# chaos.sh: the queue workers under faults, on loopback, bounded in time (scripts/chaos.py).
+# chaos.sh: the queue workers under faults, on loopback, bounded in time (ops/rendition_ops/chaos.py).
 #
 #   scripts/chaos.sh                    # 1,000 uploads via S3->SQS + 1,000 via RabbitMQ, 2 workers per queue
 #   scripts/chaos.sh --uploads 100      # a quick check (~2-3 min)
 #   scripts/chaos.sh --help             # every option (kill interval, outage length, deadline, ...)
 #
 # Builds the binary (release; RENDITION_PROFILE=debug for a debug build), brings RabbitMQ and
-# the moto venv up with infra/local/services.sh, then runs scripts/chaos.py, which makes its
-# own Python venv (boto3, pika, Pillow; pinned) under ${RENDITION_CACHE:-~/.cache/rendition}/chaos-venv,
-# starts its own moto server, and prints a block of `chaos:` lines. Exit 0 only if every
-# invariant holds. Logs stay in target/chaos/<run id>/logs.
+# the moto venv up with infra/local/services.sh, then runs `python3 -m rendition_ops.chaos`
+# (ops/), which makes its own Python venv (boto3, pika, Pillow; pinned by ops/requirements.txt)
+# under ${RENDITION_CACHE:-~/.cache/rendition}/ops-venv, starts its own moto server, and prints a
+# block of `chaos:` lines. Exit 0 only if every invariant holds. Logs stay in
+# target/chaos/<run id>/logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD/ops${PYTHONPATH:+:$PYTHONPATH}" PYTHONDONTWRITEBYTECODE=1
 
 profile=${RENDITION_PROFILE:-release}
 target=${CARGO_TARGET_DIR:-target}
@@ -22,4 +24,4 @@ case $profile in
 esac
 # shellcheck disable=SC1090
 . "$(infra/local/services.sh up | tail -n1)"
-exec python3 scripts/chaos.py --bin "$target/$dir/rendition" "$@"
+exec python3 -m rendition_ops.chaos --bin "$target/$dir/rendition" "$@"

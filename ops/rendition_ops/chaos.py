@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Chaos run of the queue workers, on loopback only, bounded in time.
 
 N uploads go through S3 (moto) -> SQS bucket notifications and N more through S3 + MinIO-
@@ -27,7 +26,7 @@ the queues; the clean run and the byte comparison after it get at most 10 minute
 full run (1,000 + 1,000) took about 7 minutes on 2 cores with a debug build.
 
 Usage: scripts/chaos.sh [--uploads N] [...]   (builds, starts services, runs this)
-       scripts/chaos.py --bin target/debug/rendition [--uploads N] [--deadline-min M]
+       PYTHONPATH=ops python3 -m rendition_ops.chaos --bin target/debug/rendition [--uploads N] [--deadline-min M]
 Exit 0 only if every invariant holds; the summary is the block of `chaos:` lines.
 """
 
@@ -47,9 +46,7 @@ import time
 import uuid
 from pathlib import Path
 
-sys.dont_write_bytecode = True  # no scripts/__pycache__ in the work tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ops_common as oc  # noqa: E402
+from rendition_ops import common as oc
 
 PRESETS = {
     # name: (spec, eager, extension)
@@ -132,7 +129,7 @@ def generate(n: int, seed: int, corrupt_every: int) -> dict[str, list[Source]]:
 
 def config_toml(args) -> str:
     lines = [
-        "# Written by scripts/chaos.py: production settings (infra/k8s/configmap.yaml) with a lean preset set.",
+        "# Written by rendition_ops.chaos: production settings (infra/k8s/configmap.yaml) with a lean preset set.",
         "[render]", "concurrency = 2", "vips_threads = 1", "",
         "[log]", 'format = "json"', 'filter = "info"', "",
         "[s3]", "timeout_secs = 30", "force_path_style = true", 'region = "us-east-1"', "",

@@ -1,11 +1,10 @@
-#!/usr/bin/env python3
 """The worker end to end against the raw render rate, at the same parallelism.
 
 For each source format (JPEG, then PNG): N uploads (default 100) made of the real photos of
 scripts/fetch-photos.sh, each photo under several distinct keys
 (originals/e2e/kNN/<photo>), rendered with the repo's rendition.toml presets (5 eager WebP
 widths) at RENDITION__RENDER__CONCURRENCY=2 with the production allocator (jemalloc
-preloaded with the images' MALLOC_CONF, as scripts/soak.py does by default).
+preloaded with the images' MALLOC_CONF, as rendition_ops.soak does by default).
 
 - raw: `rendition run --local DIR --once` over the same N files under DIR/originals/ (same
   key layout), no queue, no S3; timed from process start to exit. DIR is on /dev/shm by
@@ -48,7 +47,7 @@ a timeout).
 
 Usage: scripts/e2e-bench.sh [N] [options]   (builds, starts services, runs this)
        scripts/e2e-bench.sh 200 --scale-out
-       scripts/e2e_bench.py --bin target/release/rendition [--renders N] [--formats jpeg]
+       PYTHONPATH=ops python3 -m rendition_ops.e2e_bench --bin target/release/rendition [--renders N] [--formats jpeg]
 """
 
 from __future__ import annotations
@@ -65,10 +64,8 @@ import time
 import uuid
 from pathlib import Path
 
-sys.dont_write_bytecode = True  # no scripts/__pycache__ in the work tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ops_common as oc  # noqa: E402
-from soak import jemalloc_env  # noqa: E402  (the production allocator settings)
+from rendition_ops import common as oc
+from rendition_ops.soak import jemalloc_env  # the production allocator settings
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -190,7 +187,7 @@ def raw_run(args, binary: Path, env: dict, bucket_dir: Path, n: int, logpath: Pa
             [str(binary), "--config", args.config, "run", "--local", str(bucket_dir), "--once"],
             env=env, cwd=bucket_dir.parent, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            # Its own session, as the worker's (ops_common.Worker): with the kernel's scheduler
+            # Its own session, as the worker's (common.Worker): with the kernel's scheduler
             # autogroups (sched_autogroup_enabled) each session is one scheduling group, so
             # both sides get the same share of a loaded machine.
             start_new_session=True,

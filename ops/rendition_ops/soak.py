@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Soak run: N renders through ONE `rendition worker --queue rabbitmq` at its normal
 concurrency (production settings: concurrency 2, jemalloc preloaded with the images' MALLOC_CONF
 (--allocator glibc: glibc malloc), MALLOC_ARENA_MAX=2, JSON logs, the
@@ -20,7 +19,7 @@ The worker inherits the environment (less RENDITION__*), so allocator settings c
 tried without code changes, e.g. MALLOC_MMAP_THRESHOLD_=131072 scripts/soak.sh.
 
 Usage: scripts/soak.sh [N]        (builds, starts services, runs this)
-       scripts/soak.py --bin target/debug/rendition [--renders N] [--deadline-min M]
+       PYTHONPATH=ops python3 -m rendition_ops.soak --bin target/debug/rendition [--renders N] [--deadline-min M]
 """
 
 from __future__ import annotations
@@ -36,9 +35,7 @@ import time
 import uuid
 from pathlib import Path
 
-sys.dont_write_bytecode = True  # no scripts/__pycache__ in the work tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ops_common as oc  # noqa: E402
+from rendition_ops import common as oc
 
 
 # What infra/aws/Dockerfile sets in the worker and Lambda images.

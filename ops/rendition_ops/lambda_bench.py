@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Latency of the Lambda's miss path: p50 and p99 of a warm and of a cold on-demand miss.
 
 The release `rendition-lambda` binary polls cargo-lambda's Runtime API emulator on loopback
@@ -37,8 +36,8 @@ and the emulator). --no-s3-timing talks to moto directly.
 p99 is the nearest-rank percentile: with M <= 100 samples it is the largest one.
 
 Usage: scripts/lambda-bench.sh [options]   (builds, installs cargo-lambda, runs this)
-       scripts/lambda_bench.py --bin target/release/rendition --lambda-bin target/release/rendition-lambda \
-           --cargo-lambda PATH [--warm 50] [--cold 20]
+       PYTHONPATH=ops python3 -m rendition_ops.lambda_bench --bin target/release/rendition \
+           --lambda-bin target/release/rendition-lambda --cargo-lambda PATH [--warm 50] [--cold 20]
 """
 
 from __future__ import annotations
@@ -61,10 +60,8 @@ import time
 import uuid
 from pathlib import Path
 
-sys.dont_write_bytecode = True  # no scripts/__pycache__ in the work tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ops_common as oc  # noqa: E402
-from soak import jemalloc_env  # noqa: E402  (the production allocator settings)
+from rendition_ops import common as oc
+from rendition_ops.soak import jemalloc_env  # the production allocator settings
 
 SIGNING_KEY = "rendition-lambda-bench-key-0123456789abcdef"
 BUCKET = "rendition-lambda-bench"
