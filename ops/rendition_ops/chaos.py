@@ -80,7 +80,7 @@ def parse_args():
 
 
 class Source:
-    __slots__ = ("path", "index", "key", "data", "corrupt", "kind", "guid")
+    __slots__ = ("corrupt", "data", "guid", "index", "key", "kind", "path")
 
     def __init__(self, path, index, key, data, corrupt, kind, guid):
         self.path, self.index, self.key, self.data = path, index, key, data
@@ -179,8 +179,8 @@ class Chaos:
         self.amqpproxy = None
         self.workers: list[oc.Worker] = []
         self.done = {p: set() for p in PATHS}
-        self.ready_events = {p: 0 for p in PATHS}
-        self.uploaded = {p: 0 for p in PATHS}
+        self.ready_events = dict.fromkeys(PATHS, 0)
+        self.uploaded = dict.fromkeys(PATHS, 0)
         self.upload_errors: list[str] = []
         self.kills: list[dict] = []
         self.cut_info = None
@@ -271,13 +271,13 @@ class Chaos:
         })
         cfg = ["--config", str(self.config), "worker", "--queue"]
         for n in range(1, a.workers + 1):
-            self.workers.append(oc.Worker(f"sqs-{n}", self.binary, cfg + ["sqs"], env_sqs, self.logdir))
-            self.workers.append(oc.Worker(f"rabbitmq-{n}", self.binary, cfg + ["rabbitmq"], env_rmq, self.logdir))
+            self.workers.append(oc.Worker(f"sqs-{n}", self.binary, [*cfg, "sqs"], env_sqs, self.logdir))
+            self.workers.append(oc.Worker(f"rabbitmq-{n}", self.binary, [*cfg, "rabbitmq"], env_rmq, self.logdir))
         for w in self.workers:
             w.start()
         for w in self.workers:
             started = "consuming" if w.name.startswith("rabbitmq") else "sqs consumer started"
-            if not w.wait_log(lambda e: e.get("message") == started, 60):
+            if not w.wait_log(lambda e, started=started: e.get("message") == started, 60):
                 raise RuntimeError(f"worker {w.name} did not start consuming (see {w.logs[-1]})")
         self.log(f"{len(self.workers)} workers consuming")
 
@@ -475,7 +475,7 @@ class Chaos:
     def stop_workers(self):
         codes = {}
         with cf.ThreadPoolExecutor(len(self.workers)) as pool:
-            for w, code in zip(self.workers, pool.map(lambda w: w.terminate(60), self.workers)):
+            for w, code in zip(self.workers, pool.map(lambda w: w.terminate(60), self.workers), strict=True):
                 codes[w.name] = code
         self.exit_codes = codes
 
@@ -584,7 +584,7 @@ class Chaos:
         mismatches, missing_local = [], 0
 
         def one(item):
-            p, s, key, local = item
+            p, _, key, local = item
             body = self.s3.get_object(Bucket=self.bucket[p], Key=key)["Body"].read()
             if len(local) != 1:
                 return f"{key}: {len(local)} clean-run counterparts"

@@ -141,17 +141,17 @@ def pin_binary(binary: Path, rundir: Path) -> Path:
 
 
 class Moto:
-    """A moto server (S3 + SQS) of our own on a free loopback port, from the venv that
-    infra/local/services.sh maintains. Its state lives in memory and dies with it."""
+    """A moto server (S3 + SQS) of our own on a free loopback port, by default from the venv
+    that infra/local/services.sh maintains. Its state lives in memory and dies with it."""
 
-    def __init__(self, logfile: Path):
-        if not MOTO_SERVER.exists():
-            raise SystemExit(f"{MOTO_SERVER} missing: run infra/local/services.sh up first")
+    def __init__(self, logfile: Path, server: Path = MOTO_SERVER):
+        if not server.exists():
+            raise SystemExit(f"{server} missing: run infra/local/services.sh up first")
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._log = open(logfile, "ab")
         self.proc = subprocess.Popen(
-            [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)],
+            [str(server), "-H", "127.0.0.1", "-p", str(self.port)],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -189,7 +189,7 @@ def boto_clients(endpoint: str):
         retries={"max_attempts": 5, "mode": "standard"},
         max_pool_connections=16,
     )
-    kw = dict(endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", config=cfg)
+    kw = {"endpoint_url": endpoint, "aws_access_key_id": "test", "aws_secret_access_key": "test", "config": cfg}
     return boto3.client("s3", **kw), boto3.client("sqs", **kw)
 
 

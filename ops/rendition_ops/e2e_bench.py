@@ -356,11 +356,11 @@ def e2e_run(args, binary: Path, env: dict, moto: oc.Moto, items: list[tuple[str,
         job_ms = (sum(m.get("rendition_job_seconds_sum", 0) for m in metrics) * 1000 / job_count
                   if job_count else float("nan"))
         manifests = [o["Key"] for o in oc.list_keys(s3, bucket, "derived/") if o["Key"].endswith("/manifest.json")]
-        missing = sorted(set(k for k, _ in items) - set(ready))
+        missing = sorted({k for k, _ in items} - set(ready))
         if len(manifests) != n or missing:
             raise RuntimeError(f"{len(manifests)}/{n} manifests in S3, {len(missing)} sources without a ready "
                                f"event (e.g. {missing[:3]})")
-        for worker, code in zip(fleet, codes):
+        for worker, code in zip(fleet, codes, strict=True):
             if code != 0:
                 raise RuntimeError(f"the worker exited with {code} on SIGTERM; see {worker.logs[-1]}")
         cpu = {k: (cpu1[k] - cpu0[k]) if cpu0[k] is not None and cpu1[k] is not None else None for k in cpu0}
@@ -574,7 +574,8 @@ def main():
         print(f"e2e: {fmt:4s} N={r['n']} ({r['sources']} photos x {math.ceil(r['n'] / r['sources'])} keys)  "
               f"raw {r['raw']:.2f} img/s  e2e {r['e2e']:.2f} img/s  ratio e2e/raw {r['ratio']:.2f} "
               f"(target >= 0.9: {verdict})")
-        print(f"e2e: {fmt:4s} raw start-up: 'local mode started' at {r['started']:.2f} s, first 'rendered' at {r['first']:.2f} s (median)")
+        print(f"e2e: {fmt:4s} raw start-up: 'local mode started' at {r['started']:.2f} s, first 'rendered' at "
+              f"{r['first']:.2f} s (median)")
         print(f"e2e: {fmt:4s} CPU ms/img  raw {r['raw_cpu'] * 1000:.0f}, e2e worker {r['worker_cpu'] * 1000:.0f} "
               f"(+ moto {r['moto_cpu'] * 1000:.0f}, rabbitmq {r['rabbit_cpu'] * 1000:.0f} on the same 2 cores)")
         print(f"e2e: {fmt:4s} per job (median of runs): raw render {r['raw_render_ms']:.0f} ms; e2e job "

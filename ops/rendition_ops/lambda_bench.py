@@ -564,7 +564,7 @@ def main():
                 fn = Function(lam, env, em, task_root, logdir / f"function-{source}-cold-{i:02d}.log")
                 functions.append(fn)
 
-                def call(h=holder, p=path, q=query):
+                def call(h=holder, p=path, q=query, em=em):
                     try:
                         h["r"] = em.invoke(url_event(p, q), args.timeout)
                     except Exception as e:  # noqa: BLE001
@@ -588,7 +588,7 @@ def main():
                 em.stop()
             res["cold_load"] = (load, loadavg())
             c = res["cold"]
-            first = [a - b for a, b in zip(c, res["cold_line"])]
+            first = [a - b for a, b in zip(c, res["cold_line"], strict=True)]
             s3_cold = (f" (of which S3 p50 {pct(res['cold_s3'], 50):.1f} ms, first connections included)"
                        if res.get("cold_s3") else "")
             out(f"lambda: {source:5s} cold  M={len(c)}  p50 {pct(c, 50):6.0f} ms  p99 {pct(c, 99):6.0f} ms  "
@@ -597,7 +597,7 @@ def main():
                 f"p50 {pct(res['cold_line'], 50):.0f}; init line -> response p50 {pct(first, 50):.0f} p99 "
                 f"{pct(first, 99):.0f}{s3_cold}  load {res['cold_load'][0]} -> {res['cold_load'][1]}")
 
-        stored = [o for o in oc.list_keys(s3, BUCKET, "derived/")]
+        stored = oc.list_keys(s3, BUCKET, "derived/")
         expected = 2 * (args.warm + 1 + args.cold)
         if len(stored) != expected:
             raise RuntimeError(f"{len(stored)} derivatives stored, expected {expected}")
