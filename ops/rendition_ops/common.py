@@ -247,6 +247,13 @@ class TcpProxy:
         with self._lock:
             ls, self._listener = self._listener, None
         if ls is not None:
+            # Stop listening now: the accept loop's select() holds the socket open until it
+            # returns, and until then the kernel would still complete new handshakes (then
+            # reset them) instead of refusing them as a stopped server does.
+            try:
+                ls.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             ls.close()
         self.cut()
 
