@@ -17,8 +17,8 @@ preloaded with the images' MALLOC_CONF, as rendition_ops.soak does by default).
   The N sources are uploaded first (untimed), the worker is started and consuming, then a
   MinIO-shaped event per upload is published at once (a backlog of N). Timed from the
   first publish until the worker's N-th `derivatives.ready` event arrives on a queue bound
-  to the events exchange (published after the manifest is written); then every manifest
-  is checked in S3.
+  to the events exchange (published after the manifest is written); then every source's
+  manifest and the derivatives it lists are checked in S3 (rendition_ops.verify).
 
 Both sides run in a session of their own (with the kernel's scheduler autogroups, a
 session is one scheduling group: a raw run left in the caller's session competed with
@@ -65,6 +65,7 @@ import uuid
 from pathlib import Path
 
 from rendition_ops import common as oc
+from rendition_ops import verify
 from rendition_ops.soak import jemalloc_env  # the production allocator settings
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -355,11 +356,14 @@ def e2e_run(args, binary: Path, env: dict, moto: oc.Moto, items: list[tuple[str,
         job_count = sum(m.get("rendition_job_seconds_count", 0) for m in metrics)
         job_ms = (sum(m.get("rendition_job_seconds_sum", 0) for m in metrics) * 1000 / job_count
                   if job_count else float("nan"))
-        manifests = [o["Key"] for o in oc.list_keys(s3, bucket, "derived/") if o["Key"].endswith("/manifest.json")]
+        # Untimed: every source has its manifest and every derivative it lists (found through
+        # the manifests, never by a hand-built name), and nothing else is stored.
+        storage = verify.verify_bucket(s3, bucket, [verify.Upload(k) for k, _ in items],
+                                       verify.eager_presets(Path(args.config)))
         missing = sorted({k for k, _ in items} - set(ready))
-        if len(manifests) != n or missing:
-            raise RuntimeError(f"{len(manifests)}/{n} manifests in S3, {len(missing)} sources without a ready "
-                               f"event (e.g. {missing[:3]})")
+        if storage.problems or storage.manifests != n or missing:
+            raise RuntimeError(f"{storage.manifests}/{n} manifests in S3, {len(missing)} sources without a ready "
+                               f"event (e.g. {missing[:3]}); storage: {storage.problems[:5]}")
         for worker, code in zip(fleet, codes, strict=True):
             if code != 0:
                 raise RuntimeError(f"the worker exited with {code} on SIGTERM; see {worker.logs[-1]}")

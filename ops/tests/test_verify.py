@@ -183,6 +183,28 @@ def test_a_guid_named_source_must_keep_its_guid(s3, bucket, tmp_path):
     assert any(f"expected {guid}" in p for p in storage.problems)
 
 
+def test_a_preset_in_several_formats_is_one_entry_per_format(s3, bucket, tmp_path):
+    m = store(s3, bucket, tmp_path, SOURCES[0])
+    webp = m["variants"][1]
+    avif = dict(webp, key=webp["key"].replace(".webp", ".avif"), content_type="image/avif", bytes=3)
+    s3.put_object(Bucket=bucket, Key=avif["key"], Body=b"abc")
+    m["variants"].insert(2, avif)
+    mkey = webp["key"].rpartition("/")[0] + "/manifest.json"
+    s3.put_object(Bucket=bucket, Key=mkey, Body=json.dumps(m).encode())
+    storage = verify.verify_bucket(s3, bucket, [verify.Upload(SOURCES[0])], EAGER)
+    assert storage.problems == [] and len(storage.derivatives) == len(PRESETS) + 1
+    # The same preset and format twice is not.
+    m["variants"].insert(2, avif)
+    s3.put_object(Bucket=bucket, Key=mkey, Body=json.dumps(m).encode())
+    assert verify.verify_bucket(s3, bucket, [verify.Upload(SOURCES[0])], EAGER).bad_manifests == 1
+
+
+def test_eager_presets_are_read_from_the_configuration(tmp_path):
+    (tmp_path / "r.toml").write_text('[render]\nconcurrency = 2\n\n[presets.a]\nspec = "w=1"\neager = true\n\n'
+                                     '[presets.b]\nspec = "w=2"\n\n[presets.c]\nspec = "w=3"\neager = false\n')
+    assert verify.eager_presets(tmp_path / "r.toml") == {"a"}
+
+
 def test_merged_reports_sum_counts_and_name_problems():
     a = verify.StorageReport(missing_derivatives=1, problems=["x"], derivatives=[verify.Derivative("s", "k", "n", "c", 1)])
     b = verify.StorageReport(missing_derivatives=2, objects=3)
