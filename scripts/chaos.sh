@@ -13,20 +13,29 @@
 # its own moto server, and prints a block of `chaos:` lines. Exit 0 only if every invariant
 # holds. Logs stay in target/chaos/<run id>/logs.
 set -euo pipefail
+
+# --bin PATH (relative to where this is called from): that binary, nothing built.
+bin=
+args=()
+while (($#)); do
+  case $1 in
+    --bin | --bin=*)
+      if [[ $1 == --bin ]]; then bin=${2-}; shift; else bin=${1#--bin=}; fi
+      [[ -n $bin && -x $bin ]] || { echo "chaos: --bin ${bin:-(none)} is not an executable" >&2; exit 2; }
+      bin=$(realpath "$bin")
+      args+=(--bin "$bin")
+      ;;
+    *) args+=("$1") ;;
+  esac
+  shift
+done
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/ops${PYTHONPATH:+:$PYTHONPATH}" PYTHONDONTWRITEBYTECODE=1
 
-bin=
-args=("$@")
-for ((i = 0; i < ${#args[@]}; i++)); do
-  case ${args[i]} in
-    -h | --help) exec python3 -m rendition_ops.chaos --help ;;
-    --bin) bin=${args[i + 1]-} ;;
-    --bin=*) bin=${args[i]#--bin=} ;;
-  esac
+for a in "${args[@]}"; do
+  [[ $a == -h || $a == --help ]] && exec python3 -m rendition_ops.chaos --help
 done
 if [[ -n $bin ]]; then
-  [[ -x $bin ]] || { echo "chaos: --bin $bin is not an executable" >&2; exit 2; }
   python3 -c 'import venv, ensurepip' 2>/dev/null || scripts/install-deps.sh --tests
 else
   profile=${RENDITION_PROFILE:-release}
