@@ -6,18 +6,19 @@
 #   scripts/e2e-bench.sh 50 --formats jpeg  # a quicker check
 #   scripts/e2e-bench.sh --scale-out        # scale-out: 200 JPEG jobs on one queue, 1 worker (c=1),
 #                                           # 1 worker (c=2), 2 workers (c=1 each); 2 runs each
-#   scripts/e2e-bench.sh 100 --help         # every option of scripts/e2e_bench.py
+#   scripts/e2e-bench.sh 100 --help         # every option of rendition_ops.e2e_bench
 #
 # Builds the binary (release; RENDITION_PROFILE=debug for a debug build), fetches the photos
 # (scripts/fetch-photos.sh), brings RabbitMQ and the moto venv up with
-# infra/local/services.sh, then runs scripts/e2e_bench.py (the pinned venv of
-# scripts/ops_common.py, its own moto server). Prints a block of `e2e:` lines: N, img/s raw,
+# infra/local/services.sh, then runs `python3 -m rendition_ops.e2e_bench` (ops/; the venv of
+# ops/requirements.txt, its own moto server). Prints a block of `e2e:` lines: N, img/s raw,
 # img/s e2e, the ratio e2e/raw (target >= 0.9), CPU per image, load averages; with
 # --scale-out jobs/s of each fleet and 2 workers / 1 worker (target >= 1.85). Results also in
 # target/e2e-bench/<run>/results.json. Exit 0 whatever the ratio; non-zero only on errors
 # (missing manifests, a worker crash).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD/ops${PYTHONPATH:+:$PYTHONPATH}" PYTHONDONTWRITEBYTECODE=1
 
 # N, when given, is the number of uploads (default 100; 200 with --scale-out).
 renders=()
@@ -36,4 +37,4 @@ esac
 photos=$(scripts/fetch-photos.sh | tail -n1)
 # shellcheck disable=SC1090
 . "$(infra/local/services.sh up | tail -n1)"
-exec python3 scripts/e2e_bench.py --bin "$target/$dir/rendition" --photos "$photos" "${renders[@]}" "$@"
+exec python3 -m rendition_ops.e2e_bench --bin "$target/$dir/rendition" --photos "$photos" "${renders[@]}" "$@"

@@ -160,7 +160,7 @@ shell_lint() {
     sh -n infra/aws/rendition-env.sh &&
         "$VENV/bin/shellcheck" infra/aws/rendition-env.sh scripts/lint-infra.sh \
             infra/local/lib.sh infra/local/stack.sh scripts/local-recipe.sh scripts/fuzz.sh scripts/chaos.sh scripts/soak.sh \
-            scripts/e2e-bench.sh scripts/lambda-bench.sh scripts/test-clients.sh scripts/install-sharp.sh \
+            scripts/e2e-bench.sh scripts/lambda-bench.sh scripts/test-clients.sh scripts/test-ops.sh scripts/install-sharp.sh \
             scripts/test.sh scripts/install-deps.sh scripts/bench.sh scripts/make-bench-classes.sh
 }
 

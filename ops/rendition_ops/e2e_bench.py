@@ -1,11 +1,10 @@
-#!/usr/bin/env python3
 """The worker end to end against the raw render rate, at the same parallelism.
 
 For each source format (JPEG, then PNG): N uploads (default 100) made of the real photos of
 scripts/fetch-photos.sh, each photo under several distinct keys
 (originals/e2e/kNN/<photo>), rendered with the repo's rendition.toml presets (5 eager WebP
 widths) at RENDITION__RENDER__CONCURRENCY=2 with the production allocator (jemalloc
-preloaded with the images' MALLOC_CONF, as scripts/soak.py does by default).
+preloaded with the images' MALLOC_CONF, as rendition_ops.soak does by default).
 
 - raw: `rendition run --local DIR --once` over the same N files under DIR/originals/ (same
   key layout), no queue, no S3; timed from process start to exit. DIR is on /dev/shm by
@@ -18,8 +17,8 @@ preloaded with the images' MALLOC_CONF, as scripts/soak.py does by default).
   The N sources are uploaded first (untimed), the worker is started and consuming, then a
   MinIO-shaped event per upload is published at once (a backlog of N). Timed from the
   first publish until the worker's N-th `derivatives.ready` event arrives on a queue bound
-  to the events exchange (published after the manifest is written); then every manifest
-  is checked in S3.
+  to the events exchange (published after the manifest is written); then every source's
+  manifest and the derivatives it lists are checked in S3 (rendition_ops.verify).
 
 Both sides run in a session of their own (with the kernel's scheduler autogroups, a
 session is one scheduling group: a raw run left in the caller's session competed with
@@ -48,7 +47,7 @@ a timeout).
 
 Usage: scripts/e2e-bench.sh [N] [options]   (builds, starts services, runs this)
        scripts/e2e-bench.sh 200 --scale-out
-       scripts/e2e_bench.py --bin target/release/rendition [--renders N] [--formats jpeg]
+       PYTHONPATH=ops python3 -m rendition_ops.e2e_bench --bin target/release/rendition [--renders N] [--formats jpeg]
 """
 
 from __future__ import annotations
@@ -65,10 +64,9 @@ import time
 import uuid
 from pathlib import Path
 
-sys.dont_write_bytecode = True  # no scripts/__pycache__ in the work tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ops_common as oc  # noqa: E402
-from soak import jemalloc_env  # noqa: E402  (the production allocator settings)
+from rendition_ops import common as oc
+from rendition_ops import verify
+from rendition_ops.soak import jemalloc_env  # the production allocator settings
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -190,7 +188,7 @@ def raw_run(args, binary: Path, env: dict, bucket_dir: Path, n: int, logpath: Pa
             [str(binary), "--config", args.config, "run", "--local", str(bucket_dir), "--once"],
             env=env, cwd=bucket_dir.parent, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            # Its own session, as the worker's (ops_common.Worker): with the kernel's scheduler
+            # Its own session, as the worker's (common.Worker): with the kernel's scheduler
             # autogroups (sched_autogroup_enabled) each session is one scheduling group, so
             # both sides get the same share of a loaded machine.
             start_new_session=True,
@@ -358,12 +356,15 @@ def e2e_run(args, binary: Path, env: dict, moto: oc.Moto, items: list[tuple[str,
         job_count = sum(m.get("rendition_job_seconds_count", 0) for m in metrics)
         job_ms = (sum(m.get("rendition_job_seconds_sum", 0) for m in metrics) * 1000 / job_count
                   if job_count else float("nan"))
-        manifests = [o["Key"] for o in oc.list_keys(s3, bucket, "derived/") if o["Key"].endswith("/manifest.json")]
-        missing = sorted(set(k for k, _ in items) - set(ready))
-        if len(manifests) != n or missing:
-            raise RuntimeError(f"{len(manifests)}/{n} manifests in S3, {len(missing)} sources without a ready "
-                               f"event (e.g. {missing[:3]})")
-        for worker, code in zip(fleet, codes):
+        # Untimed: every source has its manifest and every derivative it lists (found through
+        # the manifests, never by a hand-built name), and nothing else is stored.
+        storage = verify.verify_bucket(s3, bucket, [verify.Upload(k) for k, _ in items],
+                                       verify.eager_presets(Path(args.config)))
+        missing = sorted({k for k, _ in items} - set(ready))
+        if storage.problems or storage.manifests != n or missing:
+            raise RuntimeError(f"{storage.manifests}/{n} manifests in S3, {len(missing)} sources without a ready "
+                               f"event (e.g. {missing[:3]}); storage: {storage.problems[:5]}")
+        for worker, code in zip(fleet, codes, strict=True):
             if code != 0:
                 raise RuntimeError(f"the worker exited with {code} on SIGTERM; see {worker.logs[-1]}")
         cpu = {k: (cpu1[k] - cpu0[k]) if cpu0[k] is not None and cpu1[k] is not None else None for k in cpu0}
@@ -577,7 +578,8 @@ def main():
         print(f"e2e: {fmt:4s} N={r['n']} ({r['sources']} photos x {math.ceil(r['n'] / r['sources'])} keys)  "
               f"raw {r['raw']:.2f} img/s  e2e {r['e2e']:.2f} img/s  ratio e2e/raw {r['ratio']:.2f} "
               f"(target >= 0.9: {verdict})")
-        print(f"e2e: {fmt:4s} raw start-up: 'local mode started' at {r['started']:.2f} s, first 'rendered' at {r['first']:.2f} s (median)")
+        print(f"e2e: {fmt:4s} raw start-up: 'local mode started' at {r['started']:.2f} s, first 'rendered' at "
+              f"{r['first']:.2f} s (median)")
         print(f"e2e: {fmt:4s} CPU ms/img  raw {r['raw_cpu'] * 1000:.0f}, e2e worker {r['worker_cpu'] * 1000:.0f} "
               f"(+ moto {r['moto_cpu'] * 1000:.0f}, rabbitmq {r['rabbit_cpu'] * 1000:.0f} on the same 2 cores)")
         print(f"e2e: {fmt:4s} per job (median of runs): raw render {r['raw_render_ms']:.0f} ms; e2e job "

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Soak run: N renders through ONE `rendition worker --queue rabbitmq` at its normal
 concurrency (production settings: concurrency 2, jemalloc preloaded with the images' MALLOC_CONF
 (--allocator glibc: glibc malloc), MALLOC_ARENA_MAX=2, JSON logs, the
@@ -20,7 +19,7 @@ The worker inherits the environment (less RENDITION__*), so allocator settings c
 tried without code changes, e.g. MALLOC_MMAP_THRESHOLD_=131072 scripts/soak.sh.
 
 Usage: scripts/soak.sh [N]        (builds, starts services, runs this)
-       scripts/soak.py --bin target/debug/rendition [--renders N] [--deadline-min M]
+       PYTHONPATH=ops python3 -m rendition_ops.soak --bin target/debug/rendition [--renders N] [--deadline-min M]
 """
 
 from __future__ import annotations
@@ -34,12 +33,10 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
-sys.dont_write_bytecode = True  # no scripts/__pycache__ in the work tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ops_common as oc  # noqa: E402
-
+from rendition_ops import common as oc
 
 # What infra/aws/Dockerfile sets in the worker and Lambda images.
 JEMALLOC_CONF = "narenas:2,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0"
@@ -85,6 +82,63 @@ def _gen(args):
     h = min(2000, int(w * rnd.choice((0.5625, 0.667, 0.75, 1.0, 1.333))))
     return fmt, ext, oc.make_image(rnd.getrandbits(32), fmt, w, h, quality=rnd.randrange(75, 93),
                                    progressive=fmt == "jpeg" and rnd.random() < 0.3)
+
+
+@dataclass
+class Verdict:
+    """The soak's rules applied to its samples (see the module doc)."""
+
+    first: list[dict]  # samples taken while the first `window` jobs ran
+    last: list[dict]  # ... and while the last `window` ran
+    rss_first: float  # MiB, medians
+    rss_last: float
+    ratio: float
+    fds_first: float
+    fds_last: float
+    fds_max: int  # the largest count seen in the first window
+    threads_first: float
+    threads_last: float
+    threads_max: int
+    hwm_mib: float
+    secs_per_job: float
+    checks: dict[str, bool]
+
+
+def verdict(samples: list[dict], renders: int, window: int, rss_tolerance: float, done: float,
+            exit_code: int | None) -> Verdict:
+    """Compares the samples of the first `window` jobs with those of the last: RSS may grow by
+    `rss_tolerance` at most, fds and threads not beyond the first window's largest count.
+    Each sample holds `jobs` (completed so far), `t`, `VmRSS` and `VmHWM` (KiB), `fds` and
+    `threads`. Raises when either window has no sample (nothing to compare is no verdict)."""
+    n, w = renders, window
+    # While the first / last `w` jobs ran: after the first completion up to job w, and
+    # from job n - w until the last completes.
+    first = [s for s in samples if 0 < s["jobs"] <= w]
+    last = [s for s in samples if n - w <= s["jobs"] < n]
+    if not first or not last:
+        raise RuntimeError(f"not enough samples (first {len(first)}, last {len(last)}; done {done}/{n})")
+
+    def med(ss: list[dict], k: str) -> float:
+        return oc.median([x[k] for x in ss])
+
+    rss1, rss2 = med(first, "VmRSS") / 1024, med(last, "VmRSS") / 1024
+    fd2, th2 = med(last, "fds"), med(last, "threads")
+    fd1max, th1max = max(x["fds"] for x in first), max(x["threads"] for x in first)
+    ratio = rss2 / rss1
+    return Verdict(
+        first=first, last=last, rss_first=rss1, rss_last=rss2, ratio=ratio,
+        fds_first=med(first, "fds"), fds_last=fd2, fds_max=fd1max,
+        threads_first=med(first, "threads"), threads_last=th2, threads_max=th1max,
+        hwm_mib=max(s["VmHWM"] for s in samples) / 1024,
+        secs_per_job=(last[-1]["t"] - first[0]["t"]) / max(1, last[-1]["jobs"] - first[0]["jobs"]),
+        checks={
+            f"RSS within {rss_tolerance:.0%}": ratio <= 1 + rss_tolerance,
+            "fds flat": fd2 <= fd1max,
+            "threads flat": th2 <= th1max,
+            "all renders done": done >= n,
+            "worker exits 0 on SIGTERM": exit_code == 0,
+        },
+    )
 
 
 def main():
@@ -168,7 +222,7 @@ def main():
         while time.monotonic() < deadline:
             done = samples[-1]["jobs"] if samples else 0
             while published < args.renders and published - done < args.backlog:
-                fmt, ext, data = images[published % len(images)]
+                _, ext, data = images[published % len(images)]
                 key = f"originals/soak/{published // 100:03d}/src-{published:05d}.{ext}"
                 put = s3.put_object(Bucket=bucket, Key=key, Body=data)
                 ch.basic_publish(names["uploads"], "originals", oc.minio_event(bucket, key, len(data), put["ETag"].strip('"')),
@@ -194,40 +248,22 @@ def main():
         conn.close()
 
         n, w = args.renders, args.window
-        # While the first / last `w` jobs ran: after the first completion up to job w, and
-        # from job n - w until the last completes.
-        first = [s for s in samples if 0 < s["jobs"] <= w]
-        last_w = [s for s in samples if n - w <= s["jobs"] < n]
-        if not first or not last_w:
-            raise RuntimeError(f"not enough samples (first {len(first)}, last {len(last_w)}; done {done}/{n})")
-        med = lambda ss, k: oc.median([x[k] for x in ss])  # noqa: E731
-        rss1, rss2 = med(first, "VmRSS") / 1024, med(last_w, "VmRSS") / 1024
-        fd1, fd2 = med(first, "fds"), med(last_w, "fds")
-        th1, th2 = med(first, "threads"), med(last_w, "threads")
-        fd1max, th1max = max(x["fds"] for x in first), max(x["threads"] for x in first)
-        hwm = max(s["VmHWM"] for s in samples) / 1024
-        secs_per_job = (last_w[-1]["t"] - first[0]["t"]) / max(1, last_w[-1]["jobs"] - first[0]["jobs"])
-        ratio = rss2 / rss1
         (rundir / "samples.json").write_text(json.dumps(samples))
-        checks = {
-            f"RSS within {args.rss_tolerance:.0%}": ratio <= 1 + args.rss_tolerance,
-            "fds flat": fd2 <= fd1max,
-            "threads flat": th2 <= th1max,
-            "all renders done": done >= n,
-            "worker exits 0 on SIGTERM": code == 0,
-        }
-        failed = [k for k, v in checks.items() if not v]
+        v = verdict(samples, n, w, args.rss_tolerance, done, code)
+        failed = [name for name, held in v.checks.items() if not held]
+        alloc = " ".join(f"{k}={val}" for k, val in sorted(env.items()) if k.startswith("MALLOC_") or k == "LD_PRELOAD")
         print("soak: ---------------------------------------------------------------")
         print(f"soak: renders               {int(done)}/{n} through one rabbitmq worker, concurrency 2, "
-              f"{' '.join(f'{k}={v}' for k, v in sorted(env.items()) if k.startswith('MALLOC_') or k == 'LD_PRELOAD')}, "
+              f"{alloc}, "
               f"presets of {Path(args.config).name}; {len(images)} distinct sources "
               f"{args.min_side}-{args.max_side} px wide")
-        print(f"soak: samples               {len(samples)} (1/s); first {w} jobs: {len(first)}, last {w} jobs: {len(last_w)}")
-        print(f"soak: RSS median            first {rss1:.1f} MiB, last {rss2:.1f} MiB, ratio {ratio:.3f} "
-              f"(peak VmHWM {first[-1]['VmHWM'] / 1024:.1f} MiB after the first {w} jobs, {hwm:.1f} MiB at the end)")
-        print(f"soak: fds median            first {fd1:g}, last {fd2:g} (first-window max {fd1max}, "
+        print(f"soak: samples               {len(samples)} (1/s); first {w} jobs: {len(v.first)}, last {w} jobs: {len(v.last)}")
+        print(f"soak: RSS median            first {v.rss_first:.1f} MiB, last {v.rss_last:.1f} MiB, ratio {v.ratio:.3f} "
+              f"(peak VmHWM {v.first[-1]['VmHWM'] / 1024:.1f} MiB after the first {w} jobs, {v.hwm_mib:.1f} MiB at the end)")
+        print(f"soak: fds median            first {v.fds_first:g}, last {v.fds_last:g} (first-window max {v.fds_max}, "
               f"overall max {max(s['fds'] for s in samples)})")
-        print(f"soak: threads median        first {th1:g}, last {th2:g} (first-window max {th1max}, "
+        print(f"soak: threads median        first {v.threads_first:g}, last {v.threads_last:g} (first-window max "
+              f"{v.threads_max}, "
               f"overall max {max(s['threads'] for s in samples)})")
         buckets = []
         step = max(1, n // 10)
@@ -239,9 +275,9 @@ def main():
         mid = [x["VmRSS"] for x in samples if mid_lo < x["jobs"] <= mid_lo + w]
         if mid:
             print(f"soak: RSS after warm-up     jobs {mid_lo + 1}-{mid_lo + w}: {oc.median(mid) / 1024:.1f} MiB, "
-                  f"last {w}: {rss2:.1f} MiB, ratio {rss2 * 1024 / oc.median(mid):.3f} (informational)")
+                  f"last {w}: {v.rss_last:.1f} MiB, ratio {v.rss_last * 1024 / oc.median(mid):.3f} (informational)")
         print(f"soak: RSS trend (MiB)       median per {step} jobs: {' '.join(buckets)}")
-        print(f"soak: throughput            {1 / secs_per_job:.2f} jobs/s ({secs_per_job * 1000:.0f} ms/job wall)")
+        print(f"soak: throughput            {1 / v.secs_per_job:.2f} jobs/s ({v.secs_per_job * 1000:.0f} ms/job wall)")
         print(f"soak: worker exit (SIGTERM) {code}")
         print(f"soak: wall                  {wall:.0f} s; samples {rundir / 'samples.json'}, log {worker.logs[-1]}")
         print(f"soak: result                {'PASS' if not failed else 'FAIL: ' + '; '.join(failed)}")

@@ -1,13 +1,15 @@
-"""Shared by scripts/chaos.py and scripts/soak.py: the pinned venv, a private moto server,
-a controllable TCP proxy, worker processes, synthetic images, S3 event shapes.
+"""Shared by the operations tools (chaos, soak, e2e_bench, lambda_bench): the pinned venv, a
+private moto server, a controllable TCP proxy, worker processes, synthetic images, S3 event
+shapes.
 
 Everything here runs on loopback only. Only the standard library is imported at module
-level, so `ensure_venv()` can create the venv and re-exec the calling script inside it
+level, so `ensure_venv()` can create the venv and re-run the calling module inside it
 before boto3 / pika / Pillow are imported.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -21,26 +23,18 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+OPS = Path(__file__).resolve().parent.parent  # ops/
+REPO = OPS.parent
 CACHE = Path(os.environ.get("RENDITION_CACHE") or Path.home() / ".cache" / "rendition")
-VENV = CACHE / "chaos-venv"
-# The AWS SDK pins match infra/local/services.sh's moto constraints (same botocore as moto).
-REQUIREMENTS = [
-    "boto3==1.44.5",
-    "botocore==1.44.5",
-    "s3transfer==0.19.3",
-    "jmespath==1.1.0",
-    "python-dateutil==2.9.0.post0",
-    "six==1.17.0",
-    "urllib3==2.8.0",
-    "pika==1.4.4",
-    "pillow==13.0.0",
-]
-VENV_STAMP = "v1 " + " ".join(REQUIREMENTS)
+VENV = CACHE / "ops-venv"
+# The pinned run-time packages (boto3, pika, Pillow); the AWS SDK pins match
+# infra/local/services.sh's moto constraints (the same botocore as moto).
+REQUIREMENTS = OPS / "requirements.txt"
 MOTO_SERVER = CACHE / "moto-venv" / "bin" / "moto_server"
 
 AWS_ENV = {
@@ -59,26 +53,39 @@ def log(prefix: str, msg: str) -> None:
 # ------------------------------------------------------------------ venv
 
 
+def venv_stamp(requirements: Path) -> str:
+    """What a venv made from `requirements` records: the Python and the file's content."""
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
+    return f"v2 {sys.version_info.major}.{sys.version_info.minor} {digest}"
+
+
 def ensure_venv() -> None:
-    """Re-executes the calling script with the pinned venv's Python (creating it first)."""
+    """Re-runs the calling module (`python -m rendition_ops.X`) with the pinned venv's
+    Python, creating the venv first (or again, when ops/requirements.txt or the Python
+    changed). A no-op inside that venv."""
     marker = "RENDITION_OPS_VENV"
     if os.environ.get(marker) == str(VENV):
         return
     py = VENV / "bin" / "python"
-    stamp = VENV / ".rendition-stamp"
-    if not (py.exists() and stamp.exists() and stamp.read_text().strip() == VENV_STAMP):
-        print(f"[ops] creating {VENV} ({' '.join(REQUIREMENTS)})", file=sys.stderr, flush=True)
+    stamp_file = VENV / ".rendition-stamp"
+    stamp = venv_stamp(REQUIREMENTS)
+    if not (py.exists() and stamp_file.exists() and stamp_file.read_text().strip() == stamp):
+        print(f"[ops] creating {VENV} (pinned by {REQUIREMENTS})", file=sys.stderr, flush=True)
         shutil.rmtree(VENV, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, stdout=sys.stderr)
         subprocess.run(
             [str(py), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-             "--progress-bar", "off", "-q", *REQUIREMENTS],
+             "--progress-bar", "off", "-q", "-r", str(REQUIREMENTS)],
             check=True, stdout=sys.stderr, stdin=subprocess.DEVNULL,
         )
-        stamp.write_text(VENV_STAMP + "\n")
-    env = dict(os.environ, **{marker: str(VENV)})
-    script = os.path.abspath(sys.argv[0])
-    os.execve(str(py), [str(py), script, *sys.argv[1:]], env)
+        stamp_file.write_text(stamp + "\n")
+    main = sys.modules["__main__"]
+    module = getattr(getattr(main, "__spec__", None), "name", None)
+    if not module:
+        raise SystemExit("run the operations tools as modules: python3 -m rendition_ops.<tool> (scripts/*.sh do)")
+    path = os.pathsep.join(p for p in (str(OPS), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, **{marker: str(VENV), "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1"})
+    os.execve(str(py), [str(py), "-m", module, *sys.argv[1:]], env)
 
 
 # ------------------------------------------------------------------ small helpers
@@ -134,17 +141,17 @@ def pin_binary(binary: Path, rundir: Path) -> Path:
 
 
 class Moto:
-    """A moto server (S3 + SQS) of our own on a free loopback port, from the venv that
-    infra/local/services.sh maintains. Its state lives in memory and dies with it."""
+    """A moto server (S3 + SQS) of our own on a free loopback port, by default from the venv
+    that infra/local/services.sh maintains. Its state lives in memory and dies with it."""
 
-    def __init__(self, logfile: Path):
-        if not MOTO_SERVER.exists():
-            raise SystemExit(f"{MOTO_SERVER} missing: run infra/local/services.sh up first")
+    def __init__(self, logfile: Path, server: Path = MOTO_SERVER):
+        if not server.exists():
+            raise SystemExit(f"{server} missing: run infra/local/services.sh up first")
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._log = open(logfile, "ab")
         self.proc = subprocess.Popen(
-            [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)],
+            [str(server), "-H", "127.0.0.1", "-p", str(self.port)],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -182,7 +189,7 @@ def boto_clients(endpoint: str):
         retries={"max_attempts": 5, "mode": "standard"},
         max_pool_connections=16,
     )
-    kw = dict(endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", config=cfg)
+    kw = {"endpoint_url": endpoint, "aws_access_key_id": "test", "aws_secret_access_key": "test", "config": cfg}
     return boto3.client("s3", **kw), boto3.client("sqs", **kw)
 
 
@@ -240,6 +247,13 @@ class TcpProxy:
         with self._lock:
             ls, self._listener = self._listener, None
         if ls is not None:
+            # Stop listening now: the accept loop's select() holds the socket open until it
+            # returns, and until then the kernel would still complete new handshakes (then
+            # reset them) instead of refusing them as a stopped server does.
+            try:
+                ls.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             ls.close()
         self.cut()
 

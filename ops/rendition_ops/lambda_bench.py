@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Latency of the Lambda's miss path: p50 and p99 of a warm and of a cold on-demand miss.
 
 The release `rendition-lambda` binary polls cargo-lambda's Runtime API emulator on loopback
@@ -37,8 +36,8 @@ and the emulator). --no-s3-timing talks to moto directly.
 p99 is the nearest-rank percentile: with M <= 100 samples it is the largest one.
 
 Usage: scripts/lambda-bench.sh [options]   (builds, installs cargo-lambda, runs this)
-       scripts/lambda_bench.py --bin target/release/rendition --lambda-bin target/release/rendition-lambda \
-           --cargo-lambda PATH [--warm 50] [--cold 20]
+       PYTHONPATH=ops python3 -m rendition_ops.lambda_bench --bin target/release/rendition \
+           --lambda-bin target/release/rendition-lambda --cargo-lambda PATH [--warm 50] [--cold 20]
 """
 
 from __future__ import annotations
@@ -61,10 +60,8 @@ import time
 import uuid
 from pathlib import Path
 
-sys.dont_write_bytecode = True  # no scripts/__pycache__ in the work tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ops_common as oc  # noqa: E402
-from soak import jemalloc_env  # noqa: E402  (the production allocator settings)
+from rendition_ops import common as oc
+from rendition_ops.soak import jemalloc_env  # the production allocator settings
 
 SIGNING_KEY = "rendition-lambda-bench-key-0123456789abcdef"
 BUCKET = "rendition-lambda-bench"
@@ -567,7 +564,7 @@ def main():
                 fn = Function(lam, env, em, task_root, logdir / f"function-{source}-cold-{i:02d}.log")
                 functions.append(fn)
 
-                def call(h=holder, p=path, q=query):
+                def call(h=holder, p=path, q=query, em=em):
                     try:
                         h["r"] = em.invoke(url_event(p, q), args.timeout)
                     except Exception as e:  # noqa: BLE001
@@ -591,7 +588,7 @@ def main():
                 em.stop()
             res["cold_load"] = (load, loadavg())
             c = res["cold"]
-            first = [a - b for a, b in zip(c, res["cold_line"])]
+            first = [a - b for a, b in zip(c, res["cold_line"], strict=True)]
             s3_cold = (f" (of which S3 p50 {pct(res['cold_s3'], 50):.1f} ms, first connections included)"
                        if res.get("cold_s3") else "")
             out(f"lambda: {source:5s} cold  M={len(c)}  p50 {pct(c, 50):6.0f} ms  p99 {pct(c, 99):6.0f} ms  "
@@ -600,7 +597,7 @@ def main():
                 f"p50 {pct(res['cold_line'], 50):.0f}; init line -> response p50 {pct(first, 50):.0f} p99 "
                 f"{pct(first, 99):.0f}{s3_cold}  load {res['cold_load'][0]} -> {res['cold_load'][1]}")
 
-        stored = [o for o in oc.list_keys(s3, BUCKET, "derived/")]
+        stored = oc.list_keys(s3, BUCKET, "derived/")
         expected = 2 * (args.warm + 1 + args.cold)
         if len(stored) != expected:
             raise RuntimeError(f"{len(stored)} derivatives stored, expected {expected}")

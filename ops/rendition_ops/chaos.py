@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Chaos run of the queue workers, on loopback only, bounded in time.
 
 N uploads go through S3 (moto) -> SQS bucket notifications and N more through S3 + MinIO-
@@ -14,10 +13,13 @@ processes (2 per queue by default, both paths at once). Meanwhile:
     drops every open connection, then listens again on the same port. moto itself keeps
     running, because it holds its state in memory: a real restart would lose the buckets
     and queues. SQS and the uploads go to moto directly and are not affected.
-Then: every good source must have all its eager derivatives and its manifest, no message
-may be left on the work / retry queues (ready or unacknowledged), the DLQs must hold the
-deliberately corrupt uploads (~1 %) and nothing else, and every derivative's bytes must
-equal those of a clean `rendition run --local --once` of the same sources.
+Then: every good source must have exactly one manifest, listing exactly the eager presets,
+each stored with the listed size; corrupt uploads nothing; no object outside a manifest
+(rendition_ops.verify: derivatives are found through the manifests, never by a hand-built
+name). No message may be left on the work / retry queues (ready or unacknowledged), the DLQs
+must hold the deliberately corrupt uploads (~1 %) and nothing else, and every derivative's
+bytes must equal the same variant's in a clean `rendition run --local --once` of the same
+sources (found through the clean run's manifests); comparing none fails.
 
 The script starts its own moto server (from the venv infra/local/services.sh maintains)
 and uses random queue / exchange / bucket names on the shared RabbitMQ, deleted at the end.
@@ -26,8 +28,11 @@ Time: --deadline-min (default 20) bounds generation, the fault phase and the set
 the queues; the clean run and the byte comparison after it get at most 10 minutes more. A
 full run (1,000 + 1,000) took about 7 minutes on 2 cores with a debug build.
 
-Usage: scripts/chaos.sh [--uploads N] [...]   (builds, starts services, runs this)
-       scripts/chaos.py --bin target/debug/rendition [--uploads N] [--deadline-min M]
+--short is a run of a few minutes for scripts/test.sh (100 + 100 uploads, a SIGKILL every
+50 jobs, one broker cut, a 5 s S3 outage).
+
+Usage: scripts/chaos.sh [--short] [--bin PATH] [--uploads N] [...]   (starts services, runs this)
+       PYTHONPATH=ops python3 -m rendition_ops.chaos --bin target/debug/rendition [--uploads N]
 Exit 0 only if every invariant holds; the summary is the block of `chaos:` lines.
 """
 
@@ -35,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import hashlib
 import json
 import os
 import random
@@ -47,23 +51,32 @@ import time
 import uuid
 from pathlib import Path
 
-sys.dont_write_bytecode = True  # no scripts/__pycache__ in the work tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ops_common as oc  # noqa: E402
+from rendition_ops import common as oc
+from rendition_ops import verify
 
 PRESETS = {
-    # name: (spec, eager, extension)
-    "sm": ("w=320,fm=webp,q=75", True, "webp"),
-    "thumb": ("w=160,h=160,fit=cover,fm=webp,q=75", True, "webp"),
-    "card": ("w=480,h=270,fit=cover,fm=jpeg,q=80", True, "jpg"),
-    "og": ("w=1200,h=630,fit=cover,fm=jpeg,q=82", False, "jpg"),
+    # name: (spec, eager). Derivative names come from the manifests (rendition_ops.verify).
+    "sm": ("w=320,fm=webp,q=75", True),
+    "thumb": ("w=160,h=160,fit=cover,fm=webp,q=75", True),
+    "card": ("w=480,h=270,fit=cover,fm=jpeg,q=80", True),
+    "og": ("w=1200,h=630,fit=cover,fm=jpeg,q=82", False),
 }
-EAGER = {name: ext for name, (_, eager, ext) in PRESETS.items() if eager}
+EAGER = [name for name, (_, eager) in PRESETS.items() if eager]
 PATHS = ("sqs", "rabbitmq")
 
 
-def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+# --short: a few minutes, for scripts/test.sh. Every fault still happens (SIGKILLs with jobs in
+# flight, the broker cut, the S3 outage); the SQS visibility timeout is short so that a killed
+# worker's messages come back within seconds. Options given explicitly win.
+SHORT = {"uploads": 100, "kill_every": 50, "outage_secs": 5.0, "corrupt_every": 25, "sqs_visibility": 10,
+         "deadline_min": 10.0}
+
+
+def parse_args(argv: list[str] | None = None):
+    p = argparse.ArgumentParser(prog="scripts/chaos.sh", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--short", action="store_true",
+                   help="a short run for CI: " + ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in SHORT.items()))
     p.add_argument("--uploads", type=int, default=1000, help="uploads per path (default 1000)")
     p.add_argument("--workers", type=int, default=2, help="worker processes per queue (default 2)")
     p.add_argument("--kill-every", type=int, default=100, help="SIGKILL a worker every N completed jobs (default 100)")
@@ -76,14 +89,18 @@ def parse_args():
     p.add_argument("--seed", type=int, default=20260101, help="image generation seed")
     p.add_argument("--rundir", help="folder for logs and sources (default target/chaos/<run id>)")
     p.add_argument("--keep", action="store_true", help="keep sources and clean-run output after a passing run")
-    return p.parse_args()
+    args = p.parse_args(argv)
+    if args.short:
+        p.set_defaults(**SHORT)
+        args = p.parse_args(argv)
+    return args
 
 
 # ------------------------------------------------------------------ sources
 
 
 class Source:
-    __slots__ = ("path", "index", "key", "data", "corrupt", "kind", "guid")
+    __slots__ = ("corrupt", "data", "guid", "index", "key", "kind", "path")
 
     def __init__(self, path, index, key, data, corrupt, kind, guid):
         self.path, self.index, self.key, self.data = path, index, key, data
@@ -132,7 +149,7 @@ def generate(n: int, seed: int, corrupt_every: int) -> dict[str, list[Source]]:
 
 def config_toml(args) -> str:
     lines = [
-        "# Written by scripts/chaos.py: production settings (infra/k8s/configmap.yaml) with a lean preset set.",
+        "# Written by rendition_ops.chaos: production settings (infra/k8s/configmap.yaml) with a lean preset set.",
         "[render]", "concurrency = 2", "vips_threads = 1", "",
         "[log]", 'format = "json"', 'filter = "info"', "",
         "[s3]", "timeout_secs = 30", "force_path_style = true", 'region = "us-east-1"', "",
@@ -140,7 +157,7 @@ def config_toml(args) -> str:
         "[rabbitmq]", "max_attempts = 5", "retry_base_ms = 1000", "retry_max_ms = 60000", "delivery_limit = 10", "",
         "[worker]", 'http_addr = "127.0.0.1:0"', "shutdown_grace_secs = 30", "",
     ]
-    for name, (spec, eager, _) in PRESETS.items():
+    for name, (spec, eager) in PRESETS.items():
         lines += [f"[presets.{name}]", f'spec = "{spec}"', f"eager = {'true' if eager else 'false'}", ""]
     return "\n".join(lines)
 
@@ -182,8 +199,8 @@ class Chaos:
         self.amqpproxy = None
         self.workers: list[oc.Worker] = []
         self.done = {p: set() for p in PATHS}
-        self.ready_events = {p: 0 for p in PATHS}
-        self.uploaded = {p: 0 for p in PATHS}
+        self.ready_events = dict.fromkeys(PATHS, 0)
+        self.uploaded = dict.fromkeys(PATHS, 0)
         self.upload_errors: list[str] = []
         self.kills: list[dict] = []
         self.cut_info = None
@@ -274,13 +291,13 @@ class Chaos:
         })
         cfg = ["--config", str(self.config), "worker", "--queue"]
         for n in range(1, a.workers + 1):
-            self.workers.append(oc.Worker(f"sqs-{n}", self.binary, cfg + ["sqs"], env_sqs, self.logdir))
-            self.workers.append(oc.Worker(f"rabbitmq-{n}", self.binary, cfg + ["rabbitmq"], env_rmq, self.logdir))
+            self.workers.append(oc.Worker(f"sqs-{n}", self.binary, [*cfg, "sqs"], env_sqs, self.logdir))
+            self.workers.append(oc.Worker(f"rabbitmq-{n}", self.binary, [*cfg, "rabbitmq"], env_rmq, self.logdir))
         for w in self.workers:
             w.start()
         for w in self.workers:
             started = "consuming" if w.name.startswith("rabbitmq") else "sqs consumer started"
-            if not w.wait_log(lambda e: e.get("message") == started, 60):
+            if not w.wait_log(lambda e, started=started: e.get("message") == started, 60):
                 raise RuntimeError(f"worker {w.name} did not start consuming (see {w.logs[-1]})")
         self.log(f"{len(self.workers)} workers consuming")
 
@@ -367,16 +384,20 @@ class Chaos:
     # -------------------------------------------------------------- faults
 
     def kill_one(self):
+        """SIGKILLs one worker (taking turns), preferably one with jobs in flight: its
+        /metrics are polled for up to 5 s for such a worker; then it is restarted at once."""
         n = len(self.kills)
         order = self.workers[n % len(self.workers):] + self.workers[:n % len(self.workers)]
         victim, in_flight = None, 0
-        for w in order:
-            if not w.alive():
-                continue
-            f = w.metrics().get("rendition_in_flight", 0)
-            if f > 0:
-                victim, in_flight = w, int(f)
-                break
+        deadline = time.monotonic() + 5
+        while victim is None and time.monotonic() < deadline:
+            for w in order:
+                f = w.metrics().get("rendition_in_flight", 0) if w.alive() else 0
+                if f > 0:
+                    victim, in_flight = w, int(f)
+                    break
+            else:
+                time.sleep(0.1)
         if victim is None:
             victim = next(w for w in order if w.alive())
         victim.kill()
@@ -478,7 +499,7 @@ class Chaos:
     def stop_workers(self):
         codes = {}
         with cf.ThreadPoolExecutor(len(self.workers)) as pool:
-            for w, code in zip(self.workers, pool.map(lambda w: w.terminate(60), self.workers)):
+            for w, code in zip(self.workers, pool.map(lambda w: w.terminate(60), self.workers), strict=True):
                 codes[w.name] = code
         self.exit_codes = codes
 
@@ -505,57 +526,12 @@ class Chaos:
                 out["sqs"].append({"keys": oc.event_keys(m["Body"]), "kind": kind or "redrive"})
         return out
 
-    def verify_storage(self):
-        """Per path: sources missing derivatives / manifests, derivative keys, stray objects."""
-        res = {}
-        for p in PATHS:
-            objs = oc.list_keys(self.s3, self.bucket[p], "derived/")
-            by_rel: dict[str, dict[str, dict[str, int]]] = {}
-            for o in objs:
-                rel_guid, _, file = o["Key"][len("derived/"):].rpartition("/")
-                rel, _, guid = rel_guid.rpartition("/")
-                by_rel.setdefault(rel, {}).setdefault(guid, {})[file] = o["Size"]
-            missing_der = missing_man = bad_manifest = extra_guids = 0
-            derivs = []  # (source, s3 key)
-            problems = []
-            for s in self.sources[p]:
-                if s.corrupt:
-                    continue
-                guids = by_rel.get(s.rel, {})
-                if len(guids) > 1:
-                    extra_guids += len(guids) - 1
-                    problems.append(f"{s.key}: {len(guids)} GUID folders")
-                files = next(iter(guids.values()), {}) if guids else {}
-                guid = next(iter(guids), None)
-                if s.guid and guid and guid != s.guid:
-                    problems.append(f"{s.key}: GUID {guid}, expected {s.guid}")
-                for name, ext in EAGER.items():
-                    f = f"{name}.{ext}"
-                    if f in files:
-                        derivs.append((s, f"derived/{s.rel}/{guid}/{f}", f))
-                    else:
-                        missing_der += 1
-                        problems.append(f"{s.key}: no {f}")
-                if "manifest.json" not in files:
-                    missing_man += 1
-                    problems.append(f"{s.key}: no manifest.json")
-                    continue
-                m = json.loads(self.s3.get_object(Bucket=self.bucket[p],
-                                                  Key=f"derived/{s.rel}/{guid}/manifest.json")["Body"].read())
-                names = {v["name"]: v for v in m["variants"]}
-                ok = m["source"]["key"] == s.key and set(names) == set(EAGER)
-                for v in m["variants"]:
-                    f = v["key"].rpartition("/")[2]
-                    ok = ok and files.get(f) == v["bytes"]
-                if not ok:
-                    bad_manifest += 1
-                    problems.append(f"{s.key}: manifest does not match the stored derivatives: {m}")
-            stray = sum(1 for s in self.sources[p] if s.corrupt and s.rel in by_rel)
-            res[p] = {"missing_derivatives": missing_der, "missing_manifests": missing_man,
-                      "bad_manifests": bad_manifest, "extra_guids": extra_guids,
-                      "corrupt_with_derivatives": stray, "derivatives": derivs, "problems": problems,
-                      "objects": len(objs)}
-        return res
+    def uploads(self, p: str) -> list[verify.Upload]:
+        return [verify.Upload(s.key, not s.corrupt, s.guid) for s in self.sources[p]]
+
+    def verify_storage(self) -> dict[str, verify.StorageReport]:
+        """Per path: what the bucket holds, found through the manifests (rendition_ops.verify)."""
+        return {p: verify.verify_bucket(self.s3, self.bucket[p], self.uploads(p), set(EAGER)) for p in PATHS}
 
     def clean_run(self):
         """The same sources through `rendition run --local --once`, no faults."""
@@ -578,29 +554,9 @@ class Chaos:
             raise RuntimeError(f"clean run failed with {r.returncode} (see {self.logdir / 'clean-run.log'})")
         return clean
 
-    def compare(self, clean: Path, storage) -> tuple[int, int, list[str]]:
-        todo = []
-        for p in PATHS:
-            for s, key, f in storage[p]["derivatives"]:
-                local = list((clean / "derived" / s.rel).glob(f"*/{f}"))
-                todo.append((p, s, key, local))
-        mismatches, missing_local = [], 0
-
-        def one(item):
-            p, s, key, local = item
-            body = self.s3.get_object(Bucket=self.bucket[p], Key=key)["Body"].read()
-            if len(local) != 1:
-                return f"{key}: {len(local)} clean-run counterparts"
-            return None if hashlib.sha256(body).digest() == hashlib.sha256(local[0].read_bytes()).digest() \
-                else f"{key}: bytes differ from {local[0]}"
-
-        with cf.ThreadPoolExecutor(8) as pool:
-            for r in pool.map(one, todo):
-                if r:
-                    mismatches.append(r)
-                    if "counterparts" in r:
-                        missing_local += 1
-        return len(todo), len(mismatches), mismatches
+    def compare(self, clean: Path, storage: dict[str, verify.StorageReport]) -> dict[str, verify.Comparison]:
+        """Every derivative the manifests list against the clean run's, through its manifests."""
+        return {p: verify.compare_with_clean(self.s3, self.bucket[p], storage[p].derivatives, clean) for p in PATHS}
 
     def log_counts(self):
         c = {"reconnect": 0, "retry": 0, "dead_letter": 0, "panic": 0, "errors": 0, "requeue": 0}
@@ -664,10 +620,9 @@ def main():
         storage = chaos.verify_storage()
         chaos.log("clean run: rendition run --local --once on the same sources")
         clean = chaos.clean_run()
-        compared, mismatched, mismatch_list = chaos.compare(clean, storage)
+        comparison = chaos.compare(clean, storage)
         logs = chaos.log_counts()
-        ok = report(chaos, rc_after, sqs_after, dlq, storage, compared, mismatched, mismatch_list, logs,
-                    time.monotonic() - t_start)
+        ok = report(chaos, rc_after, sqs_after, dlq, storage, comparison, logs, time.monotonic() - t_start)
     except Exception as e:  # noqa: BLE001
         import traceback
         traceback.print_exc()
@@ -681,56 +636,58 @@ def main():
     sys.exit(0 if ok else 1)
 
 
-def report(c: Chaos, rc_after, sqs_after, dlq, storage, compared, mismatched, mismatch_list, logs, wall) -> bool:
+def classify_dlq(dlq: dict[str, list[dict]], corrupt: dict[str, set[str]]):
+    """Dead-lettered messages per path ({"keys": source keys, "kind": error kind}) against the
+    corrupt uploads per path. Returns (messages holding only corrupt uploads, [(path, message)]
+    for every other message, corrupt uploads never dead-lettered, {kind: messages})."""
+    n_corrupt, other, missing, kinds = 0, [], 0, {}
+    for p, messages in dlq.items():
+        seen: set[str] = set()
+        for m in messages:
+            if m["keys"] and all(k in corrupt[p] for k in m["keys"]):
+                n_corrupt += 1
+                seen.update(m["keys"])
+            else:
+                other.append((p, m))
+            kinds[m["kind"]] = kinds.get(m["kind"], 0) + 1
+        missing += len(corrupt[p] - seen)
+    return n_corrupt, other, missing, kinds
+
+
+def report(c: Chaos, rc_after, sqs_after, dlq, storage, comparison, logs, wall) -> bool:
     a = c.args
     good_done = {p: len(c.done[p] & c.good[p]) for p in PATHS}
     unacked_rabbit = sum(sum(rc_after[q]) for q in [c.rq["queue"], *c.retry_queues])
     unacked_running = sum(sum(c.settled_running["rabbitmq"][q]) for q in [c.rq["queue"], *c.retry_queues])
     unacked_sqs = sum(sqs_after)
-    dlq_corrupt, dlq_other, dlq_keys = 0, [], {p: set() for p in PATHS}
-    for p in PATHS:
-        for m in dlq[p]:
-            if m["keys"] and all(k in c.corrupt[p] for k in m["keys"]):
-                dlq_corrupt += 1
-                dlq_keys[p].update(m["keys"])
-            else:
-                dlq_other.append((p, m))
+    dlq_corrupt, dlq_other, corrupt_missing, kinds = classify_dlq(dlq, c.corrupt)
     corrupt_total = sum(len(c.corrupt[p]) for p in PATHS)
-    corrupt_missing = sum(len(c.corrupt[p] - dlq_keys[p]) for p in PATHS)
-    kinds = {}
-    for p in PATHS:
-        for m in dlq[p]:
-            kinds[m["kind"]] = kinds.get(m["kind"], 0) + 1
-    missing_der = sum(storage[p]["missing_derivatives"] for p in PATHS)
-    missing_man = sum(storage[p]["missing_manifests"] for p in PATHS)
-    bad_man = sum(storage[p]["bad_manifests"] + storage[p]["extra_guids"] for p in PATHS)
-    stray = sum(storage[p]["corrupt_with_derivatives"] for p in PATHS)
+    st = verify.merge_storage(storage)
+    cmp = verify.merge_comparisons(comparison)
     exits_ok = all(code == 0 for code in c.exit_codes.values())
     outage = c.outage or {}
+    inflight_kills = sum(1 for k in c.kills if k["in_flight"] > 0)
     checks = {
         "all good sources announced": all(c.good[p] <= c.done[p] for p in PATHS),
-        "no missing derivatives": missing_der == 0,
-        "no missing manifests": missing_man == 0,
-        "manifests match": bad_man == 0,
-        "no derivatives for corrupt uploads": stray == 0,
+        **verify.storage_checks(st, cmp),
         "nothing unacknowledged": unacked_rabbit == 0 and unacked_sqs == 0 and unacked_running == 0,
         "DLQs hold only corrupt uploads": not dlq_other,
         "every corrupt upload dead-lettered": corrupt_missing == 0,
-        "no byte mismatch": mismatched == 0 and compared > 0,
         "workers exit 0 on SIGTERM": exits_ok,
-        "faults injected": bool(c.cut_info) and bool(outage)
-        and (a.kill_every <= 0 or len(c.kills) >= sum(good_done.values()) // a.kill_every),
+        "broker cut": bool(c.cut_info) and c.cut_info["connections"] > 0,
+        "S3 outage": bool(outage.get("secs")),
+        "SIGKILLs as scheduled, one with jobs in flight": a.kill_every <= 0
+        or (len(c.kills) >= sum(good_done.values()) // a.kill_every and inflight_kills > 0),
         "no worker exited by itself": not c.crashes,
         "within the deadline": c.left() > 0,
     }
-    problems = [x for p in PATHS for x in storage[p]["problems"]][:20] + mismatch_list[:20]
+    problems = st.problems[:20] + cmp.unmatched[:20] + cmp.mismatches[:20]
     for p, m in dlq_other[:20]:
         problems.append(f"unexpected DLQ message on {p}: {m}")
     for line in problems:
         print(f"chaos: problem: {line}")
     for n in c.notes:
         print(f"chaos: note: {n}")
-    inflight_kills = sum(1 for k in c.kills if k["in_flight"] > 0)
     print("chaos: ---------------------------------------------------------------")
     print(f"chaos: uploads                {a.uploads} via S3->SQS + {a.uploads} via S3+RabbitMQ (MinIO events); "
           f"corrupt {len(c.corrupt['sqs'])} + {len(c.corrupt['rabbitmq'])}")
@@ -746,15 +703,21 @@ def report(c: Chaos, rc_after, sqs_after, dlq, storage, compared, mismatched, mi
           f"{cut.get('connections', 0)} worker connections dropped by the proxy); reconnects logged {logs['reconnect']}")
     print(f"chaos: S3 outage              {outage.get('secs', 0):.1f} s at {outage.get('at', '-')} jobs "
           f"(TCP proxy in front of moto closed + connections dropped; moto kept its state); retries logged {logs['retry']}")
-    print(f"chaos: missing derivatives    {missing_der}")
-    print(f"chaos: missing manifests      {missing_man}   (manifest mismatches / duplicate GUID folders: {bad_man})")
+    print(f"chaos: manifests              {st.manifests} read ({st.objects} objects under derived/); missing "
+          f"{st.missing_manifests}, not matching their derivatives {st.bad_manifests + st.size_mismatches}, extra "
+          f"versions {st.extra_versions}, of sources not uploaded {st.unexpected_manifests}, of corrupt uploads "
+          f"{st.corrupt_with_output}")
+    print(f"chaos: missing derivatives    {st.missing_derivatives} (listed by a manifest, not stored); objects listed "
+          f"by no manifest {st.unlisted_objects}")
     print(f"chaos: unacked                {unacked_rabbit + unacked_sqs} after shutdown "
           f"(rabbitmq work+retry ready+unacked: running {unacked_running}, stopped {unacked_rabbit}; "
           f"sqs visible/in-flight/delayed {'/'.join(map(str, sqs_after))})")
     print(f"chaos: DLQ messages           {dlq_corrupt + len(dlq_other)}: corrupt {dlq_corrupt} "
           f"({corrupt_total - corrupt_missing}/{corrupt_total} corrupt uploads), other {len(dlq_other)}; "
           f"kinds {kinds}")
-    print(f"chaos: byte mismatches        {mismatched} of {compared} derivatives vs a clean `rendition run --local --once`")
+    print(f"chaos: byte mismatches        {len(cmp.mismatches)} of {cmp.compared} derivatives compared "
+          f"({len(st.derivatives)} listed and stored; {len(cmp.unmatched)} without a clean-run counterpart) vs a clean "
+          f"`rendition run --local --once`, both found through their manifests")
     print(f"chaos: worker exits (SIGTERM) {c.exit_codes}")
     print(f"chaos: log                    panics {logs['panic']}, ERROR lines {logs['errors']}, requeues {logs['requeue']}")
     print(f"chaos: wall                   {wall:.0f} s (faults phase {c.chaos_secs:.0f} s, clean run {c.clean_secs:.0f} s); "
