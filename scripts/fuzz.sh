@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes rendition-core with libFuzzer + AddressSanitizer, built as cargo-fuzz builds it
+# Fuzzes rendition-image and rendition-pipeline with libFuzzer + AddressSanitizer, built as cargo-fuzz builds it
 # (without needing cargo-fuzz): each target runs for a bounded time on a scratch corpus
 # seeded from fuzz/seeds/<target>/, so the tree stays clean.
 #

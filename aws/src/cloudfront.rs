@@ -1,7 +1,7 @@
 //! CloudFront as a [`Cdn`]: one `CreateInvalidation` per call.
 //!
 //! The SDK retries transient failures itself (standard mode, a few attempts); what still
-//! fails is classified once, in [`classify`]: timeouts, connection failures, 5xx,
+//! fails is classified once, in `classify`: timeouts, connection failures, 5xx,
 //! throttling and `TooManyInvalidationsInProgress` (CloudFront's cap on invalidations
 //! running at once) are `Unavailable` (retryable); the rest (access denied, no such
 //! distribution, an invalid path) is `Refused`.

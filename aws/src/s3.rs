@@ -2,7 +2,7 @@
 //!
 //! Every call is one request (two for the rare fallbacks noted below); the SDK retries
 //! transient failures itself (standard mode, a few attempts), and whatever still fails is
-//! classified once, in [`classify`], into the port's errors: timeouts, connection failures,
+//! classified once, in `classify`, into the port's errors: timeouts, connection failures,
 //! 5xx and throttling are `Unavailable` (retryable), a missing key is `NotFound`, the rest
 //! (403, 400, a missing bucket, ...) is `Other`.
 

@@ -1,7 +1,7 @@
 //! The report: one row per measured case; the class table (Rendition with the sandbox on
 //! against sharp and vipsthumbnail, per class, set and concurrency, with the targets
 //! checked); the sandbox on/off, eager split and AVIF tables when those cases ran; and the
-//! Markdown tables (so they can be pasted into the README).
+//! Markdown tables (so they can be pasted into docs/performance.md).
 
 use std::fmt::Write;
 

@@ -1,4 +1,4 @@
-//! `cargo bench -p rendition-core --bench render`: one decode → one variant, and the eager
+//! `cargo bench -p rendition-image --bench render`: one decode → one variant, and the eager
 //! set, on a 4000×3000 JPEG made in-process (no photo files needed). libvips runs one
 //! thread per image, as in production. For whole-folder figures against sharp and
 //! vipsthumbnail on real photos see `rendition-bench` (scripts/bench.sh).

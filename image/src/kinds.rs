@@ -2,12 +2,12 @@
 //! source answers. The test that every error of every crate answers with a listed kind
 //! is `rendition-pipeline`'s `kinds` (the crate that sees them all).
 //!
-//! Each error source ([`StoreError`], [`RenderError`], [`UrlError`], [`EventError`],
-//! [`NameError`], [`CdnError`]) defines `kind()`, `is_retryable()` and `status()` once, as its own
-//! methods; composite errors ([`JobError`], [`OnDemandError`], [`MessageError`], and the
+//! Each error source (`StoreError`, `RenderError`, `UrlError`, `EventError`,
+//! `NameError`, `CdnError`) defines `kind()`, `is_retryable()` and `status()` once, as its own
+//! methods; composite errors (`JobError`, `OnDemandError`, `MessageError`, and the
 //! worker's sheet error) add the kinds of their own variants and delegate the rest to
 //! their sources. [`Classified`] is those three methods as a trait, for code generic over
-//! the error ([`crate::disposition::decide`], where the error types implement it). This
+//! the error (`crate::disposition::decide`, where the error types implement it). This
 //! module imports none of them, so every error module may name its kinds from here.
 //!
 //! Kinds go into queue headers, message attributes, failure records, Lambda error types

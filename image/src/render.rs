@@ -4,11 +4,11 @@
 //! 1. [`inspect`]: sniff the magic bytes (allow-list), read the header without decoding
 //!    pixels, enforce the byte, pixel and frame limits, work out the size after EXIF
 //!    orientation;
-//! 2. [`plan_variants`]: pure geometry per variant ([`crate::geometry`], `dpr` applied),
+//! 2. `plan_variants`: pure geometry per variant ([`crate::geometry`], `dpr` applied),
 //!    the output limit on the output itself and the work budget on the frame a crop is
 //!    cut from, whether the variant is animated; a variant refused here is [`Skipped`]
 //!    and its siblings are still made;
-//! 3. [`decode`]: one shrink-on-load decode (libvips `thumbnail`) straight to the largest
+//! 3. `decode`: one shrink-on-load decode (libvips `thumbnail`) straight to the largest
 //!    frame any variant needs, auto-oriented, converted to sRGB when the source carries an
 //!    ICC profile or is CMYK, always 8 bits per sample (16-bit PNG/TIFF included), held in
 //!    memory; every frame, stacked in one strip, when an animated variant needs them.
@@ -16,10 +16,10 @@
 //!    ignored (pixels taken as sRGB, with a warning), and a HEIF whose embedded thumbnail
 //!    is not its declared size is decoded in full;
 //!    then the placeholders ([`crate::placeholder`]) from a tiny copy of that decode;
-//! 4. per variant, largest first: [`scale`] from the smallest frame already made that
+//! 4. per variant, largest first: `scale` from the smallest frame already made that
 //!    covers it (the cascade; still variants of an animation take its first frame),
-//!    [`crop`] (cover: placed window per frame, or libvips' smart crop), [`embed`]
-//!    (contain, per frame), [`flatten`] alpha when the format has none, [`encode`] with
+//!    `crop` (cover: placed window per frame, or libvips' smart crop), `embed`
+//!    (contain, per frame), `flatten` alpha when the format has none, `encode` with
 //!    metadata stripped.
 //!
 //! Animation: a GIF or WebP source with several frames keeps them when the output is GIF

@@ -51,7 +51,7 @@ pub struct RenderSettings {
     /// Render in sandboxed helper processes (the same binary, pre-started): decoders run
     /// with a memory and CPU budget, a wall-clock deadline, `no_new_privs` and a seccomp
     /// filter, so a crash or a budget exceeded costs one job, not the process. See the
-    /// README's "Security" section. Off: renders run in this process (no budgets beyond
+    /// "Security" page (docs/security.md). Off: renders run in this process (no budgets beyond
     /// the limits).
     pub sandbox: bool,
     /// Address space of a render helper (RLIMIT_AS), in MiB.

@@ -4,7 +4,7 @@
 //! `w=320,h=320,fit=cover,fm=webp,q=75`. The canonical form prints the keys in a
 //! fixed order (`w, h, fit, g, fm, q, bg, enlarge, fx, fy, dpr, pj, palette, lossless`)
 //! and leaves out every value that equals its default, so one spec has exactly one text
-//! form; that text is part of the derivative's name (see [`crate::naming`]).
+//! form; that text is part of the derivative's name (see `crate::naming`).
 //!
 //! Defaults: `fit=inside`, `g=centre`, `fm=original`, quality per output format,
 //! no background (white when flattening, transparent when the format has alpha),
@@ -65,7 +65,7 @@ pub enum Gravity {
 
 /// Output encoding. `Original` keeps the source's format (TIFF becomes PNG, HEIF becomes
 /// AVIF). `Auto` is chosen per request from what the client accepts
-/// ([`crate::negotiate`]): AVIF, then WebP, then JPEG (PNG for a source with alpha); its
+/// (`crate::negotiate`): AVIF, then WebP, then JPEG (PNG for a source with alpha); its
 /// URLs end in `.auto` and each format it gives is stored under its own extension.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema,

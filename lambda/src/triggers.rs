@@ -1,7 +1,7 @@
 //! Event triggers: storage events (S3 invoking the function, or SNS / EventBridge carrying
 //! S3 events) and SQS batches, each message through the core's `handle_message`, so the
 //! Lambda path parses, renders, skips and deletes exactly as the queue workers do, and its
-//! result through the core's one [`decide`], whose [`Disposition`] each trigger translates.
+//! result through the core's one [`decide`](rendition_pipeline::disposition::decide), whose [`Disposition`] each trigger translates.
 //! Each storage event and each SQS record writes one metrics line ([`crate::emf`],
 //! `Function=eager`): its disposition (`done`, `retry`, `dead_letter`), error kind, time
 //! and the bytes of the derivatives rendered. Both publish the outcome events

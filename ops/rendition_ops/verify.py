@@ -1,7 +1,7 @@
 """What a fault run's storage must hold, found the way the product names it: from each
 source's manifest, never from a hand-built file name.
 
-A derivative's key is `{derived}{rel}/{guid}/{preset}.{spec hash}.{ext}` (core/src/naming.rs),
+A derivative's key is `{derived}{rel}/{guid}/{preset}.{spec hash}.{ext}` (pipeline/src/naming.rs),
 and the only place a client learns it is the source's `manifest.json`, which lists every
 variant's `key` and `bytes` and is written after them. So:
 

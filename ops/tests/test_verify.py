@@ -24,7 +24,7 @@ EAGER = set(PRESETS)
 
 
 def spec_hash(spec: str) -> str:
-    """core/src/naming.rs's spec_hash: the first 8 hex digits of SHA-256 of the canonical spec."""
+    """pipeline/src/naming.rs's spec_hash: the first 8 hex digits of SHA-256 of the canonical spec."""
     return hashlib.sha256(spec.encode()).hexdigest()[:8]
 
 

@@ -75,7 +75,7 @@ pub struct LogSettings {
     pub filter: String,
 }
 
-/// Traces of jobs and requests (`tracing` spans; see the README's "Traces").
+/// Traces of jobs and requests (`tracing` spans; see docs/operations.md, "Traces").
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetrySettings {

@@ -43,7 +43,7 @@
 //! types `time` as a date, where moto sends a Unix timestamp number, and its S3 detail is
 //! untyped anyway. So the envelopes and records are read with the small lenient structs
 //! below, which require only the fields a job needs. The crate's
-//! [`S3Entity`](aws_lambda_events::event::s3::S3Entity) (the record's `s3` member, whose
+//! [`aws_lambda_events::event::s3::S3Entity`] (the record's `s3` member, whose
 //! fields are all optional apart from `bucket` and `object`) fits and is used as is. The
 //! tests check that the AWS-shaped fixtures also parse with the crate's strict types, and
 //! that the moto one does not.

@@ -3,7 +3,7 @@
 //! from what the job edge already has (the message's result, its
 //! [`Disposition`]), and published as it is by every edge: RabbitMQ's events exchange
 //! (routing key = `type`), an SNS topic for the SQS worker and the Lambda
-//! ([`crate::sns`]).
+//! (`rendition_aws::sns`).
 //!
 //! Each event is a [CloudEvents 1.0](https://github.com/cloudevents/spec) event in
 //! structured JSON mode (`content-type: application/cloudevents+json`), schema
@@ -95,7 +95,7 @@ pub struct Failed {
     /// The source key, when the message named one.
     #[serde(default)]
     pub source: Option<String>,
-    /// The stable error kind (`corrupt_image`, `storage_unavailable`, … — the README's
+    /// The stable error kind (`corrupt_image`, `storage_unavailable`, … — docs/errors.md's
     /// error table).
     pub kind: String,
     /// The error message, at most 1,024 bytes.

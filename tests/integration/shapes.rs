@@ -1,7 +1,7 @@
 //! Geometry at the extremes: generated strips (1×N, N×1, 10000×10, 9000×120, 20000×200)
 //! through every fit, with and without `enlarge`.
 //!
-//! The expected sizes are the documented fit semantics (`core/src/geometry.rs`'s module
+//! The expected sizes are the documented fit semantics (`image/src/geometry.rs`'s module
 //! doc, sharp's `resize({ fit, withoutEnlargement })`) written out again here on their
 //! own, and that oracle is checked against libvips' `vips thumbnail` (cover and inside;
 //! fill when enlarging) and, when installed, against sharp itself for every fit
@@ -110,7 +110,7 @@ struct Want {
     output: (u64, u64),
 }
 
-/// The fit semantics as documented, independently of `core/src/geometry.rs`:
+/// The fit semantics as documented, independently of `image/src/geometry.rs`:
 /// - one side given: scale by it, the other side follows the aspect ratio, any fit;
 /// - `fill`: each side to the box;
 /// - `inside` / `contain`: the smaller factor (contain's output is the whole box);

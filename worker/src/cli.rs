@@ -104,6 +104,8 @@ pub enum Command {
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    // This doc comment is the command's `--help` text (clap), where `<picture>` is meant.
+    #[allow(rustdoc::invalid_html_tags)]
     /// Print a ready-made <picture> of a source: a srcset per format (AVIF, WebP, then the
     /// JPEG/PNG <img>) over its eager width presets, size and placeholder from its manifest.
     #[command(

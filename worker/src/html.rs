@@ -244,7 +244,7 @@ fn rank(content_type: &str) -> u8 {
     }
 }
 
-/// The ladder grouped by format in [`rank`] order, each group narrowest first with one
+/// The ladder grouped by format in `rank` order, each group narrowest first with one
 /// entry per width (the first in manifest order).
 pub fn by_format<'m>(ladder: &[&'m ManifestVariant]) -> Vec<Vec<&'m ManifestVariant>> {
     let mut sorted = ladder.to_vec();

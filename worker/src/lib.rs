@@ -1,5 +1,5 @@
 //! The `rendition` program: wiring from configuration to adapters, and the long-running
-//! modes built on `rendition-core`.
+//! modes built on `rendition-image`, `rendition-pipeline` and `rendition-aws`.
 //!
 //! # Layout
 //! - [`settings`]: the configuration this binary loads: the core's settings and the

@@ -1,5 +1,5 @@
-// Rendition derivative URLs, byte for byte as `rendition url` makes them (core/src/url.rs,
-// core/src/naming.rs):
+// Rendition derivative URLs, byte for byte as `rendition url` makes them (pipeline/src/url.rs,
+// pipeline/src/naming.rs):
 //
 //   {scheme}://{host}/{derived key}                                presets
 //   {scheme}://{host}/{derived key}?exp={unix seconds}&sig={mac}   explicit specs

@@ -135,7 +135,7 @@ impl FsStore {
     }
 
     /// The file behind a key. The key must be valid, and the path must not lead out of
-    /// the root through a symbolic link (see [`FsStore::check_inside`]).
+    /// the root through a symbolic link (see `FsStore::check_inside`).
     pub fn path_of(&self, key: &str) -> Result<PathBuf, StoreError> {
         validate_key(key)?;
         let path = self.inner.root.join(key);

@@ -5,7 +5,7 @@ use rendition_pipeline::config::ConfigError;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// RabbitMQ topology and retry policy; see the README's "Queues" section.
+/// RabbitMQ topology and retry policy; see docs/operations.md, "Queue workers".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RabbitSettings {

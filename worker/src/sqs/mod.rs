@@ -20,7 +20,7 @@
 //! - On shutdown: stop receiving, finish and delete what is in flight, return.
 //!
 //! # Layout
-//! - [`client`]: the SDK client from settings, and the queue's dead-letter queue found
+//! - [`client`](mod@client): the SDK client from settings, and the queue's dead-letter queue found
 //!   from its redrive policy;
 //! - [`consumer`]: the receive loop, one task per message, the visibility heartbeat, and
 //!   the translation of a job's [`Disposition`](rendition_pipeline::disposition::Disposition)

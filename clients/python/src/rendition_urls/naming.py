@@ -1,4 +1,4 @@
-"""Names of derivatives, as ``core/src/naming.rs`` makes them::
+"""Names of derivatives, as ``pipeline/src/naming.rs`` makes them::
 
     {derived_prefix}{source_rel}/{source_guid}/{variant}.{ext}
 

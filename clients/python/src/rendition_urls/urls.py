@@ -1,4 +1,4 @@
-"""Derivative URLs, byte for byte as Rendition's ``UrlGenerator`` (``core/src/url.rs``)
+"""Derivative URLs, byte for byte as Rendition's ``UrlGenerator`` (``pipeline/src/url.rs``)
 makes them::
 
     {scheme}://{host}/{derived key}                                presets
