@@ -53,7 +53,7 @@ pub async fn storage(app: &App, event: &Value) -> Result<Value, HandlerError> {
 
 async fn storage_job(app: &App, event: &Value) -> Result<Value, HandlerError> {
     let started = Instant::now();
-    let result = handle_event(&app.engine, event, app.settings.storage.delete_on_remove).await;
+    let result = handle_event(&app.engine, event).await;
     // A failure's event id is derived from the message: the event, written out once more
     // (the same bytes for the same event, which is what Lambda's retries deliver).
     let message = serde_json::to_vec(event).unwrap_or_default();
@@ -238,12 +238,7 @@ async fn sqs_job(app: &App, record: SqsMessage) -> Option<String> {
         .get("ApproximateReceiveCount")
         .and_then(|c| c.parse().ok())
         .unwrap_or(1);
-    let result = handle_message(
-        &app.engine,
-        body.as_bytes(),
-        app.settings.storage.delete_on_remove,
-    )
-    .await;
+    let result = handle_message(&app.engine, body.as_bytes()).await;
     let settled = settle(app, result, receives, body.as_bytes());
     let published = publish(app, &settled.events).await;
     let (failure, outcome) = match settled.disposition {

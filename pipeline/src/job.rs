@@ -21,8 +21,8 @@ use crate::manifest::{
     Manifest, ManifestSkipped, ManifestSource, ManifestVariant, MANIFEST_VERSION,
 };
 use crate::naming::{spec_hash, NameError, SourceNames, Variant};
-use crate::store::{BlobStore, ObjectMeta, PutOptions, PutOutcome, StoreError, IMMUTABLE};
-use rendition_image::render::{output_format, RenderError, VariantRequest};
+use crate::store::{BlobStore, Object, ObjectMeta, PutOptions, PutOutcome, StoreError, IMMUTABLE};
+use rendition_image::render::{output_format, RenderError, Rendered, Skipped, VariantRequest};
 use rendition_image::renderer::Renderer;
 use rendition_image::sniff::SourceFormat;
 use rendition_image::spec::{Format, VariantSpec};
@@ -355,7 +355,8 @@ impl Engine {
 
     /// Renders and stores `presets` (every eager preset when empty) of the source at
     /// `key`, skipping those its manifest already lists, then writes the manifest with
-    /// every variant made so far.
+    /// every variant made so far. The steps: what is missing → fetch (once) → render
+    /// (one decode) → store the derivatives → merge with the stored manifest → write it.
     pub async fn process_presets(
         &self,
         key: &str,
@@ -374,21 +375,7 @@ impl Engine {
             }
             Next::Render(pending) => pending,
         };
-
-        let source = match self
-            .store
-            .get(key, self.settings.limits.max_input_bytes)
-            .instrument(tracing::info_span!("fetch", key))
-            .await
-        {
-            Ok(obj) => obj,
-            Err(StoreError::NotFound { .. }) => {
-                return Err(JobError::MissingSource {
-                    key: key.to_string(),
-                })
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let source = self.fetch_source(key).await?;
         // The object may have been replaced between HEAD and GET: name what we read.
         let version = source.meta.version().to_string();
         let pending = if version == head.version() {
@@ -405,18 +392,68 @@ impl Engine {
             stored,
             missing: requests,
         } = pending;
-        let guid = names.guid();
 
         let started = std::time::Instant::now();
-        let output = self
-            .renderer
-            .render(key, source.body.clone(), requests)
-            .await?;
+        let output = self.renderer.render(key, source.body, requests).await?;
         let render_ms = started.elapsed().as_millis();
 
-        let mut entries = Vec::with_capacity(output.variants.len());
-        let mut puts = Vec::with_capacity(output.variants.len());
-        for v in output.variants {
+        let made = self.store_derivatives(&names, output.variants).await?;
+        let skipped = skipped_entries(key, output.skipped);
+        let updating = stored.is_some();
+        let stored_placeholder = stored.as_ref().and_then(|m| m.placeholder.clone());
+        let (variants, skipped) = merge_with_stored(made, skipped, stored);
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            // A job that adds presets keeps the placeholder it found, if this one has none.
+            placeholder: output.placeholder.or(stored_placeholder),
+            source: ManifestSource {
+                bucket: self.bucket.clone(),
+                key: key.to_string(),
+                guid: names.guid(),
+                version,
+                width: output.source.size.width,
+                height: output.source.size.height,
+                format: output.source.format,
+                bytes: output.source.bytes,
+            },
+            variants,
+            skipped,
+        };
+        self.put_manifest(&manifest_key, &manifest, updating)
+            .await?;
+        info!(key, guid = %names.guid(), variants = manifest.variants.len(), render_ms, "rendered");
+        Ok(Outcome::Rendered {
+            manifest_key,
+            manifest,
+        })
+    }
+
+    /// The source's bytes, at most `limits.max_input_bytes` of them.
+    async fn fetch_source(&self, key: &str) -> Result<Object, JobError> {
+        match self
+            .store
+            .get(key, self.settings.limits.max_input_bytes)
+            .instrument(tracing::info_span!("fetch", key))
+            .await
+        {
+            Ok(obj) => Ok(obj),
+            Err(StoreError::NotFound { .. }) => Err(JobError::MissingSource {
+                key: key.to_string(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes every rendered variant under its versioned name (concurrently), and says
+    /// what the manifest lists for each.
+    async fn store_derivatives(
+        &self,
+        names: &SourceNames,
+        variants: Vec<Rendered>,
+    ) -> Result<Vec<ManifestVariant>, JobError> {
+        let mut entries = Vec::with_capacity(variants.len());
+        let mut puts = Vec::with_capacity(variants.len());
+        for v in variants {
             let ext = v
                 .format
                 .extension()
@@ -448,90 +485,85 @@ impl Engine {
             );
         }
         try_join_all(puts).await?;
+        Ok(entries)
+    }
 
-        // Variants refused on their own: listed, with why, while their siblings are written.
-        let mut skipped: Vec<ManifestSkipped> = output
-            .skipped
-            .into_iter()
-            .map(|s| {
-                info!(key, variant = %s.name, kind = s.error.kind(), reason = %s.error, "variant skipped");
-                ManifestSkipped {
-                    variant: s.name,
-                    spec: s.spec.to_string(),
-                    kind: s.error.kind().to_string(),
-                    reason: s.error.to_string(),
-                }
-            })
-            .collect();
-        // Variants made by earlier jobs (other presets, other formats) stay listed; an
-        // earlier entry or skip of what this job made or skipped again is replaced.
-        let updating = stored.is_some();
-        let stored_placeholder = stored.as_ref().and_then(|m| m.placeholder.clone());
-        if let Some(stored) = stored {
-            // Made or skipped again by this job: the same preset in the same format,
-            // whatever its spec was then (a changed spec replaces the old answer).
-            let again = |name: &str, spec: &str| {
-                let format = format_of(spec);
-                entries
-                    .iter()
-                    .any(|e| e.name == name && format_of(&e.spec) == format)
-                    || skipped
-                        .iter()
-                        .any(|s| s.variant == name && format_of(&s.spec) == format)
-            };
-            let old_entries: Vec<ManifestVariant> = stored
-                .variants
-                .into_iter()
-                .filter(|v| !again(&v.name, &v.spec) && !entries.iter().any(|e| e.key == v.key))
-                .collect();
-            let old_skips: Vec<ManifestSkipped> = stored
-                .skipped
-                .into_iter()
-                .filter(|s| !again(&s.variant, &s.spec))
-                .collect();
-            entries.extend(old_entries);
-            skipped.extend(old_skips);
-        }
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
-        skipped.sort_by(|a, b| a.variant.cmp(&b.variant));
-        let manifest = Manifest {
-            version: MANIFEST_VERSION,
-            // A job that adds presets keeps the placeholder it found, if this one has none.
-            placeholder: output.placeholder.or(stored_placeholder),
-            source: ManifestSource {
-                bucket: self.bucket.clone(),
-                key: key.to_string(),
-                guid,
-                version,
-                width: output.source.size.width,
-                height: output.source.size.height,
-                format: output.source.format,
-                bytes: output.source.bytes,
-            },
-            variants: entries,
-            skipped,
-        };
-        let body = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    /// Writes `manifest` last: its presence means "done". A first manifest is written
+    /// only-if-absent; one that gains presets (`updating`, backfill) replaces the stored one.
+    async fn put_manifest(
+        &self,
+        manifest_key: &str,
+        manifest: &Manifest,
+        updating: bool,
+    ) -> Result<(), JobError> {
+        let body = serde_json::to_vec_pretty(manifest).expect("manifest serializes");
         self.store
             .put(
-                &manifest_key,
+                manifest_key,
                 Bytes::from(body),
                 PutOptions {
                     content_type: Some("application/json".into()),
                     cache_control: Some(MANIFEST_CACHE_CONTROL.into()),
-                    // A first manifest is written only-if-absent; one that gains presets
-                    // (backfill) replaces the stored one.
                     if_absent: !updating,
                 },
             )
-            .instrument(tracing::info_span!("put", key = manifest_key.as_str()))
+            .instrument(tracing::info_span!("put", key = manifest_key))
             .await?;
-        info!(key, %guid, variants = manifest.variants.len(), render_ms, "rendered");
-        Ok(Outcome::Rendered {
-            manifest_key,
-            manifest,
-        })
+        Ok(())
     }
+}
+
+/// Variants refused on their own: listed, with why, while their siblings are written.
+fn skipped_entries(key: &str, skipped: Vec<Skipped>) -> Vec<ManifestSkipped> {
+    skipped
+        .into_iter()
+        .map(|s| {
+            info!(key, variant = %s.name, kind = s.error.kind(), reason = %s.error, "variant skipped");
+            ManifestSkipped {
+                variant: s.name,
+                spec: s.spec.to_string(),
+                kind: s.error.kind().to_string(),
+                reason: s.error.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// This job's entries and skips, plus those of earlier jobs (other presets, other
+/// formats) that this one did not make or skip again; each list in name order. An
+/// earlier entry or skip of the same preset in the same format is replaced, whatever its
+/// spec was then (a changed spec replaces the old answer).
+fn merge_with_stored(
+    mut entries: Vec<ManifestVariant>,
+    mut skipped: Vec<ManifestSkipped>,
+    stored: Option<Manifest>,
+) -> (Vec<ManifestVariant>, Vec<ManifestSkipped>) {
+    if let Some(stored) = stored {
+        let again = |name: &str, spec: &str| {
+            let format = format_of(spec);
+            entries
+                .iter()
+                .any(|e| e.name == name && format_of(&e.spec) == format)
+                || skipped
+                    .iter()
+                    .any(|s| s.variant == name && format_of(&s.spec) == format)
+        };
+        let old_entries: Vec<ManifestVariant> = stored
+            .variants
+            .into_iter()
+            .filter(|v| !again(&v.name, &v.spec) && !entries.iter().any(|e| e.key == v.key))
+            .collect();
+        let old_skips: Vec<ManifestSkipped> = stored
+            .skipped
+            .into_iter()
+            .filter(|s| !again(&s.variant, &s.spec))
+            .collect();
+        entries.extend(old_entries);
+        skipped.extend(old_skips);
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    skipped.sort_by(|a, b| a.variant.cmp(&b.variant));
+    (entries, skipped)
 }
 
 // The error taxonomy's trait, answered by this type's own `kind`, `is_retryable`, `status`.

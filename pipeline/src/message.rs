@@ -104,18 +104,15 @@ pub fn job_span(queue: &'static str) -> tracing::Span {
     )
 }
 
-/// Handles one message body with `engine`; `delete_on_remove` decides what
+/// Handles one message body with `engine`; its `storage.delete_on_remove` decides what
 /// `ObjectRemoved` events do.
-pub async fn handle_message(
-    engine: &Engine,
-    body: &[u8],
-    delete_on_remove: bool,
-) -> Result<Handled, MessageError> {
+pub async fn handle_message(engine: &Engine, body: &[u8]) -> Result<Handled, MessageError> {
+    let storage = &engine.settings().storage;
     let parsed = tracing::info_span!("receive", bytes = body.len())
-        .in_scope(|| event::parse_message(body, &engine.settings().storage))?;
+        .in_scope(|| event::parse_message(body, storage))?;
     Messages {
         engine,
-        delete_on_remove,
+        delete_on_remove: storage.delete_on_remove,
     }
     .handle_parsed(parsed)
     .await
@@ -126,13 +123,12 @@ pub async fn handle_message(
 pub async fn handle_event(
     engine: &Engine,
     event: &serde_json::Value,
-    delete_on_remove: bool,
 ) -> Result<Handled, MessageError> {
-    let parsed = tracing::info_span!("receive")
-        .in_scope(|| event::parse_value(event, &engine.settings().storage))?;
+    let storage = &engine.settings().storage;
+    let parsed = tracing::info_span!("receive").in_scope(|| event::parse_value(event, storage))?;
     Messages {
         engine,
-        delete_on_remove,
+        delete_on_remove: storage.delete_on_remove,
     }
     .handle_parsed(parsed)
     .await

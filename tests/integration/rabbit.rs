@@ -394,7 +394,7 @@ impl Worker {
             rendition_image::renderer::Renderer::in_process(&settings.limits, &settings.render);
         let engine = Engine::new(store, Arc::new(settings), "local", renderer);
         let metrics = Metrics::new();
-        let handler = Handler::new(engine, true, metrics.clone());
+        let handler = Handler::new(engine, metrics.clone());
         let ready = Readiness::default();
         // Only the broker flag is under test.
         ready.set_store(true);

@@ -1,49 +1,24 @@
 //! `rendition worker --queue rabbitmq|sqs`: the long-running worker process, wired from
 //! settings. The S3 store, the eager job engine, the operations endpoint, and one queue
 //! consumer; SIGTERM stops intake, jobs in flight finish within the grace period. Its
-//! section of the configuration, `[worker]` ([`WorkerSettings`]), is defined here.
+//! section of the configuration, `[worker]`, is [`crate::settings::WorkerSettings`].
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rendition_aws::s3::S3Store;
 use rendition_aws::sns::SnsPublisher;
-use rendition_image::renderer::Renderer;
 use rendition_pipeline::config::Settings;
-use rendition_pipeline::job::Engine;
 use rendition_pipeline::store::BlobStore;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::compose::{self, Bucket, Renders};
 use crate::handler::Handler;
 use crate::http::{self, Readiness};
 use crate::metrics::Metrics;
 use crate::settings::CliSections;
-
-// `[worker]`: the long-running process (its operations endpoint and shutdown); `serve`
-// reads its grace period too. (The section's description in the schema is its field's
-// doc, in `crate::settings::CliSections`.)
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct WorkerSettings {
-    /// Address of `/healthz`, `/readyz` and `/metrics`.
-    pub http_addr: String,
-    /// After SIGTERM, how long jobs in flight may take before the process exits anyway.
-    pub shutdown_grace_secs: u64,
-}
-
-impl Default for WorkerSettings {
-    fn default() -> Self {
-        WorkerSettings {
-            http_addr: "127.0.0.1:9464".into(),
-            shutdown_grace_secs: 30,
-        }
-    }
-}
 
 /// Which queue to consume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -63,8 +38,8 @@ pub enum WorkerError {
     Rabbit(#[from] crate::rabbit::RabbitError),
     #[error(transparent)]
     Sqs(#[from] crate::sqs::SqsError),
-    #[error("cannot start the renderer: {0}")]
-    Renderer(#[from] rendition_image::render::RenderError),
+    #[error(transparent)]
+    Compose(#[from] compose::ComposeError),
 }
 
 /// Runs the worker until `shutdown` resolves, then drains for at most the grace period.
@@ -75,18 +50,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
     let settings = Arc::new(settings);
-    let store = S3Store::from_settings(&settings.s3).await;
-    let store: Arc<dyn BlobStore> = Arc::new(store);
-    let renderer = Renderer::from_settings(&settings.limits, &settings.render).await?;
-    let engine = Engine::new(
-        Arc::clone(&store),
-        Arc::clone(&settings),
-        settings.s3.bucket.clone(),
-        renderer.clone(),
-    );
-    let engine = crate::compose::with_cdn(engine, &settings).await;
+    let engine = compose::engine(Arc::clone(&settings), Bucket::S3, Renders::Yes).await?;
+    let store = Arc::clone(engine.store());
+    let renderer = engine.renderer().clone();
     let metrics = Metrics::new();
-    let handler = Handler::new(engine, settings.storage.delete_on_remove, metrics.clone());
+    let handler = Handler::new(engine, metrics.clone());
     let ready = Readiness::default();
 
     let (stop_tx, stop_rx) = watch::channel(false);

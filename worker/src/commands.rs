@@ -193,7 +193,8 @@ async fn serve_command(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<ExitCode, CommandError> {
     let addr = addr.unwrap_or_else(|| sections.serve.addr.clone());
-    let options = serve::ServeOptions::from_settings(&sections.serve, &sections.worker);
+    let options =
+        serve::ServeOptions::from_settings(&sections.serve, sections.worker.shutdown_grace_secs);
     let (ondemand, engine) =
         compose::on_demand(settings, &sections.serve, Bucket::from_flag(dir)).await?;
     let listener = tokio::net::TcpListener::bind(&addr)

@@ -15,7 +15,7 @@ use rendition_pipeline::job::Engine;
 use rendition_pipeline::ondemand::OnDemand;
 use rendition_pipeline::store::{BlobStore, CachedStore, FsStore, StoreError};
 
-use crate::serve::ServeSettings;
+use crate::serve::settings::ServeSettings;
 
 /// The bucket name a folder bucket goes by in source GUIDs.
 pub const FOLDER_BUCKET: &str = "local";

@@ -11,17 +11,12 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub struct Handler {
     engine: Engine,
-    delete_on_remove: bool,
     metrics: Metrics,
 }
 
 impl Handler {
-    pub fn new(engine: Engine, delete_on_remove: bool, metrics: Metrics) -> Handler {
-        Handler {
-            engine,
-            delete_on_remove,
-            metrics,
-        }
+    pub fn new(engine: Engine, metrics: Metrics) -> Handler {
+        Handler { engine, metrics }
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -36,9 +31,7 @@ impl Handler {
     pub async fn handle(&self, body: &[u8]) -> Result<Handled, MessageError> {
         let started = Instant::now();
         self.metrics.in_flight.inc();
-        let result =
-            rendition_pipeline::message::handle_message(&self.engine, body, self.delete_on_remove)
-                .await;
+        let result = rendition_pipeline::message::handle_message(&self.engine, body).await;
         self.metrics.in_flight.dec();
         self.metrics
             .job_seconds

@@ -22,13 +22,14 @@
 
 use std::fmt::Write as _;
 
-use rendition_image::placeholder::{Placeholder, LQIP_MAX_BYTES};
+use rendition_image::placeholder::Placeholder;
 use rendition_pipeline::config::Settings;
 use rendition_pipeline::job::Engine;
 use rendition_pipeline::manifest::{Manifest, ManifestVariant};
 use rendition_pipeline::url::{UrlError, UrlGenerator};
 
-use crate::sheet::{self, escape, SheetError};
+use crate::markup::{css_colour, escape, lqip_uri};
+use crate::sheet::{self, SheetError};
 
 /// Why no markup could be made.
 #[derive(Debug, thiserror::Error)]
@@ -270,20 +271,6 @@ pub fn by_format<'m>(ladder: &[&'m ManifestVariant]) -> Vec<Vec<&'m ManifestVari
     groups
 }
 
-/// `s` when it is a `#rrggbb` colour, the only shape the manifest writer gives it.
-pub fn css_colour(s: &str) -> Option<&str> {
-    let hex = s.strip_prefix('#')?;
-    (hex.len() == 6 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(s)
-}
-
-/// `s` when it is a base64 WebP data URI of at most [`LQIP_MAX_BYTES`], the only shape the
-/// manifest writer gives the LQIP (so it cannot end a CSS `url("…")` early).
-pub fn lqip_uri(s: &str) -> Option<&str> {
-    let body = s.strip_prefix("data:image/webp;base64,")?;
-    let base64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
-    (s.len() <= LQIP_MAX_BYTES && !body.is_empty() && body.bytes().all(base64)).then_some(s)
-}
-
 /// The `<img>`'s inline style: the dominant colour and the LQIP behind it, until the
 /// image paints over them; `None` when there is nothing usable.
 pub fn placeholder_style(p: &Placeholder) -> Option<String> {
@@ -372,6 +359,7 @@ pub fn picture(srcsets: &[Srcset], placeholder: Option<&Placeholder>, options: &
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rendition_image::placeholder::LQIP_MAX_BYTES;
     use rendition_pipeline::config::Preset;
 
     #[test]

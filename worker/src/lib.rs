@@ -6,7 +6,7 @@
 //!   sections its adapters own (`[rabbitmq]`, `[sqs]`, `[worker]`, `[serve]`, each defined
 //!   next to its adapter), one file, one layering, one JSON Schema.
 //! - [`app`]: `worker --queue rabbitmq|sqs`: store, engine, consumer, ops endpoint;
-//!   `[worker]` ([`app::WorkerSettings`]).
+//!   `[worker]` ([`settings::WorkerSettings`]).
 //! - [`backfill`]: `backfill --preset NAME`: enqueue (or render in place) the preset for
 //!   every source whose manifest lacks it; paced, resumable, with a progress bar.
 //! - [`gc`]: `gc [--delete] [--grace 30d]`: remove superseded and retired derivatives
@@ -25,11 +25,13 @@
 //! - [`handler`]: one queue message → parsed events → eager jobs / removals, with the
 //!   retryable-or-permanent verdict the consumers act on.
 //! - [`serve`]: `serve --local DIR`: on-demand HTTP with request coalescing and a source
-//!   cache; `[serve]` ([`serve::ServeSettings`]).
+//!   cache; `[serve]` ([`serve::settings::ServeSettings`]).
 //! - [`sheet`]: `sheet SOURCE` and `serve`'s `/sheet/{source}`: an HTML contact sheet of a
 //!   source and every variant in its manifest, self-checking in a (headless) browser.
 //! - [`html`]: `html SOURCE`: a ready-made `<picture>` (a srcset per format over the eager
 //!   width ladder, size and placeholder from the manifest).
+//! - [`markup`]: HTML escaping and the manifest's placeholder values checked for markup,
+//!   shared by [`html`] and [`sheet`].
 //! - [`urlcmd`]: `url SOURCE --preset|--spec`: a derivative's URL from the one generator.
 //! - [`sqs`]: the SQS consumer (`client`, `consumer`: long polling, heartbeats, batch
 //!   deletes, dead-lettering); `[sqs]` ([`sqs::SqsSettings`]).
@@ -46,6 +48,7 @@ pub mod handler;
 pub mod html;
 pub mod http;
 pub mod local;
+pub mod markup;
 pub mod metrics;
 pub mod oneoff;
 pub mod rabbit;

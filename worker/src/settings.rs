@@ -1,7 +1,7 @@
 //! The `rendition` binary's configuration: the core's [`Settings`] and the sections its
 //! adapters own, each defined (type, defaults, doc comments, rules) next to its adapter —
-//! `[rabbitmq]` in [`crate::rabbit`], `[sqs]` in [`crate::sqs`], `[worker]` in
-//! [`crate::app`], `[serve]` in [`crate::serve`]. One file, one layering
+//! `[rabbitmq]` in [`crate::rabbit`], `[sqs]` in [`crate::sqs`], `[serve]` in
+//! [`crate::serve::settings`] — and `[worker]`, the process's own section, here. One file, one layering
 //! (`RENDITION__SECTION__KEY` reaches these sections too) and one JSON Schema
 //! ([`schemas`]), loaded once by `main` ([`load`]).
 
@@ -11,9 +11,8 @@ use rendition_pipeline::config::{AdapterSections, ConfigError, Settings};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::app::WorkerSettings;
 use crate::rabbit::RabbitSettings;
-use crate::serve::ServeSettings;
+use crate::serve::settings::ServeSettings;
 use crate::sqs::SqsSettings;
 
 /// The sections the CLI's adapters own (their names are
@@ -37,6 +36,27 @@ impl AdapterSections for CliSections {
         self.rabbitmq.validate()?;
         self.serve.validate(core)?;
         Ok(())
+    }
+}
+
+// `[worker]`: the long-running process (its operations endpoint and shutdown); `serve`
+// reads its grace period too. (The section's description in the schema is its field's
+// doc, in `crate::settings::CliSections`.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    pub http_addr: String,
+    /// After SIGTERM, how long jobs in flight may take before the process exits anyway.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            http_addr: "127.0.0.1:9464".into(),
+            shutdown_grace_secs: 30,
+        }
     }
 }
 

@@ -29,7 +29,7 @@ use rendition_pipeline::manifest::Manifest;
 use rendition_pipeline::naming::NameError;
 use rendition_pipeline::store::StoreError;
 
-use crate::html;
+use crate::markup::{self, push_escaped};
 
 /// Why no sheet could be made.
 #[derive(Debug, thiserror::Error)]
@@ -261,27 +261,6 @@ pub async fn build(engine: &Engine, source: &str, images: Images) -> Result<Shee
     })
 }
 
-/// Appends `s` with `& < > " '` escaped: safe in text and in quoted attribute values.
-fn push_escaped(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// `s`, HTML-escaped.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    push_escaped(&mut out, s);
-    out
-}
-
 /// `1234567` → `1,234,567`.
 fn grouped(n: u64) -> String {
     let digits = n.to_string();
@@ -505,13 +484,13 @@ fn figure(out: &mut String, item: &Item, placeholder: Option<&Placeholder>) {
 /// A colour or data URI of another shape than the writer gives them is shown as text only.
 fn placeholder_row(out: &mut String, p: &Placeholder, width: u32, height: u32) {
     out.push_str("<dt>placeholder</dt><dd class=\"placeholder\">");
-    if let Some(colour) = html::css_colour(&p.dominant) {
+    if let Some(colour) = markup::css_colour(&p.dominant) {
         let _ = write!(
             out,
             "<span class=\"swatch\" data-placeholder=\"dominant\" style=\"background-color:{colour}\" title=\"dominant colour\"></span>"
         );
     }
-    if let Some(uri) = html::lqip_uri(&p.lqip) {
+    if let Some(uri) = markup::lqip_uri(&p.lqip) {
         let _ = write!(
             out,
             "<span class=\"lqip\" data-placeholder=\"lqip\" style=\"aspect-ratio:{} / {};background-image:url(",
