@@ -14,7 +14,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::{Mutex, OnceLock};
 
-use super::{cstr, ffi, last_error, Image, VipsError};
+use super::errors::{last_error, VipsError};
+use super::ffi;
+use super::image::{cstr, wrap, Image};
 
 /// Rows libvips asks for at a time: its loaders' "fat strip".
 const STRIP_ROWS: c_int = 16;
@@ -131,7 +133,7 @@ impl<'a> Image<'a> {
             }
         }
         let k_tile = cstr("tile_height");
-        super::wrap(
+        wrap(
             "rows",
             Box::new(|out| {
                 // SAFETY: valid image; NULL-terminated typed option list. The result holds
