@@ -19,7 +19,7 @@
 //! - `ops.rs`: thumbnail, resize, crop, smart crop ([`Interesting`]), colourspace, frames
 //!   joined, embed, flatten, alpha;
 //! - `encode.rs`: [`Image::save`] in a [`SaveFormat`], [`strip_webp_metadata`];
-//! - [`rows`]: images whose rows Rust produces ([`RowSource`]).
+//! - [`rows`]: images whose rows Rust produces ([`RowSource`], [`RowsError`]).
 //!
 //! Files point one way: `ffi` ← `errors` ← `runtime`, `image` ← `ops`, `encode`, `rows`.
 
@@ -35,5 +35,5 @@ pub use encode::{strip_webp_metadata, SaveFormat};
 pub use errors::VipsError;
 pub use image::{Header, Image};
 pub use ops::Interesting;
-pub use rows::RowSource;
+pub use rows::{RowSource, RowsError};
 pub use runtime::{init, log_to_tracing, version, warn, with_job};
