@@ -4,13 +4,18 @@
 //!
 //! # Layout
 //! - [`spec`]: `VariantSpec` and its one canonical text form (`w=320,fit=cover,fm=webp`),
-//!   and the spec hash that versions a preset's names.
+//!   and the spec hash that versions a preset's names (`spec/`: types, errors, parse,
+//!   display, hash).
 //! - [`geometry`]: pure fit/crop/gravity math, no libvips.
 //! - [`settings`]: the `[limits]` and `[render]` configuration sections.
 //! - [`sniff`]: source format from magic bytes, with an allow-list.
 //! - [`container`]: scans, frames and pages counted from container markers, before decoding.
-//! - [`vips`]: a small safe layer over the libvips 8.14 C API (own FFI; see there why).
-//! - [`render`]: the pipeline as ordered named steps; one decode, many variants.
+//! - [`vips`]: a small safe layer over the libvips 8.14 C API (own FFI; see there why):
+//!   `vips/` holds the FFI, errors, the process-wide runtime, the image, its operations,
+//!   encoding, and images whose rows Rust produces.
+//! - [`render`]: the pipeline as ordered named steps; one decode, many variants. `render/`
+//!   holds the entry point and the steps' order in `mod.rs`, one file per step (inspect,
+//!   plan, decode, transform, encode), its types and its errors.
 //! - [`png_fast`]: 8-bit PNGs decoded by the `png` crate and streamed into libvips,
 //!   pixel-identical to libvips' loader and faster.
 //! - [`progressive`]: DC-only rebuilds of progressive JPEGs, for thumbnails decoded at 1/8.

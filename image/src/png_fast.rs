@@ -19,7 +19,7 @@
 use std::io::Cursor;
 
 use crate::geometry::Size;
-use crate::vips::{Header, Image, RowSource, VipsError};
+use crate::vips::{Header, Image, RowSource, RowsError, VipsError};
 
 const SIGNATURE: &[u8; 8] = b"\x89PNG\r\n\x1a\n";
 
@@ -156,13 +156,24 @@ struct PngRows<'a> {
     reader: png::Reader<Cursor<&'a [u8]>>,
 }
 
+/// Why the `png` crate gave no next row (as [`RowsError::Source`]: a failed fast decode,
+/// which libvips' loader then decodes again).
+#[derive(Debug, thiserror::Error)]
+enum PngRowError {
+    #[error("fewer rows than the header says")]
+    FewerRows,
+    #[error(transparent)]
+    Decode(png::DecodingError),
+}
+
 impl RowSource for PngRows<'_> {
-    fn next_row(&mut self, row: &mut [u8]) -> Result<(), String> {
-        match self.reader.read_row(row) {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err("fewer rows than the header says".into()),
-            Err(e) => Err(e.to_string()),
-        }
+    fn next_row(&mut self, row: &mut [u8]) -> Result<(), RowsError> {
+        let error = match self.reader.read_row(row) {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => PngRowError::FewerRows,
+            Err(e) => PngRowError::Decode(e),
+        };
+        Err(RowsError::Source(Box::new(error)))
     }
 }
 

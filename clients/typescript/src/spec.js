@@ -1,5 +1,5 @@
 // Variant specs: parsing (any key order) and the one canonical text, as Rendition's
-// image/src/spec.rs does it — the same rules, checked in the same order, so a spec is
+// image/src/spec/ does it — the same rules, checked in the same order, so a spec is
 // refused here exactly when the server would refuse it.
 
 /** A URL Rendition would refuse to make or serve; `kind` is Rendition's error kind. */

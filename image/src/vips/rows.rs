@@ -14,15 +14,48 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::{Mutex, OnceLock};
 
-use super::{cstr, ffi, last_error, Image, VipsError};
+use super::errors::{last_error, VipsError};
+use super::ffi;
+use super::image::{cstr, wrap, Image};
 
 /// Rows libvips asks for at a time: its loaders' "fat strip".
 const STRIP_ROWS: c_int = 16;
 
 /// Produces an image's rows in order, each `width × bands` bytes of 8-bit samples.
 pub trait RowSource: Send {
-    /// Fills `row` with the next row; a message when the pixels cannot be had.
-    fn next_row(&mut self, row: &mut [u8]) -> Result<(), String>;
+    /// Fills `row` with the next row; [`RowsError::Source`] when the pixels cannot be had.
+    fn next_row(&mut self, row: &mut [u8]) -> Result<(), RowsError>;
+}
+
+/// Why the rows of an image made by [`Image::from_rows`] could not be had. Its text goes
+/// to libvips' error buffer (`rows: …`), so the libvips call that pulled the rows fails
+/// with it as its [`VipsError`].
+#[derive(Debug, thiserror::Error)]
+pub enum RowsError {
+    /// The [`RowSource`] could not give its next row: its own error, as it says it.
+    #[error(transparent)]
+    Source(Box<dyn std::error::Error + Send + Sync>),
+    /// The [`RowSource`] panicked (caught: a panic must not unwind into libvips).
+    #[error("row source panicked")]
+    Panicked,
+    /// The region libvips asked to fill could not be read.
+    #[error("cannot read the region's area")]
+    RegionArea,
+    /// libvips asked for an area that is not whole rows of this image.
+    #[error("unexpected area {0:?}")]
+    UnexpectedArea(ffi::VipsRect),
+    /// libvips asked for rows out of order; a sequential source only goes forward.
+    #[error("out of order read at line {next}")]
+    OutOfOrder {
+        /// The next row the source would give.
+        next: usize,
+    },
+    /// A strip of rows could not be wrapped as a libvips image.
+    #[error("cannot wrap a strip")]
+    WrapStrip,
+    /// A strip of rows could not be read back through a libvips region.
+    #[error("cannot read a strip")]
+    ReadStrip,
 }
 
 /// What the generate callback works on, owned by the image (freed when libvips frees it).
@@ -131,7 +164,7 @@ impl<'a> Image<'a> {
             }
         }
         let k_tile = cstr("tile_height");
-        super::wrap(
+        wrap(
             "rows",
             Box::new(|out| {
                 // SAFETY: valid image; NULL-terminated typed option list. The result holds
@@ -250,17 +283,17 @@ unsafe extern "C" fn generate(
         let mut rows = state.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: `out` is the region libvips asks us to fill.
         let Some((image, rect)) = (unsafe { region_area(out) }) else {
-            return Err("cannot read the region's area".to_string());
+            return Err(RowsError::RegionArea);
         };
         // SAFETY: as above.
         unsafe { rows.fill(out, image, rect) }
     }));
-    let message = match result {
+    let error = match result {
         Ok(Ok(())) => return 0,
-        Ok(Err(message)) => message,
-        Err(_) => "row source panicked".to_string(),
+        Ok(Err(error)) => error,
+        Err(_) => RowsError::Panicked,
     };
-    let message = cstr(&message.replace('\0', " "));
+    let message = cstr(&error.to_string().replace('\0', " "));
     // SAFETY: NUL-terminated strings; "%s" takes one string argument.
     unsafe { ffi::vips_error(c"rows".as_ptr(), c"%s".as_ptr(), message.as_ptr()) };
     -1
@@ -276,17 +309,17 @@ impl Rows {
         out: *mut ffi::VipsRegion,
         image: *mut ffi::VipsImage,
         rect: ffi::VipsRect,
-    ) -> Result<(), String> {
+    ) -> Result<(), RowsError> {
         let (top, height) = (rect.top as usize, rect.height as usize);
         if image != self.image
             || rect.left != 0
             || rect.width as usize != self.width
             || top + height > self.height
         {
-            return Err(format!("unexpected area {rect:?}"));
+            return Err(RowsError::UnexpectedArea(rect));
         }
         if top != self.next {
-            return Err(format!("out of order read at line {}", self.next));
+            return Err(RowsError::OutOfOrder { next: self.next });
         }
         let row_bytes = self.width * self.bands;
         self.strip.resize(row_bytes * height, 0);
@@ -312,7 +345,7 @@ impl Rows {
                 ffi::VIPS_FORMAT_UCHAR,
             );
             if strip.is_null() {
-                return Err("cannot wrap a strip".into());
+                return Err(RowsError::WrapStrip);
             }
             let region = ffi::vips_region_new(strip);
             let ok = !region.is_null() && ffi::vips_region_image(region, &whole) == 0;
@@ -324,7 +357,7 @@ impl Rows {
             }
             ffi::g_object_unref(strip.cast());
             if !ok {
-                return Err("cannot read a strip".into());
+                return Err(RowsError::ReadStrip);
             }
         }
         Ok(())
