@@ -10,8 +10,8 @@ use anyhow::Context;
 
 use crate::cases::{CaseOutput, Class, Set};
 use crate::measure::{self, Running};
+use crate::options::Options;
 use crate::report::{self, Measured, Row, GLIBC_DEFAULT};
-use crate::suite::Options;
 
 /// The sharp side of the comparison, written to a temporary file when sharp runs.
 const SHARP_SCRIPT: &str = include_str!("../sharp-bench.mjs");

@@ -31,6 +31,8 @@
 //! - [`measure`]: child processes measured with `wait4`; the allocator they run with;
 //!   `/proc` readings and the process-tree RSS sampler.
 //! - [`external`]: the sharp (node) and vipsthumbnail cases; whether sharp decodes a class.
+//! - [`options`]: what the command line asked to measure (read by [`suite`] and by
+//!   [`external`]'s detection).
 //! - [`suite`]: which cases run, in which order, with which allocator.
 //! - [`report`]: rows, the class table with its targets, sandbox on / off, and the
 //!   Markdown tables.
@@ -38,6 +40,7 @@
 mod cases;
 mod external;
 mod measure;
+mod options;
 mod report;
 mod suite;
 
@@ -123,7 +126,7 @@ fn main() -> anyhow::Result<()> {
     for kind in &args.kind {
         classes.extend(cases::Class::of_kind(kind)?);
     }
-    suite::run(&suite::Options {
+    suite::run(&options::Options {
         dir: args.dir,
         iterations,
         json: args.json,
