@@ -34,8 +34,13 @@
 //! - [`options`]: what the command line asked to measure (read by [`suite`] and by
 //!   [`external`]'s detection).
 //! - [`suite`]: which cases run, in which order, with which allocator.
-//! - [`report`]: rows, the class table with its targets, sandbox on / off, and the
-//!   Markdown tables.
+//! - [`report`]: the report, in five files:
+//!   - [`report::row`]: one row per measured case, and how rows are found and ordered;
+//!   - [`report::targets`]: the class table and the targets its ratios are held against;
+//!   - [`report::comparisons`]: sandbox on / off, the eager set's CPU split, AVIF's cost;
+//!   - [`report::summary`]: the whole report (per class, machine, tools), as `--json`
+//!     writes it;
+//!   - [`report::tables`]: the progress lines and the Markdown tables.
 
 mod cases;
 mod external;
