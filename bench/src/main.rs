@@ -41,8 +41,11 @@
 //!   - [`report::summary`]: the whole report (per class, machine, tools), as `--json`
 //!     writes it;
 //!   - [`report::tables`]: the progress lines and the Markdown tables.
+//! - [`error`]: [`error::BenchError`], every module's error but `main`'s (which reports it
+//!   through `anyhow`).
 
 mod cases;
+mod error;
 mod external;
 mod measure;
 mod options;
