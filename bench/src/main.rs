@@ -128,7 +128,8 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let iterations = args.iterations as usize;
     if let Some(case) = args.child {
-        return cases::child(&args.file, iterations, &case);
+        cases::child(&args.file, iterations, &case)?;
+        return Ok(());
     }
     let mut classes = args.class;
     for kind in &args.kind {
