@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
 use bytes::Bytes;
 use rendition_image::render::VariantRequest;
 use rendition_image::renderer::Renderer;
@@ -15,6 +14,7 @@ use rendition_image::spec::{Format, VariantSpec};
 use rendition_pipeline::config::Settings;
 use serde::{Deserialize, Serialize};
 
+use crate::error::BenchError;
 use crate::measure;
 
 /// The eager widths (the default `xl`…`thumb` presets).
@@ -65,18 +65,18 @@ impl Class {
             Class::Heic => "HEIC",
         }
     }
-    pub fn parse(s: &str) -> anyhow::Result<Class> {
+    pub fn parse(s: &str) -> Result<Class, BenchError> {
         Class::ALL
             .into_iter()
             .find(|c| c.as_str() == s)
-            .with_context(|| format!("unknown class {s:?} (progressive, baseline, png, heic)"))
+            .ok_or_else(|| BenchError::UnknownClass(s.to_string()))
     }
     /// `--kind jpeg|png` (the classes before there were four): the classes it stands for.
-    pub fn of_kind(kind: &str) -> anyhow::Result<Vec<Class>> {
+    pub fn of_kind(kind: &str) -> Result<Vec<Class>, BenchError> {
         match kind {
             "jpeg" => Ok(vec![Class::Progressive, Class::Baseline]),
             "png" => Ok(vec![Class::Png]),
-            _ => bail!("unknown kind {kind:?} (jpeg, png; or --class)"),
+            _ => Err(BenchError::UnknownKind(kind.to_string())),
         }
     }
     /// Whether a file name may hold a source of some class (the content decides which).
@@ -173,13 +173,16 @@ impl Set {
             Set::PresetsAvif => "presets-avif",
         }
     }
-    pub fn parse(s: &str) -> anyhow::Result<Set> {
+    pub fn parse(s: &str) -> Result<Set, BenchError> {
         Set::ALL
             .into_iter()
             .find(|set| set.as_str() == s)
-            .with_context(|| {
+            .ok_or_else(|| {
                 let names: Vec<&str> = Set::ALL.iter().map(|s| s.as_str()).collect();
-                format!("unknown set {s:?} (known: {})", names.join(", "))
+                BenchError::UnknownSet {
+                    name: s.to_string(),
+                    known: names.join(", "),
+                }
             })
     }
     pub fn label(self) -> &'static str {
@@ -215,11 +218,9 @@ impl Set {
     /// The requests one source gets: the variant specs (in Rendition's spec syntax), or
     /// for the `presets` sets what an eager job asks for (core's `job::requests_of`: one
     /// request per eager preset and format, named after the preset).
-    pub fn requests(self) -> anyhow::Result<Vec<VariantRequest>> {
+    pub fn requests(self) -> Result<Vec<VariantRequest>, BenchError> {
         if let Some(settings) = self.preset_settings() {
-            settings
-                .validate()
-                .context("the bench's preset configuration")?;
+            settings.validate().map_err(BenchError::PresetConfig)?;
             return Ok(settings
                 .eager_presets()
                 .flat_map(|(name, preset)| {
@@ -247,9 +248,10 @@ impl Set {
         specs
             .into_iter()
             .map(|text| {
-                let spec: VariantSpec = text
-                    .parse()
-                    .with_context(|| format!("bench spec {text:?}"))?;
+                let spec: VariantSpec = match text.parse() {
+                    Ok(spec) => spec,
+                    Err(source) => return Err(BenchError::Spec { text, source }),
+                };
                 Ok(VariantRequest { name: text, spec })
             })
             .collect()
@@ -267,7 +269,7 @@ impl Set {
     /// The outputs of this set as sharp pipelines, for `sharp-bench.mjs`: the same
     /// requests Rendition renders, with Rendition's encoder settings (quality from the spec
     /// or the format's default, AVIF effort `render.avif_effort`).
-    pub fn sharp_variants(self) -> anyhow::Result<serde_json::Value> {
+    pub fn sharp_variants(self) -> Result<serde_json::Value, BenchError> {
         let effort = self
             .preset_settings()
             .unwrap_or_default()
@@ -277,7 +279,7 @@ impl Set {
             .requests()?
             .iter()
             .map(|r| sharp_variant(&r.spec, effort))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(serde_json::Value::Array(variants))
     }
 }
@@ -285,7 +287,7 @@ impl Set {
 /// One output as a sharp pipeline: `resize({width, height, fit, position,
 /// withoutEnlargement})` then the encoder. Only what sharp-bench.mjs does the same way as
 /// Rendition: w, h, fit, g=centre, fm (jpeg, webp, avif), q, enlarge.
-fn sharp_variant(spec: &VariantSpec, avif_effort: u8) -> anyhow::Result<serde_json::Value> {
+fn sharp_variant(spec: &VariantSpec, avif_effort: u8) -> Result<serde_json::Value, BenchError> {
     let plain = VariantSpec {
         width: spec.width,
         height: spec.height,
@@ -296,7 +298,9 @@ fn sharp_variant(spec: &VariantSpec, avif_effort: u8) -> anyhow::Result<serde_js
         ..VariantSpec::default()
     };
     if *spec != plain || !matches!(spec.format, Format::Jpeg | Format::Webp | Format::Avif) {
-        bail!("sharp-bench.mjs cannot render {spec} like Rendition does");
+        return Err(BenchError::SharpCannotRender {
+            spec: spec.to_string(),
+        });
     }
     Ok(serde_json::json!({
         "width": spec.width,
@@ -331,23 +335,26 @@ impl Case {
             if self.sandbox { "on" } else { "off" }
         )
     }
-    fn parse(arg: &str) -> anyhow::Result<Case> {
+    fn parse(arg: &str) -> Result<Case, BenchError> {
         let parts: Vec<&str> = arg.split(':').collect();
         let [tool, class, set, concurrency, sandbox] = parts[..] else {
-            bail!("--child wants rendition:CLASS:SET:CONCURRENCY:on|off, got {arg:?}");
+            return Err(BenchError::ChildArgument(arg.to_string()));
         };
         if tool != "rendition" {
-            bail!("--child runs only rendition cases, got {tool:?}");
+            return Err(BenchError::ChildTool(tool.to_string()));
         }
         let sandbox = match sandbox {
             "on" => true,
             "off" => false,
-            _ => bail!("sandbox must be on or off, got {sandbox:?}"),
+            _ => return Err(BenchError::ChildSandbox(sandbox.to_string())),
         };
         Ok(Case {
             class: Class::parse(class)?,
             set: Set::parse(set)?,
-            concurrency: concurrency.parse::<usize>().context("concurrency")?.max(1),
+            concurrency: concurrency
+                .parse::<usize>()
+                .map_err(BenchError::ChildConcurrency)?
+                .max(1),
             sandbox,
         })
     }
@@ -355,9 +362,12 @@ impl Case {
 
 /// The sources in `dir` by class, each class' files sorted by name: every `.jpg`, `.jpeg`,
 /// `.png`, `.heic` and `.heif` file, put in its class by its content.
-pub fn classify(dir: &Path) -> anyhow::Result<Vec<(Class, Vec<PathBuf>)>> {
+pub fn classify(dir: &Path) -> Result<Vec<(Class, Vec<PathBuf>)>, BenchError> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
+        .map_err(|source| BenchError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && Class::candidate(p))
         .collect();
@@ -365,7 +375,7 @@ pub fn classify(dir: &Path) -> anyhow::Result<Vec<(Class, Vec<PathBuf>)>> {
     let mut by_class: Vec<(Class, Vec<PathBuf>)> =
         Class::ALL.iter().map(|&c| (c, Vec::new())).collect();
     for path in paths {
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes = read(&path)?;
         if let Some(class) = Class::of(&bytes) {
             let slot = by_class.iter_mut().find(|(c, _)| *c == class);
             slot.expect("every class has a slot").1.push(path);
@@ -374,11 +384,15 @@ pub fn classify(dir: &Path) -> anyhow::Result<Vec<(Class, Vec<PathBuf>)>> {
     Ok(by_class)
 }
 
-pub fn read_all(files: &[PathBuf]) -> anyhow::Result<Vec<Vec<u8>>> {
-    files
-        .iter()
-        .map(|f| std::fs::read(f).with_context(|| format!("reading {}", f.display())))
-        .collect()
+pub fn read_all(files: &[PathBuf]) -> Result<Vec<Vec<u8>>, BenchError> {
+    files.iter().map(|f| read(f)).collect()
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, BenchError> {
+    std::fs::read(path).map_err(|source| BenchError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// What one measured case (a child process) reports on stdout.
@@ -423,10 +437,10 @@ pub struct CaseOutput {
 /// decode. The helpers are stopped and reaped before the output is printed, so that this
 /// process' `wait4` figures include theirs. A sampler thread follows the RSS of this
 /// process and its helpers throughout.
-pub fn child(files: &[PathBuf], iterations: usize, arg: &str) -> anyhow::Result<()> {
+pub fn child(files: &[PathBuf], iterations: usize, arg: &str) -> Result<(), BenchError> {
     let case = Case::parse(arg)?;
     if files.is_empty() {
-        bail!("--child needs the files to render (--file)");
+        return Err(BenchError::ChildFiles);
     }
     // A helper that fails says so through tracing; stdout is the JSON answer only.
     let _ = tracing_subscriber::fmt()
@@ -451,7 +465,7 @@ pub fn child(files: &[PathBuf], iterations: usize, arg: &str) -> anyhow::Result<
         let renderer = if case.sandbox {
             Renderer::from_settings(&settings.limits, &settings.render)
                 .await
-                .context("starting the render sandbox")?
+                .map_err(BenchError::Sandbox)?
         } else {
             Renderer::in_process(&settings.limits, &settings.render)
         };
@@ -464,7 +478,7 @@ pub fn child(files: &[PathBuf], iterations: usize, arg: &str) -> anyhow::Result<
                 times_s.push(secs);
                 out_bytes = bytes;
             }
-            anyhow::Ok((warmup_s, times_s, out_bytes))
+            Ok::<_, BenchError>((warmup_s, times_s, out_bytes))
         }
         .await;
         renderer.shutdown().await;
@@ -499,7 +513,7 @@ async fn pass(
     sources: &Arc<Vec<Bytes>>,
     requests: &Arc<Vec<VariantRequest>>,
     concurrency: usize,
-) -> anyhow::Result<(f64, u64)> {
+) -> Result<(f64, u64), BenchError> {
     let next = Arc::new(AtomicUsize::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -511,20 +525,20 @@ async fn pass(
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(source) = sources.get(i) else {
-                    return anyhow::Ok(());
+                    return Ok::<_, BenchError>(());
                 };
                 let key = format!("bench/{i}");
                 let out = renderer
                     .render(&key, source.clone(), requests.to_vec())
                     .await
-                    .with_context(|| format!("rendering image {i}"))?;
+                    .map_err(|source| BenchError::Render { image: i, source })?;
                 let n: usize = out.variants.iter().map(|v| v.bytes.len()).sum();
                 bytes.fetch_add(n as u64, Ordering::Relaxed);
             }
         });
     }
     while let Some(done) = tasks.join_next().await {
-        done.context("bench task panicked")??;
+        done.map_err(BenchError::Task)??;
     }
     Ok((start.elapsed().as_secs_f64(), bytes.load(Ordering::Relaxed)))
 }

@@ -6,12 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::Context;
-
 use crate::cases::{CaseOutput, Class, Set};
+use crate::error::BenchError;
 use crate::measure::{self, Running};
+use crate::options::Options;
 use crate::report::{self, Measured, Row, GLIBC_DEFAULT};
-use crate::suite::Options;
 
 /// The sharp side of the comparison, written to a temporary file when sharp runs.
 const SHARP_SCRIPT: &str = include_str!("../sharp-bench.mjs");
@@ -57,7 +56,7 @@ fn default_sharp_dir() -> PathBuf {
 }
 
 impl External {
-    pub fn detect(opts: &Options) -> anyhow::Result<External> {
+    pub fn detect(opts: &Options) -> Result<External, BenchError> {
         let mut skipped = Vec::new();
         let node = if opts.no_sharp {
             skipped.push("sharp: --no-sharp".to_string());
@@ -86,8 +85,12 @@ impl External {
             Some(_) => {
                 let script = std::env::temp_dir()
                     .join(format!("rendition-sharp-bench-{}.mjs", std::process::id()));
-                std::fs::write(&script, SHARP_SCRIPT)
-                    .with_context(|| format!("writing {}", script.display()))?;
+                if let Err(source) = std::fs::write(&script, SHARP_SCRIPT) {
+                    return Err(BenchError::Write {
+                        path: script,
+                        source,
+                    });
+                }
                 Some(Sharp {
                     dir: sharp_dir,
                     script,
@@ -112,7 +115,9 @@ impl External {
             std::env::temp_dir()
         };
         let shm = shm_root.join(format!("rendition-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&shm).with_context(|| format!("creating {}", shm.display()))?;
+        if let Err(source) = std::fs::create_dir_all(&shm) {
+            return Err(BenchError::Create { path: shm, source });
+        }
         Ok(External {
             node,
             sharp_version,
@@ -126,7 +131,7 @@ impl External {
     /// Whether sharp decodes `files`: `Ok(None)` when it does (or does not run at all),
     /// `Ok(Some(why))` when it fails on one of them (sharp's prebuilt libvips has no HEVC
     /// decoder: no HEIC).
-    pub fn sharp_cannot_decode(&self, files: &[PathBuf]) -> anyhow::Result<Option<String>> {
+    pub fn sharp_cannot_decode(&self, files: &[PathBuf]) -> Result<Option<String>, BenchError> {
         let Some(sharp) = &self.sharp else {
             return Ok(None);
         };
@@ -138,7 +143,7 @@ impl External {
         measure::glibc_default(&mut cmd);
         let reaped = measure::run_measured(&mut cmd, "node sharp probe")?;
         let probe: serde_json::Value =
-            serde_json::from_str(reaped.stdout.trim()).context("sharp probe output")?;
+            serde_json::from_str(reaped.stdout.trim()).map_err(BenchError::SharpProbe)?;
         if probe["ok"] == true {
             return Ok(None);
         }
@@ -160,7 +165,7 @@ impl External {
         set: Set,
         concurrency: usize,
         iterations: usize,
-    ) -> anyhow::Result<Option<(Row, CaseOutput)>> {
+    ) -> Result<Option<(Row, CaseOutput)>, BenchError> {
         let Some(sharp) = &self.sharp else {
             return Ok(None);
         };
@@ -181,7 +186,7 @@ impl External {
         measure::glibc_default(&mut cmd);
         let reaped = measure::run_measured(&mut cmd, "node sharp")?;
         let out: CaseOutput =
-            serde_json::from_str(reaped.stdout.trim()).context("sharp script output")?;
+            serde_json::from_str(reaped.stdout.trim()).map_err(BenchError::SharpOutput)?;
         let note = match set {
             Set::Eager10 => Some("10 independent pipelines/image".to_string()),
             Set::Eager15 => Some(format!(
@@ -222,7 +227,7 @@ impl External {
         pixels: &[u64],
         concurrency: usize,
         iterations: usize,
-    ) -> anyhow::Result<Option<Row>> {
+    ) -> Result<Option<Row>, BenchError> {
         if self.vipsthumbnail_version.is_none() {
             return Ok(None);
         }
@@ -237,7 +242,7 @@ impl External {
             bin.1.push(&files[i]);
         }
         let pattern = format!("{}/%s.jpg[Q=80,strip,optimize_coding]", shm.display());
-        let pass = || -> anyhow::Result<(f64, u64, u64, f64)> {
+        let pass = || -> Result<(f64, u64, u64, f64), BenchError> {
             let start = Instant::now();
             let running: Vec<Running> = bins
                 .iter()
@@ -250,7 +255,7 @@ impl External {
                     measure::glibc_default(&mut cmd);
                     measure::spawn(&mut cmd, "vipsthumbnail")
                 })
-                .collect::<anyhow::Result<_>>()?;
+                .collect::<Result<_, _>>()?;
             let (mut rss, mut cpu) = (0, 0.0);
             for r in running {
                 let reaped = measure::reap(r)?;

@@ -31,13 +31,24 @@
 //! - [`measure`]: child processes measured with `wait4`; the allocator they run with;
 //!   `/proc` readings and the process-tree RSS sampler.
 //! - [`external`]: the sharp (node) and vipsthumbnail cases; whether sharp decodes a class.
+//! - [`options`]: what the command line asked to measure (read by [`suite`] and by
+//!   [`external`]'s detection).
 //! - [`suite`]: which cases run, in which order, with which allocator.
-//! - [`report`]: rows, the class table with its targets, sandbox on / off, and the
-//!   Markdown tables.
+//! - [`report`]: the report, in five files:
+//!   - [`report::row`]: one row per measured case, and how rows are found and ordered;
+//!   - [`report::targets`]: the class table and the targets its ratios are held against;
+//!   - [`report::comparisons`]: sandbox on / off, the eager set's CPU split, AVIF's cost;
+//!   - [`report::summary`]: the whole report (per class, machine, tools), as `--json`
+//!     writes it;
+//!   - [`report::tables`]: the progress lines and the Markdown tables.
+//! - [`error`]: [`error::BenchError`], every module's error but `main`'s (which reports it
+//!   through `anyhow`).
 
 mod cases;
+mod error;
 mod external;
 mod measure;
+mod options;
 mod report;
 mod suite;
 
@@ -117,13 +128,14 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let iterations = args.iterations as usize;
     if let Some(case) = args.child {
-        return cases::child(&args.file, iterations, &case);
+        cases::child(&args.file, iterations, &case)?;
+        return Ok(());
     }
     let mut classes = args.class;
     for kind in &args.kind {
         classes.extend(cases::Class::of_kind(kind)?);
     }
-    suite::run(&suite::Options {
+    suite::run(&options::Options {
         dir: args.dir,
         iterations,
         json: args.json,

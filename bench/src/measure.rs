@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
 use serde::Serialize;
+
+use crate::error::BenchError;
 
 /// The production images' jemalloc settings (`infra/aws/Dockerfile`, `ENV MALLOC_CONF`;
 /// a test checks they agree): 2 arenas that return dirty pages within a second.
@@ -29,11 +30,11 @@ pub enum Allocator {
 }
 
 impl Allocator {
-    pub fn parse(s: &str) -> anyhow::Result<Allocator> {
+    pub fn parse(s: &str) -> Result<Allocator, BenchError> {
         match s {
             "jemalloc" => Ok(Allocator::Jemalloc),
             "glibc" => Ok(Allocator::Glibc),
-            _ => bail!("unknown allocator {s:?} (jemalloc, glibc)"),
+            _ => Err(BenchError::UnknownAllocator(s.to_string())),
         }
     }
     pub fn label(self) -> &'static str {
@@ -43,13 +44,11 @@ impl Allocator {
         }
     }
     /// Sets this allocator in `cmd`'s environment (`jemalloc`: the preloaded library).
-    pub fn apply(self, cmd: &mut Command, jemalloc: Option<&PathBuf>) -> anyhow::Result<()> {
+    pub fn apply(self, cmd: &mut Command, jemalloc: Option<&PathBuf>) -> Result<(), BenchError> {
         cmd.env("MALLOC_ARENA_MAX", "2");
         match self {
             Allocator::Jemalloc => {
-                let lib = jemalloc.context(
-                    "libjemalloc.so.2 not found (scripts/install-deps.sh --jemalloc installs Debian's libjemalloc2; or --allocator glibc)",
-                )?;
+                let lib = jemalloc.ok_or(BenchError::NoJemalloc)?;
                 cmd.env("LD_PRELOAD", lib).env("MALLOC_CONF", JEMALLOC_CONF);
             }
             Allocator::Glibc => {
@@ -100,13 +99,16 @@ pub struct Running {
     stderr: std::thread::JoinHandle<String>,
 }
 
-pub fn spawn(cmd: &mut Command, what: &str) -> anyhow::Result<Running> {
+pub fn spawn(cmd: &mut Command, what: &str) -> Result<Running, BenchError> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("starting {what}"))?;
+        .map_err(|source| BenchError::Start {
+            what: what.to_string(),
+            source,
+        })?;
     let drain = |mut r: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut s = String::new();
@@ -116,7 +118,7 @@ pub fn spawn(cmd: &mut Command, what: &str) -> anyhow::Result<Running> {
     };
     let stdout = drain(Box::new(child.stdout.take().expect("piped")));
     let stderr = drain(Box::new(child.stderr.take().expect("piped")));
-    let pid = libc::pid_t::try_from(child.id()).context("pid")?;
+    let pid = libc::pid_t::try_from(child.id()).map_err(BenchError::Pid)?;
     // The child is reaped by `wait4` below, not by `Child::wait`; dropping `Child` neither
     // waits nor kills.
     drop(child);
@@ -128,7 +130,7 @@ pub fn spawn(cmd: &mut Command, what: &str) -> anyhow::Result<Running> {
     })
 }
 
-pub fn reap(running: Running) -> anyhow::Result<Reaped> {
+pub fn reap(running: Running) -> Result<Reaped, BenchError> {
     let mut status: libc::c_int = 0;
     // SAFETY: an all-zero rusage is a valid value; wait4 fills it in.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -140,18 +142,21 @@ pub fn reap(running: Running) -> anyhow::Result<Reaped> {
         }
         let err = std::io::Error::last_os_error();
         if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(err).with_context(|| format!("waiting for {}", running.what));
+            return Err(BenchError::Wait {
+                what: running.what,
+                source: err,
+            });
         }
     }
     let stdout = running.stdout.join().unwrap_or_default();
     let stderr = running.stderr.join().unwrap_or_default();
     let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
     if !ok {
-        bail!(
-            "{} failed (wait status {status}): {}",
-            running.what,
-            stderr.trim()
-        );
+        return Err(BenchError::Failed {
+            what: running.what,
+            status,
+            stderr: stderr.trim().to_string(),
+        });
     }
     Ok(Reaped {
         stdout,
@@ -160,7 +165,7 @@ pub fn reap(running: Running) -> anyhow::Result<Reaped> {
     })
 }
 
-pub fn run_measured(cmd: &mut Command, what: &str) -> anyhow::Result<Reaped> {
+pub fn run_measured(cmd: &mut Command, what: &str) -> Result<Reaped, BenchError> {
     reap(spawn(cmd, what)?)
 }
 

@@ -14,50 +14,14 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
 use rendition_image::vips;
 
-use crate::cases::{self, Case, CaseOutput, Class, Set};
+use crate::cases::{self, Case, CaseOutput, Set};
+use crate::error::BenchError;
 use crate::external::External;
 use crate::measure::{self, Allocator};
+use crate::options::Options;
 use crate::report::{self, Group, Machine, Measured, Report, Row, Tools};
-
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub dir: PathBuf,
-    pub iterations: usize,
-    pub json: Option<PathBuf>,
-    /// Where `npm install sharp` was run; default `${RENDITION_CACHE:-~/.cache/rendition}/sharp`.
-    pub sharp_dir: Option<PathBuf>,
-    pub no_sharp: bool,
-    pub no_vipsthumbnail: bool,
-    /// Rendition's allocators, the first one the class table's (never empty).
-    pub allocators: Vec<Allocator>,
-    /// Also run every Rendition case with the sandbox off, right before it runs with it on.
-    pub sandbox_compare: bool,
-    /// Run only these sets (empty: the default ones).
-    pub only: Vec<Set>,
-    /// Only these classes (empty: all four).
-    pub classes: Vec<Class>,
-    /// At most this many files per class (the first by name).
-    pub per_class: Option<usize>,
-    /// Only these concurrencies (empty: 1 and 2).
-    pub concurrency: Vec<usize>,
-}
-
-impl Options {
-    /// The sets measured on `class`.
-    fn sets(&self, class: Class) -> Vec<Set> {
-        if !self.only.is_empty() {
-            return self.only.clone();
-        }
-        let mut sets = vec![Set::One, Set::Eager10];
-        if class == Class::Progressive {
-            sets.push(Set::Eager15);
-        }
-        sets
-    }
-}
 
 /// Starts Rendition cases: this binary with `--child`.
 struct Rendition<'a> {
@@ -67,7 +31,7 @@ struct Rendition<'a> {
 }
 
 impl Rendition<'_> {
-    fn run(&self, case: Case, allocator: Allocator, files: &[PathBuf]) -> anyhow::Result<Row> {
+    fn run(&self, case: Case, allocator: Allocator, files: &[PathBuf]) -> Result<Row, BenchError> {
         let mut cmd = Command::new(&self.exe);
         cmd.arg(&self.opts.dir)
             .arg("--iterations")
@@ -80,13 +44,12 @@ impl Rendition<'_> {
         allocator.apply(&mut cmd, self.jemalloc.as_ref())?;
         let reaped = measure::run_measured(&mut cmd, "rendition-bench case")?;
         let out: CaseOutput =
-            serde_json::from_str(reaped.stdout.trim()).context("rendition case output")?;
+            serde_json::from_str(reaped.stdout.trim()).map_err(BenchError::CaseOutput)?;
         if allocator == Allocator::Jemalloc && out.jemalloc != Some(true) {
-            bail!(
-                "{}: jemalloc was not loaded in the case process (LD_PRELOAD={:?})",
-                case.to_arg(),
-                self.jemalloc
-            );
+            return Err(BenchError::JemallocNotLoaded {
+                case: case.to_arg(),
+                preload: self.jemalloc.clone(),
+            });
         }
         let mut notes = Vec::new();
         if case.sandbox {
@@ -121,17 +84,17 @@ impl Rendition<'_> {
 }
 
 /// Runs every case and prints the table; writes the JSON report with `--json`.
-pub fn run(opts: &Options) -> anyhow::Result<Report> {
+pub fn run(opts: &Options) -> Result<Report, BenchError> {
     let started = Instant::now();
     let load_before = measure::loadavg();
-    vips::init(1).context("starting libvips")?;
+    vips::init(1).map_err(BenchError::Vips)?;
     let external = External::detect(opts)?;
     let rendition = Rendition {
         opts,
-        exe: std::env::current_exe().context("locating this binary")?,
+        exe: std::env::current_exe().map_err(BenchError::CurrentExe)?,
         jemalloc: measure::find_jemalloc(),
     };
-    let primary = *opts.allocators.first().context("no allocator")?;
+    let primary = *opts.allocators.first().ok_or(BenchError::NoAllocator)?;
     let concurrencies = if opts.concurrency.is_empty() {
         vec![1, 2]
     } else {
@@ -219,15 +182,14 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
         });
     }
     if groups.is_empty() {
-        bail!(
-            "no progressive or baseline JPEG, PNG or HEIC files{} in {}",
-            if opts.classes.is_empty() {
+        return Err(BenchError::NoSources {
+            of_classes: if opts.classes.is_empty() {
                 ""
             } else {
                 " of the classes asked for"
             },
-            opts.dir.display()
-        );
+            dir: opts.dir.clone(),
+        });
     }
 
     let sandbox: Vec<_> = groups.iter().flat_map(|g| &g.sandbox).collect();
@@ -270,8 +232,12 @@ pub fn run(opts: &Options) -> anyhow::Result<Report> {
     };
     print!("{}", report::render_table(&report));
     if let Some(path) = &opts.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n").map_err(|source| {
+            BenchError::Write {
+                path: path.clone(),
+                source,
+            }
+        })?;
         println!("JSON report: {}", path.display());
     }
     Ok(report)
