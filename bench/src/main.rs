@@ -36,11 +36,11 @@
 //! - [`suite`]: which cases run, in which order, with which allocator.
 //! - [`report`]: the report, in five files:
 //!   - [`report::row`]: one row per measured case, and how rows are found and ordered;
-//!   - [`report::targets`]: the class table and the targets its ratios are held against;
-//!   - [`report::comparisons`]: sandbox on / off, the eager set's CPU split, AVIF's cost;
-//!   - [`report::summary`]: the whole report (per class, machine, tools), as `--json`
+//!   - `report::targets`: the class table and the targets its ratios are held against;
+//!   - `report::comparisons`: sandbox on / off, the eager set's CPU split, AVIF's cost;
+//!   - `report::summary`: the whole report (per class, machine, tools), as `--json`
 //!     writes it;
-//!   - [`report::tables`]: the progress lines and the Markdown tables.
+//!   - `report::tables`: the progress lines and the Markdown tables.
 //! - [`error`]: [`error::BenchError`], every module's error but `main`'s (which reports it
 //!   through `anyhow`).
 

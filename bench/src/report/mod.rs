@@ -3,8 +3,8 @@
 //! checked); the sandbox on/off, eager split and AVIF tables when those cases ran; and the
 //! Markdown tables (so they can be pasted into docs/performance.md).
 //!
-//! Its files (listed in the crate's `# Layout`) import one way: [`row`] ← [`targets`],
-//! [`comparisons`] ← [`summary`] ← [`tables`]; this file only declares and re-exports them.
+//! Its files (listed in the crate's `# Layout`) import one way: `row` ← `targets`,
+//! `comparisons` ← `summary` ← `tables`; this file only declares and re-exports them.
 
 mod comparisons;
 mod row;

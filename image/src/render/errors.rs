@@ -137,7 +137,7 @@ impl RenderError {
 
     /// A refusal of one variant, not of the source: its output over the limit, the frame
     /// its crop is cut from over the work budget, a variant this source cannot have. Its
-    /// siblings are still made ([`Skipped`]). Input limits (pixels and decoded bytes of a
+    /// siblings are still made ([`Skipped`](super::Skipped)). Input limits (pixels and decoded bytes of a
     /// kept animation included) refuse the whole source.
     pub fn is_variant_specific(&self) -> bool {
         matches!(
