@@ -83,10 +83,11 @@ pub fn init(
     telemetry: &TelemetrySettings,
     service: &'static str,
 ) -> Result<Telemetry, TelemetryError> {
-    let filter = EnvFilter::try_new(&log.filter).map_err(|e| TelemetryError::Filter {
-        filter: log.filter.clone(),
-        reason: e.to_string(),
-    })?;
+    let filter =
+        EnvFilter::try_new(quiet_sdk(&log.filter)).map_err(|e| TelemetryError::Filter {
+            filter: log.filter.clone(),
+            reason: e.to_string(),
+        })?;
     let ansi = std::io::stderr().is_terminal();
     // Each span's close is a line with its duration: the trace, when nothing exports it.
     let fmt = tracing_subscriber::fmt::layer()
@@ -113,6 +114,33 @@ pub fn init(
         .with(otel)
         .try_init();
     Ok(Telemetry { provider })
+}
+
+/// The AWS SDK's targets that warn at each step of credential and region discovery (on a
+/// machine that is not EC2, two ~1,000-character IMDS warnings before anything else), even
+/// when a later step succeeds or AWS is never called: quiet unless `log.filter` names
+/// them (e.g. `info,aws_config=debug`). A discovery that finally fails is the error of
+/// the call that needed it.
+const QUIET_SDK: &[&str] = &[
+    "aws_config",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http_client",
+];
+
+/// `filter` with each of [`QUIET_SDK`] it does not mention at `error`.
+fn quiet_sdk(filter: &str) -> String {
+    let mut out = filter.trim().to_string();
+    for target in QUIET_SDK {
+        if !filter.contains(target) {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(target);
+            out.push_str("=error");
+        }
+    }
+    out
 }
 
 fn provider(endpoint: &str, service: &'static str) -> Result<SdkTracerProvider, TelemetryError> {
@@ -160,4 +188,20 @@ pub fn traceparent(span: &tracing::Span) -> Option<String> {
     let mut carrier = std::collections::HashMap::new();
     TraceContextPropagator::new().inject_context(&cx, &mut carrier);
     carrier.remove(TRACEPARENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sdk_discovery_is_quiet_unless_the_filter_names_it() {
+        let filter = quiet_sdk("info");
+        assert!(filter.starts_with("info,aws_config=error,"), "{filter}");
+        assert!(EnvFilter::try_new(&filter).is_ok());
+        let filter = quiet_sdk("info,aws_config=debug");
+        assert!(!filter.contains("aws_config=error"), "{filter}");
+        assert!(filter.contains("aws_smithy_runtime=error"), "{filter}");
+        assert_eq!(quiet_sdk("").split(',').count(), QUIET_SDK.len());
+    }
 }

@@ -136,3 +136,209 @@ fn the_binary_checks_its_sections_at_start() {
     let (ok, stderr) = run(shared, &[("RENDITION__SQS__WAIT_SECONDS", "30")]);
     assert!(!ok && stderr.contains("sqs.wait_seconds"), "{stderr}");
 }
+
+/// `rendition ARGS` in a scratch folder with only `vars` of our own: (exit code, stderr
+/// lines).
+fn rendition_fails(
+    cwd: &std::path::Path,
+    args: &[&str],
+    vars: &[(&str, &str)],
+) -> (i32, Vec<String>) {
+    let out = crate::harness::Spawn::rendition(cwd)
+        .args(args)
+        .hermetic()
+        .env_remove("RUST_LOG")
+        .envs(vars.iter().copied())
+        .output_blocking();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    // What the program says, without its log lines (a timestamp first; `render` logs its
+    // helper's start and its span).
+    let lines: Vec<String> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("20"))
+        .map(str::to_string)
+        .collect();
+    // What a newcomer must never have to read.
+    for banned in [".rs:", "figment", "default.", "Caused by", "u64"] {
+        assert!(
+            !stderr.contains(banned),
+            "{args:?} says {banned:?}:\n{stderr}"
+        );
+    }
+    assert!(
+        lines.len() <= 3,
+        "{args:?}: more than three lines besides the logs:\n{stderr}"
+    );
+    (out.status.code().expect("exited"), lines)
+}
+
+#[test]
+fn a_bad_variable_is_named_once_with_what_it_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    let (code, lines) = rendition_fails(
+        dir.path(),
+        &["run", "--local", bucket.to_str().unwrap(), "--once"],
+        &[("RENDITION__LIMITS__MAX_INPUT_PIXELS", "lots")],
+    );
+    assert_eq!(
+        (code, lines),
+        (
+            2,
+            vec![
+                "error: RENDITION__LIMITS__MAX_INPUT_PIXELS: found \"lots\", expected a whole number, 0 or more (config)".to_string()
+            ]
+        )
+    );
+}
+
+#[test]
+fn a_bad_preset_spec_names_the_file_and_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rendition.toml"),
+        "[presets.x]\nspec = \"w=abc\"\n",
+    )
+    .unwrap();
+    let (code, lines) = rendition_fails(dir.path(), &["schema"], &[]);
+    let expected = "w=abc"
+        .parse::<rendition_image::spec::VariantSpec>()
+        .unwrap_err();
+    assert_eq!(
+        (code, lines),
+        (
+            2,
+            vec![format!(
+                "error: rendition.toml: presets.x.spec: found \"w=abc\": {expected} (config)"
+            )]
+        )
+    );
+}
+
+#[test]
+fn a_misspelt_key_gets_the_nearest_known_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rendition.toml"),
+        "[render]\nconcurency = 4\n",
+    )
+    .unwrap();
+    let (code, lines) = rendition_fails(dir.path(), &["schema"], &[]);
+    assert_eq!(
+        (code, lines),
+        (
+            2,
+            vec![
+                "error: rendition.toml: unknown key `render.concurency`; did you mean `concurrency`? (config)".to_string()
+            ]
+        )
+    );
+    // From a variable: the variable, and the one to set instead.
+    let (code, lines) = rendition_fails(
+        dir.path(),
+        &["--config", "/dev/null", "schema"],
+        &[("RENDITION__RENDER__CONCURENCY", "4")],
+    );
+    assert_eq!(
+        (code, lines),
+        (
+            2,
+            vec![
+                "error: RENDITION__RENDER__CONCURENCY: unknown key `render.concurency`; did you mean `concurrency` (RENDITION__RENDER__CONCURRENCY)? (config)".to_string()
+            ]
+        )
+    );
+}
+
+#[test]
+fn a_worker_without_a_queue_fails_at_once_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let (code, lines) = rendition_fails(dir.path(), &["worker", "--queue", "sqs"], &[]);
+    assert_eq!(
+        (code, lines),
+        (
+            2,
+            vec![
+                "error: sqs.queue_url is not set: `rendition worker --queue sqs` needs it (config)"
+                    .to_string(),
+                "hint: set RENDITION__SQS__QUEUE_URL, or `queue_url` under [sqs] in rendition.toml"
+                    .to_string(),
+            ]
+        )
+    );
+    // Before any AWS client: no credential or region discovery (IMDS takes seconds).
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let (code, lines) = rendition_fails(
+        dir.path(),
+        &["worker", "--queue", "rabbitmq"],
+        &[("RENDITION__RABBITMQ__URL", "")],
+    );
+    assert_eq!(code, 2);
+    assert_eq!(
+        lines[0],
+        "error: rabbitmq.url is not set: `rendition worker --queue rabbitmq` needs it (config)"
+    );
+    let (code, lines) = rendition_fails(dir.path(), &["gc"], &[("RENDITION__S3__BUCKET", "")]);
+    assert_eq!(
+        (code, lines[0].as_str()),
+        (
+            2,
+            "error: s3.bucket is not set: `rendition gc` without --local needs it (config)"
+        )
+    );
+    let (code, lines) = rendition_fails(
+        dir.path(),
+        &["url", "originals/a.jpg", "--spec", "w=10", "--local", "."],
+        &[],
+    );
+    assert_eq!(
+        (code, lines[1].as_str()),
+        (
+            2,
+            "hint: set RENDITION__URLS__SIGNING_KEYS, or `signing_keys` under [urls] in rendition.toml"
+        )
+    );
+}
+
+#[test]
+fn a_missing_input_is_said_once_and_is_a_runtime_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, lines) = rendition_fails(
+        dir.path(),
+        &["render", "missing.jpg", "--spec", "w=10", "-o", "out.webp"],
+        &[],
+    );
+    assert_eq!(
+        (code, lines),
+        (
+            1,
+            vec![
+                "error: cannot read missing.jpg: No such file or directory (os error 2) (io)"
+                    .to_string()
+            ]
+        )
+    );
+}
+
+#[test]
+fn an_over_limit_render_says_which_limit_to_raise() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jpg");
+    let jpeg = crate::harness::encode_jpeg(&crate::harness::quadrants(64, 32), 90);
+    std::fs::write(&input, jpeg).unwrap();
+    let (code, lines) = rendition_fails(
+        dir.path(),
+        &["render", "in.jpg", "--spec", "w=10", "-o", "out.webp"],
+        &[("RENDITION__LIMITS__MAX_INPUT_PIXELS", "100")],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        lines,
+        [
+            "error: source is 64×32 = 2048 pixels, over the limit of 100 (too_many_pixels)",
+            "hint: if the source is trusted, raise limits.max_input_pixels (RENDITION__LIMITS__MAX_INPUT_PIXELS); the limit guards against hostile input",
+        ],
+        "{lines:?}"
+    );
+}

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use rendition_pipeline::config::Settings;
+use rendition_image::render::RenderError;
+use rendition_pipeline::config::{ConfigError, Settings};
 use rendition_pipeline::store::{FsStore, StoreError};
 
 use crate::app::QueueKind;
@@ -20,6 +21,9 @@ use crate::{app, backfill, gc, html, local, oneoff, rabbit, serve, sheet, sqs, u
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
+    /// A setting the command needs is missing ([`needs`]).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Compose(#[from] ComposeError),
     #[error("opening {path}: {source}")]
@@ -49,13 +53,31 @@ pub enum CommandError {
     Gc(#[from] gc::GcError),
     #[error(transparent)]
     Rabbit(#[from] rabbit::RabbitError),
-    #[error("sqs.queue_url is not set (RENDITION__SQS__QUEUE_URL)")]
-    NoSqsQueue,
     #[error("writing {path}: {source}")]
     Write {
         path: String,
         source: std::io::Error,
     },
+}
+
+impl CommandError {
+    /// The configuration error it is, if it is one.
+    pub fn config(&self) -> Option<&ConfigError> {
+        match self {
+            CommandError::Config(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The render error it is, if it is one (a one-off render, or a renderer that could
+    /// not start).
+    pub fn render(&self) -> Option<&RenderError> {
+        match self {
+            CommandError::OneOff(oneoff::OneOffError::Render(e))
+            | CommandError::Compose(ComposeError::Renderer(e)) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> CommandError + '_ {
@@ -65,13 +87,15 @@ fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> CommandError + '_ {
     }
 }
 
-/// Runs `command` until it is done or `shutdown` resolves.
+/// Runs `command` until it is done or `shutdown` resolves; first checks the settings it
+/// needs ([`needs`]).
 pub async fn run(
     command: Command,
     settings: Settings,
     sections: CliSections,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<ExitCode, CommandError> {
+    needs(&command, &settings, &sections)?;
     let settings = Arc::new(settings);
     match command {
         Command::Run { local, once } => run_local(settings, &local, once, shutdown).await,
@@ -147,6 +171,68 @@ pub async fn run(
             gc_command(&settings, options, local.as_deref(), quiet).await
         }
         Command::Schema { out } => schema(out),
+    }
+}
+
+/// The settings `command` cannot run without, checked before any client, network or
+/// helper process is set up: a worker's queue, the S3 bucket of a command without
+/// `--local`, a signing key for `url --spec`. Each missing one is a
+/// [`ConfigError::Required`] naming the key and its variable.
+pub fn needs(
+    command: &Command,
+    settings: &Settings,
+    sections: &CliSections,
+) -> Result<(), ConfigError> {
+    let bucket = |local: &Option<PathBuf>, what: &str| {
+        if local.is_none() && settings.s3.bucket.is_empty() {
+            return Err(ConfigError::required(
+                "s3.bucket",
+                format!("`rendition {what}` without --local"),
+            ));
+        }
+        Ok(())
+    };
+    let queue = |kind: QueueKind, what: &str| match kind {
+        QueueKind::Rabbitmq if sections.rabbitmq.url.is_empty() => Err(ConfigError::required(
+            "rabbitmq.url",
+            format!("`rendition {what} --queue rabbitmq`"),
+        )),
+        QueueKind::Sqs if sections.sqs.queue_url.is_empty() => Err(ConfigError::required(
+            "sqs.queue_url",
+            format!("`rendition {what} --queue sqs`"),
+        )),
+        _ => Ok(()),
+    };
+    match command {
+        Command::Worker { queue: kind } => {
+            queue(*kind, "worker")?;
+            bucket(&None, "worker")
+        }
+        Command::Serve { local, .. } => bucket(local, "serve"),
+        Command::Url { spec, local, .. } => {
+            if spec.is_some() && settings.urls.signing_keys.is_empty() {
+                return Err(ConfigError::required(
+                    "urls.signing_keys",
+                    "`rendition url --spec` (an explicit spec is signed)",
+                ));
+            }
+            bucket(local, "url")
+        }
+        Command::Sheet { local, .. } => bucket(local, "sheet"),
+        Command::Html { local, .. } => bucket(local, "html"),
+        Command::Gc { local, .. } => bucket(local, "gc"),
+        Command::Backfill {
+            dry_run,
+            queue: kind,
+            local,
+            ..
+        } => {
+            if let (false, Some(kind)) = (dry_run, kind) {
+                queue(*kind, "backfill")?;
+            }
+            bucket(local, "backfill")
+        }
+        Command::Run { .. } | Command::Render { .. } | Command::Schema { .. } => Ok(()),
     }
 }
 
@@ -325,15 +411,10 @@ async fn backfill_command(
         (false, Some(QueueKind::Rabbitmq)) => backfill::Sink::Rabbit(Box::new(
             rabbit::JobPublisher::connect(&sections.rabbitmq).await?,
         )),
-        (false, Some(QueueKind::Sqs)) => {
-            if sections.sqs.queue_url.is_empty() {
-                return Err(CommandError::NoSqsQueue);
-            }
-            backfill::Sink::Sqs {
-                client: sqs::client(&sections.sqs).await,
-                queue_url: sections.sqs.queue_url.clone(),
-            }
-        }
+        (false, Some(QueueKind::Sqs)) => backfill::Sink::Sqs {
+            client: sqs::client(&sections.sqs).await,
+            queue_url: sections.sqs.queue_url.clone(),
+        },
         (false, None) => backfill::Sink::InPlace,
     };
     let summary = backfill::run(&engine, &sink, &options, |key| {

@@ -15,7 +15,10 @@
 //! - [`local`]: `run --local DIR`, a folder as the bucket (scan + inotify + eager jobs;
 //!   a file deleted or moved out is a removal).
 //! - [`oneoff`]: `render IN --spec S -o OUT`, one variant of one file.
-//! - [`commands`]: one function per command, called by `main` on one runtime.
+//! - [`commands`]: one function per command, called by `main` on one runtime; first the
+//!   settings each command needs ([`commands::needs`]), before anything is set up.
+//! - [`report`]: how `main` prints a failure (each cause once, its kind, a hint) and its
+//!   exit code (2: configuration, 1: a failure while running).
 //! - [`compose`]: the composition root: settings → store (folder or S3) → renderer →
 //!   engine (and the CDN removals invalidate) / on-demand path.
 //! - [`shutdown`]: the Ctrl-C / SIGTERM future handed to every `run`.
@@ -52,6 +55,7 @@ pub mod markup;
 pub mod metrics;
 pub mod oneoff;
 pub mod rabbit;
+pub mod report;
 pub mod serve;
 pub mod settings;
 pub mod sheet;

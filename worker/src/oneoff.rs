@@ -26,8 +26,9 @@ pub enum OneOffError {
     },
     #[error("the spec asks for {spec} but the output file name ends in .{ext}")]
     FormatMismatch { spec: &'static str, ext: String },
-    /// Printed with its stable kind, e.g. `… (too_many_scans)`.
-    #[error("{0} ({kind})", kind = .0.kind())]
+    /// `main` prints it with its stable kind, e.g. `… (too_many_scans)`
+    /// ([`crate::report`]).
+    #[error(transparent)]
     Render(#[from] RenderError),
 }
 

@@ -157,7 +157,10 @@ mod tests {
             "[serve]\nmax_render = 2\n",
         ] {
             let err = load_text(text).unwrap_err();
-            assert!(matches!(err, ConfigError::Invalid(_)), "{text}: {err}");
+            assert!(
+                matches!(err, ConfigError::UnknownKey { .. }),
+                "{text}: {err}"
+            );
         }
         let err = load(None, env(&[("RENDITION__SERVE__NOPE", "1")])).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
