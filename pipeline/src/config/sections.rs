@@ -261,9 +261,9 @@ impl Preset {
 
     /// The version of this preset in `format` ([`Format::Auto`]: its legacy format) that
     /// its derivative names carry: the spec hash of [`Preset::spec_in`]`(format)`
-    /// ([`crate::naming::spec_hash`]).
+    /// ([`rendition_image::spec::spec_hash`]).
     pub fn hash_in(&self, format: Format) -> String {
-        crate::naming::spec_hash(&self.spec_in(format).to_string())
+        rendition_image::spec::spec_hash(&self.spec_in(format).to_string())
     }
 
     /// What the version of its negotiated (`.auto`) URL covers: the spec with `fm=auto`
@@ -282,7 +282,7 @@ impl Preset {
 
     /// The version its `.auto` URL carries: the spec hash of [`Preset::negotiated_text`].
     pub fn negotiated_hash(&self) -> String {
-        crate::naming::spec_hash(&self.negotiated_text())
+        rendition_image::spec::spec_hash(&self.negotiated_text())
     }
 }
 
