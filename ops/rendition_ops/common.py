@@ -179,6 +179,22 @@ class Moto:
         self._log.close()
 
 
+def rabbit_worker_env(bucket: str, s3_endpoint: str, names: dict, concurrency: int) -> dict:
+    """The RENDITION__* a `worker --queue rabbitmq` needs against moto's S3 and the loopback
+    broker: its bucket, the queue and exchanges in `names`, an ops endpoint on a free port."""
+    return {
+        "RENDITION__RENDER__CONCURRENCY": str(concurrency),
+        "RENDITION__WORKER__HTTP_ADDR": "127.0.0.1:0",
+        "RENDITION__S3__BUCKET": bucket,
+        "RENDITION__S3__ENDPOINT": s3_endpoint,
+        "RENDITION__S3__FORCE_PATH_STYLE": "true",
+        "RENDITION__S3__REGION": "us-east-1",
+        "RENDITION__RABBITMQ__QUEUE": names["queue"],
+        "RENDITION__RABBITMQ__UPLOADS_EXCHANGE": names["uploads"],
+        "RENDITION__RABBITMQ__EVENTS_EXCHANGE": names["events"],
+    }
+
+
 def boto_clients(endpoint: str):
     import boto3
     from botocore.config import Config

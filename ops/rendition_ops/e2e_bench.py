@@ -271,17 +271,7 @@ def e2e_run(args, binary: Path, env: dict, moto: oc.Moto, items: list[tuple[str,
         if not uploaded:
             etags = upload(s3, bucket, items, tag)
         wenv = dict(env)
-        wenv.update({
-            "RENDITION__RENDER__CONCURRENCY": str(concurrency),
-            "RENDITION__WORKER__HTTP_ADDR": "127.0.0.1:0",
-            "RENDITION__S3__BUCKET": bucket,
-            "RENDITION__S3__ENDPOINT": moto.endpoint,
-            "RENDITION__S3__FORCE_PATH_STYLE": "true",
-            "RENDITION__S3__REGION": "us-east-1",
-            "RENDITION__RABBITMQ__QUEUE": names["queue"],
-            "RENDITION__RABBITMQ__UPLOADS_EXCHANGE": names["uploads"],
-            "RENDITION__RABBITMQ__EVENTS_EXCHANGE": names["events"],
-        })
+        wenv.update(oc.rabbit_worker_env(bucket, moto.endpoint, names, concurrency))
         for i in range(workers):
             name = f"worker-{tag}" if workers == 1 else f"worker-{tag}-{i + 1}"
             fleet.append(oc.Worker(name, binary, ["--config", args.config, "worker", "--queue", "rabbitmq"],

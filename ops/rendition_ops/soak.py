@@ -175,19 +175,8 @@ def main():
         env.update(oc.AWS_ENV)
         if args.allocator == "jemalloc":
             env.update(jemalloc_env())
-        env.update({
-            "MALLOC_ARENA_MAX": "2",
-            "RENDITION__LOG__FORMAT": "json",
-            "RENDITION__RENDER__CONCURRENCY": "2",
-            "RENDITION__WORKER__HTTP_ADDR": "127.0.0.1:0",
-            "RENDITION__S3__BUCKET": bucket,
-            "RENDITION__S3__ENDPOINT": moto.endpoint,
-            "RENDITION__S3__FORCE_PATH_STYLE": "true",
-            "RENDITION__S3__REGION": "us-east-1",
-            "RENDITION__RABBITMQ__QUEUE": names["queue"],
-            "RENDITION__RABBITMQ__UPLOADS_EXCHANGE": names["uploads"],
-            "RENDITION__RABBITMQ__EVENTS_EXCHANGE": names["events"],
-        })
+        env.update({"MALLOC_ARENA_MAX": "2", "RENDITION__LOG__FORMAT": "json"})
+        env.update(oc.rabbit_worker_env(bucket, moto.endpoint, names, 2))
         worker = oc.Worker("worker", binary, ["--config", args.config, "worker", "--queue", "rabbitmq"], env, logdir)
         worker.start()
         if not worker.wait_log(lambda e: e.get("message") == "consuming", 60):
